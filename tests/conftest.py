@@ -1,0 +1,38 @@
+"""Shared fixtures: the methods every parity test runs over, and the SPEC accuracy bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+# Every parity test runs once per method; a new method joins by being named here.
+METHODS = ("direct", "auto")
+
+
+@pytest.fixture(params=METHODS)
+def method(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261124)
+
+
+def bound(weights: np.ndarray, x: np.ndarray, dtype: str = "float32") -> float:
+    """SPEC section 1 accuracy bound: 1e-5 (float32) or 1e-12 (float64) · Σ|K| · max|x|.
+
+    ``weights``: (kh, kw) or (C_out, C_in/g, kh, kw); Σ|K| is taken per output channel
+    (over its input channels too) and the largest is used.
+    """
+    w = np.abs(np.asarray(weights, dtype=np.float64))
+    per_output = w.reshape(-1, *w.shape[-2:]).sum(axis=(1, 2)) if w.ndim == 2 else \
+        w.reshape(w.shape[0], -1).sum(axis=1)
+    scale = float(per_output.max()) * float(np.nanmax(np.abs(x)))
+    return (1e-5 if dtype == "float32" else 1e-12) * max(scale, 1e-30)
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, weights, x, dtype="float32"):
+    """Equal within the SPEC bound, same shape, NaN where the reference has NaN."""
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=bound(weights, x, dtype))
