@@ -1,0 +1,64 @@
+"""BankSpec: a filter bank resolved for one frame format, the input of every method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class BankSpec:
+    """Everything a method needs, fixed for a whole stream.
+
+    ``weights``: ``(C_out, C_in/groups, kh, kw)`` float64, already turned for correlation
+    (a convolve bank arrives here with its kernels rotated 180°), so every method computes
+    ``y[r, c, o] = Σ_{i,j,ch} W[o, ch, i, j] · xp[r·sh + i·dh, c·sw + j·dw, g(o)·cg + ch]``
+    on the frame padded by ``pads`` = (top, bottom, left, right) with ``border``.
+    ``shared``: one 2-D kernel applied to every channel (depthwise, M = 1, all kernels equal).
+    """
+
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    weights: np.ndarray
+    groups: int
+    shared: bool
+    pads: tuple[int, int, int, int]
+    border: str
+    border_value: float
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    dtype: np.dtype
+
+    @property
+    def c_in(self) -> int:
+        return self.in_shape[2]
+
+    @property
+    def c_out(self) -> int:
+        return self.out_shape[2]
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return self.weights.shape[2], self.weights.shape[3]
+
+    @property
+    def in_per_group(self) -> int:
+        return self.weights.shape[1]
+
+    @property
+    def out_per_group(self) -> int:
+        return self.c_out // self.groups
+
+    @property
+    def unit_steps(self) -> bool:
+        """Stride 1 and dilation 1 on both axes."""
+        return self.stride == (1, 1) and self.dilation == (1, 1)
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        t, b, left, r = self.pads
+        return self.in_shape[0] + t + b, self.in_shape[1] + left + r
+
+    def group_of(self, o: int) -> int:
+        return o // self.out_per_group
