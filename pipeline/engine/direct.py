@@ -1,22 +1,29 @@
-"""The direct (spatial) method: OpenCV filter2D for unit steps, im2col + BLAS GEMM otherwise.
+"""The direct (spatial) method: OpenCV filter2D per kernel, or im2col + BLAS GEMM.
 
 filter2D switches to its own single-threaded float64 DFT once a kernel has 130 taps or
 more (50 for other depth pairs): slower than staying direct up to k ≈ 19, and it spreads
 a NaN over the whole frame. It never does so on a sub-matrix, so at or above that size
 the padded frame goes in as a UMat and the kernel runs on an ROI of it: OpenCV reads the
 pixels around the ROI (our padding) instead of making a border, and stays direct.
+
+Channel-mixing banks, strides and dilations go through GEMM instead: the padded frame is
+split into channel planes once, then each band of output rows becomes an im2col block
+(C_in/g·kh·kw rows, one contiguous copy per tap) multiplied by the weight matrix, written
+straight into a planar ``(C_out, H', W')`` result that is returned as an ``(H', W', C_out)`` view.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
-from .border import CV2_BORDER, pad
+from . import threads
+from .border import CV2_BORDER, fill_planar, pad
 from .spec import BankSpec
 
 DFT_TAPS = 130  # cv2's switch for 32F->32F (and 8U->8U); other depth pairs switch at 50
-_BAND_BYTES = 4 << 20  # im2col rows are built in bands of about this size
+_BAND_BYTES = 2 << 20  # an im2col band is about this size: it stays in L2
 
 
 class DirectMethod:
@@ -24,19 +31,19 @@ class DirectMethod:
 
     name = "direct"
 
-    def __init__(self, spec: BankSpec) -> None:
+    def __init__(self, spec: BankSpec, strategy: str | None = None) -> None:
         self.spec = spec
         self._kernels = np.ascontiguousarray(spec.weights, dtype=spec.dtype)
         self._ddepth = cv2.CV_32F if spec.dtype == np.float32 else cv2.CV_64F
         kh, kw = spec.kernel_size
         self._big = kh * kw >= (DFT_TAPS if spec.dtype == np.float32 else 50)
-        self.strategy = "filter2d" if spec.unit_steps else "gemm"
+        self.strategy = strategy or default_strategy(spec)
         self._in_place_border = self._cv2_can_border()
         if self.strategy == "gemm":
+            self._planes = np.empty((spec.c_in, *spec.padded_shape), dtype=spec.dtype)
+            og = spec.out_per_group
             self._gemm_weights = [
-                self._kernels[g * spec.out_per_group : (g + 1) * spec.out_per_group]
-                .reshape(spec.out_per_group, -1)
-                .T.copy()
+                np.ascontiguousarray(self._kernels[g * og : (g + 1) * og].reshape(og, -1))
                 for g in range(spec.groups)
             ]
 
@@ -96,29 +103,55 @@ class DirectMethod:
 
     # -------------------------------------------------------------------- GEMM path
     def _gemm(self, x: np.ndarray) -> np.ndarray:
-        """im2col of output-row bands, one BLAS matmul per band and group."""
+        """Planar im2col of output-row bands, one BLAS matmul per band and group.
+
+        Bands are shared out to the engine's workers, each with its own im2col buffer;
+        BLAS runs single-threaded meanwhile (engine/threads.py says why).
+        """
         s = self.spec
-        xp = pad(x, s.pads, s.border, s.border_value)
+        planes = self._planes
+        fill_planar(planes, x, s.pads, s.border, s.border_value)  # (C, Hp, Wp)
         (kh, kw), (sh, sw), (dh, dw) = s.kernel_size, s.stride, s.dilation
-        eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
         h_out, w_out, c_out = s.out_shape
         cg, og = s.in_per_group, s.out_per_group
-        windows = np.lib.stride_tricks.sliding_window_view(xp, (eh, ew), axis=(0, 1))
-        windows = windows[::sh, ::sw, :, ::dh, ::dw][:h_out, :w_out]  # (H', W', C, kh, kw)
-        out = np.empty((h_out, w_out, c_out), dtype=s.dtype)
-        row_bytes = w_out * cg * kh * kw * x.itemsize
-        band = max(1, _BAND_BYTES // max(row_bytes, 1))
-        for r0 in range(0, h_out, band):
-            r1 = min(h_out, r0 + band)
-            for g, weights in enumerate(self._gemm_weights):
-                cols = windows[r0:r1, :, g * cg : (g + 1) * cg].reshape(-1, cg * kh * kw)
-                y = cols @ weights  # (rows·W', og)
-                out[r0:r1, :, g * og : (g + 1) * og] = y.reshape(r1 - r0, w_out, og)
-        return out
+        out = np.empty((c_out, h_out, w_out), dtype=s.dtype)
+        sc, sr, sx = planes.strides
+        rows = cg * kh * kw
+        band = max(1, min(h_out, _BAND_BYTES // max(rows * w_out * x.itemsize, 1)))
+        starts = list(range(0, h_out, band))
+
+        def work(part: int) -> None:
+            buf = np.empty(rows * band * w_out, dtype=s.dtype)
+            for r0 in starts[part :: threads.CORES]:
+                n = min(band, h_out - r0)
+                cols = buf[: rows * n * w_out].reshape(cg, kh, kw, n, w_out)
+                for g, weights in enumerate(self._gemm_weights):
+                    # (c, i, j, r, col) -> planes[g·cg + c, (r0 + r)·sh + i·dh, col·sw + j·dw]
+                    view = as_strided(
+                        planes[g * cg, r0 * sh :],
+                        shape=(cg, kh, kw, n, w_out),
+                        strides=(sc, dh * sr, dw * sx, sh * sr, sw * sx),
+                    )
+                    np.copyto(cols, view)
+                    target = out[g * og : (g + 1) * og, r0 : r0 + n].reshape(og, n * w_out)
+                    np.matmul(weights, cols.reshape(rows, n * w_out), out=target)
+
+        with threads.single_threaded_blas():
+            threads.run_parallel(work, min(threads.CORES, len(starts)))
+        return out.transpose(1, 2, 0)
+
+
+def default_strategy(spec: BankSpec) -> str:
+    """filter2D when every output reads one channel at unit steps; GEMM otherwise."""
+    if spec.unit_steps and (spec.shared or spec.in_per_group == 1):
+        return "filter2d"
+    return "gemm"
 
 
 def _stack(planes: list[np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:
-    """Channel planes ``(H, W)`` -> one contiguous ``(H, W, C)`` array."""
+    """Channel planes ``(H, W)`` -> one ``(H, W, C)`` array."""
     if len(planes) == 1:
         return planes[0].reshape(shape)
-    return cv2.merge(planes).reshape(shape)
+    if len(planes) <= 512:  # CV_CN_MAX
+        return cv2.merge(planes).reshape(shape)
+    return np.stack(planes, axis=-1)

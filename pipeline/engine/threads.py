@@ -1,0 +1,59 @@
+"""Who owns the cores: one shared worker pool, and BLAS kept to one thread inside it.
+
+On two cores, OpenBLAS's own threads on the small band GEMMs of the direct method cost
+more in synchronisation than they gain (measured 35 ms vs 13 ms per 720p frame), and
+pools that spin after a call slow the next library's call (../shared/PERF_NOTES.md E).
+So the engine splits work itself across ``CORES`` workers and runs BLAS single-threaded
+while it does; FFTW gets ``CORES`` threads of its own for the transforms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from functools import cache
+from typing import Any
+
+from threadpoolctl import ThreadpoolController
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+CORES = _cores()
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="pipeline-engine")
+
+
+@cache
+def _controller() -> ThreadpoolController:
+    return ThreadpoolController()  # finds the loaded BLAS libraries once (slow), then cached
+
+
+def single_threaded_blas() -> AbstractContextManager[Any]:
+    """A context in which BLAS uses one thread (the engine's workers parallelise instead)."""
+    return _controller().limit(limits=1, user_api="blas")
+
+
+def run_parallel(work: Callable[[int], None], parts: int = CORES) -> None:
+    """Call ``work(0) … work(parts - 1)`` on the engine's workers and wait for all of them."""
+    if parts <= 1:
+        work(0)
+        return
+    for future in [_pool().submit(work, p) for p in range(parts)]:
+        future.result()
+
+
+def split(n: int, parts: int = CORES) -> Iterable[tuple[int, int]]:
+    """``parts`` contiguous (start, stop) ranges covering ``range(n)``, none empty."""
+    parts = max(1, min(parts, n))
+    return [(n * p // parts, n * (p + 1) // parts) for p in range(parts)]
