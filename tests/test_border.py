@@ -27,3 +27,27 @@ def test_pad_past_cv2_channel_limit(rng):
     x = rng.normal(size=(3, 4, 600)).astype(np.float32)
     np.testing.assert_array_equal(pad(x, (2, 1, 0, 5), "wrap"),
                                   np.pad(x, ((2, 1), (0, 5), (0, 0)), mode="wrap"))
+
+
+@pytest.mark.parametrize("border", list(NUMPY_MODE))
+def test_pad_margins_in_place_is_numpy_pad(rng, border):
+    """Margins filled around an interior written in place equal numpy.pad, or it declines."""
+    from pipeline.engine.border import margins_fit, pad_margins
+
+    for h, w in itertools.product((1, 2, 5), (1, 3, 6)):
+        x = rng.normal(size=(2, h, w))
+        for pads in ((0, 0, 0, 0), (1, 2, 0, 3), (4, 0, 5, 2), (5, 5, 6, 6), (6, 1, 1, 7)):
+            t, b, left, r = pads
+            buf = np.full((2, h + t + b + 3, w + left + r + 2), np.nan)
+            buf[:, t : t + h, left : left + w] = x
+            done = margins_fit(pads, (h, w), border)
+            if done:
+                pad_margins(buf, pads, (h, w), border, 2.5)
+            widths = ((0, 0), (t, b), (left, r))
+            extra = {"constant_values": 2.5} if border == "constant" else {}
+            expected = np.pad(x, widths, mode=NUMPY_MODE[border], **extra)
+            reach = {"reflect101": 1, "symmetric": 0, "wrap": 0}.get(border)
+            fits = reach is None or (max(t, b) <= h - reach and max(left, r) <= w - reach)
+            assert done == fits
+            if done:
+                np.testing.assert_array_equal(buf[:, : h + t + b, : w + left + r], expected)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import threads
+
 CV2_BORDER = {
     "zero": cv2.BORDER_CONSTANT,
     "constant": cv2.BORDER_CONSTANT,
@@ -47,3 +49,67 @@ def pad(
     if NUMPY_MODE[border] == "constant":
         return np.pad(x, widths, mode="constant", constant_values=value)
     return np.pad(x, widths, mode=NUMPY_MODE[border])
+
+
+def margins_fit(pads: tuple[int, int, int, int], size: tuple[int, int], border: str) -> bool:
+    """Whether ``pad_margins`` can fill these pads (one reflection of the frame reaches)."""
+    t, b, left, r = pads
+    h, w = size
+    reach = {"reflect101": 1, "symmetric": 0, "wrap": 0}.get(border)
+    return reach is None or (max(t, b) <= h - reach and max(left, r) <= w - reach)
+
+
+def pad_margins(planes: np.ndarray, pads: tuple[int, int, int, int], size: tuple[int, int],
+                border: str, value: float = 0.0) -> None:
+    """Fill the margins around an interior already written at ``planes[:, t:t+H, l:l+W]``.
+
+    ``planes``: (C, ≥ t+H+b, ≥ l+W+r), ``size`` = (H, W), and ``margins_fit`` true. The
+    result equals ``numpy.pad`` (axis by axis, so the corners match too).
+    """
+    t, b, left, r = pads
+    h, w = size
+    for axis, (before, after, n) in ((1, (t, b, h)), (2, (left, r, w))):
+        if not (before or after):
+            continue
+        lo, hi = before, before + n  # the filled extent along this axis
+        src = np.moveaxis(planes, axis, 0)  # a view: rows along the padded axis
+        if border in ("zero", "constant"):
+            fill = 0.0 if border == "zero" else value
+            src[:lo] = fill
+            src[hi : hi + after] = fill
+        elif border == "replicate":
+            src[:lo] = src[lo]
+            src[hi : hi + after] = src[hi - 1]
+        elif border == "reflect101":
+            src[:lo] = src[lo + 1 : 2 * lo + 1][::-1]
+            src[hi : hi + after] = src[hi - 1 - after : hi - 1][::-1]
+        elif border == "symmetric":
+            src[:lo] = src[lo : 2 * lo][::-1]
+            src[hi : hi + after] = src[hi - after : hi][::-1]
+        else:  # wrap
+            src[:lo] = src[hi - lo : hi]
+            src[hi : hi + after] = src[lo : lo + after]
+        # the next axis pads across the rows just written, as numpy.pad does
+
+
+def fill_planar(planes: np.ndarray, x: np.ndarray, pads: tuple[int, int, int, int],
+                border: str, value: float = 0.0) -> None:
+    """``x`` (H, W, C) padded into ``planes[:, :H+t+b, :W+l+r]`` (C, …), channel by channel.
+
+    The interior is gathered from HWC on all cores, then the margins are filled in place
+    from it; pads wider than one reflection of the frame take the full ``pad`` route.
+    """
+    h, w = x.shape[:2]
+    t, b, left, r = pads
+    if not margins_fit(pads, (h, w), border):
+        xp = pad(x, pads, border, value)
+        np.copyto(planes[:, : xp.shape[0], : xp.shape[1]], xp.transpose(2, 0, 1))
+        return
+
+    def gather(part: int) -> None:
+        a, z = bands[part]
+        np.copyto(planes[:, t + a : t + z, left : left + w], x[a:z].transpose(2, 0, 1))
+
+    bands = threads.split(h)
+    threads.run_parallel(gather, len(bands))
+    pad_margins(planes, pads, (h, w), border, value)

@@ -1,0 +1,234 @@
+"""The FFT method: FFTW plans, aligned buffers and kernel spectra made once per stream.
+
+Per frame: C_in forward real transforms (one batched FFTW call), a multiply-accumulate of
+the spectra over input channels, C_out inverse transforms written straight into the
+result. Borders come from padding the frame in space first, so the valid part of the
+circular correlation equals the direct method; a zero border needs no written padding,
+only enough spare rows and columns that the circular wrap lands in zeros.
+
+A NaN or Inf anywhere in a frame makes every bin of its spectrum non-finite; the DC bin
+(the sum of the plane) shows it, and that frame is computed by the direct method instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from functools import cache
+
+import numpy as np
+
+from . import cache as disk
+from . import threads
+from .border import fill_planar
+from .direct import DirectMethod
+from .spec import BankSpec
+from .sizes import fft_shape
+
+try:  # pyFFTW is a dependency; without it the method still works, on scipy.fft.
+    import pyfftw
+except ImportError:  # pragma: no cover - exercised by tests that hide pyfftw
+    pyfftw = None
+
+WISDOM_FILE = "fftw_wisdom.json"
+EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT"}
+
+
+@cache
+def load_wisdom() -> bool:
+    """Import the saved FFTW wisdom once per process; True if any was imported."""
+    if pyfftw is None:
+        return False
+    saved = disk.load_json(WISDOM_FILE)
+    parts = tuple(saved.get(k, "").encode("ascii") for k in ("double", "single", "long"))
+    return any(parts) and any(pyfftw.import_wisdom(parts))
+
+
+def save_wisdom() -> None:
+    """Export everything FFTW has learnt in this process to the cache folder."""
+    if pyfftw is None:
+        return
+    double, single, long = (w.decode("ascii") for w in pyfftw.export_wisdom())
+    disk.save_json(WISDOM_FILE, {"double": double, "single": single, "long": long})
+
+
+def use_pyfftw() -> bool:
+    if pyfftw is None:
+        warnings.warn("pyFFTW is not importable: the fft method runs on scipy.fft (slower)",
+                      RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+class _Transforms:
+    """Forward r2c over (C_in, Fh, Fw) and inverse c2r over (C_out, Fh, Fw//2+1), planned once."""
+
+    def __init__(self, c_in: int, c_out: int, shape: tuple[int, int], dtype: np.dtype,
+                 effort: str) -> None:
+        fh, fw = shape
+        self.shape = shape
+        self.real = np.dtype(dtype)
+        self.complex = np.result_type(self.real, np.complex64)
+        self.fftw = use_pyfftw()
+        empty = pyfftw.empty_aligned if self.fftw else np.empty
+        self.frames = empty((c_in, fh, fw), dtype=self.real)
+        self.spectra = empty((c_in, fh, fw // 2 + 1), dtype=self.complex)
+        self._out = (c_out, fh, fw)
+        if self.fftw:
+            load_wisdom()
+            start = time.perf_counter()
+            flags = (EFFORTS[effort],)
+            self._forward = pyfftw.FFTW(self.frames, self.spectra, axes=(1, 2),
+                                        flags=flags, threads=threads.CORES)
+            self._inverse_in = empty((c_out, fh, fw // 2 + 1), dtype=self.complex)
+            self._inverse = pyfftw.FFTW(self._inverse_in, empty(self._out, dtype=self.real),
+                                        axes=(1, 2), direction="FFTW_BACKWARD",
+                                        flags=(*flags, "FFTW_DESTROY_INPUT"),
+                                        threads=threads.CORES)
+            self.planning_s = time.perf_counter() - start
+            if self.planning_s > 0.05:  # new plans were measured: keep what FFTW learnt
+                save_wisdom()
+        self.frames[...] = 0  # planning scribbles on the arrays
+
+    def empty_output(self) -> np.ndarray:
+        return (pyfftw.empty_aligned if self.fftw else np.empty)(self._out, dtype=self.real)
+
+    def inverse_input(self) -> np.ndarray:
+        """A scratch (C_out, Fh, Fw//2+1) buffer the multiply-accumulate may write into."""
+        return self._inverse_in if self.fftw else np.empty(self._out[:1] + self.spectra.shape[1:],
+                                                           dtype=self.complex)
+
+    def forward(self) -> np.ndarray:
+        """rfft2 of ``self.frames`` into ``self.spectra``."""
+        if self.fftw:
+            self._forward()
+        else:
+            from scipy import fft
+
+            self.spectra[...] = fft.rfft2(self.frames, axes=(1, 2), workers=threads.CORES)
+        return self.spectra
+
+    def inverse(self, spectra: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Unnormalised irfft2 of ``spectra`` (destroyed) into ``out``."""
+        if self.fftw:
+            self._inverse(spectra, out, normalise_idft=False)
+        else:
+            from scipy import fft
+
+            out[...] = fft.irfft2(spectra, s=self.shape, axes=(1, 2), norm="forward",
+                                  workers=threads.CORES)
+        return out
+
+
+class FFTMethod:
+    """Correlation of a ``BankSpec`` by FFT: call with ``x: (H, W, C_in)`` of spec.dtype."""
+
+    name = "fft"
+
+    def __init__(self, spec: BankSpec, effort: str = "measure") -> None:
+        self.spec = spec
+        h, w, c_in = spec.in_shape
+        t, b, left, r = spec.pads
+        (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+        # Zero border: the frame sits at the origin and the wrap supplies the zeros.
+        self._wrap = spec.border == "zero"
+        if self._wrap:
+            need = (h + max(t, b), w + max(left, r))
+            self._offset = (t, left)
+        else:
+            need = spec.padded_shape
+            self._offset = (0, 0)
+        self.shape = fft_shape(need, spec.dtype)
+        # rows/cols of the stride-1 valid correlation, before subsampling by the stride
+        self._full = (spec.padded_shape[0] - dh * (kh - 1), spec.padded_shape[1] - dw * (kw - 1))
+        spectra_in = 1 if spec.shared else spec.c_in
+        self._tx = _Transforms(c_in, spec.c_out, self.shape, spec.dtype, effort)
+        self._kernels = self._kernel_spectra(spectra_in)
+        self._direct: DirectMethod | None = None
+
+    def _kernel_spectra(self, distinct: int) -> np.ndarray:
+        """conj(rfft2(placed kernel)) / (Fh·Fw): shared (1, 1, …) or (C_out, C_in/g, …)."""
+        s = self.spec
+        fh, fw = self.shape
+        (kh, kw), (dh, dw) = s.kernel_size, s.dilation
+        weights = s.weights[:1, :1] if s.shared else s.weights
+        rows = (np.arange(kh) * dh - self._offset[0]) % fh
+        cols = (np.arange(kw) * dw - self._offset[1]) % fw
+        placed = np.zeros(weights.shape[:2] + (fh, fw))
+        placed[..., rows[:, None], cols[None, :]] = weights
+        spectra = np.conj(np.fft.rfft2(placed, axes=(2, 3))) / (fh * fw)
+        return spectra.astype(self._tx.complex)
+
+    def _fill(self, x: np.ndarray) -> None:
+        """The frame (padded unless the wrap supplies zeros) into the planar FFT input."""
+        s = self.spec
+        if self._wrap:
+            fill_planar(self._tx.frames, x, (0, 0, 0, 0), "zero")
+        else:
+            fill_planar(self._tx.frames, x, s.pads, s.border, s.border_value)
+
+    def _multiply(self, spectra: np.ndarray) -> np.ndarray:
+        """Σ over each output's input channels of spectrum · kernel spectrum, on all cores."""
+        s = self.spec
+        k = self._kernels
+        if s.shared:  # in place: the inverse may destroy the forward's output
+            def work(part: int) -> None:
+                a, b = bands[part]
+                np.multiply(spectra[:, a:b], k[0, :, a:b], out=spectra[:, a:b])
+
+            bands = threads.split(spectra.shape[1])
+            threads.run_parallel(work, len(bands))
+            return spectra
+        acc = self._tx.inverse_input()
+        cg, og = s.in_per_group, s.out_per_group
+
+        def mac(part: int) -> None:
+            # Memory-bound on the kernel spectra (each read once a frame); blocking the bin
+            # rows finer bought nothing but call overhead, measured.
+            a, b = bands[part]
+            tmp = np.empty_like(acc[0, a:b])
+            for o in range(s.c_out):
+                first = (o // og) * cg
+                np.multiply(spectra[first, a:b], k[o, 0, a:b], out=acc[o, a:b])
+                for c in range(1, cg):
+                    np.multiply(spectra[first + c, a:b], k[o, c, a:b], out=tmp)
+                    np.add(acc[o, a:b], tmp, out=acc[o, a:b])
+
+        bands = threads.split(acc.shape[1])
+        threads.run_parallel(mac, len(bands))
+        return acc
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) view of spec.dtype."""
+        self._fill(x)
+        spectra = self._tx.forward()
+        if not np.isfinite(spectra[:, 0, 0]).all():
+            return self._directly(x)
+        out = self._tx.inverse(self._multiply(spectra), self._tx.empty_output())
+        (sh, sw), (h_out, w_out, _) = self.spec.stride, self.spec.out_shape
+        return out[:, : self._full[0] : sh, : self._full[1] : sw][:, :h_out, :w_out].transpose(
+            1, 2, 0)
+
+    def _directly(self, x: np.ndarray) -> np.ndarray:
+        """A frame holding NaN/Inf: the direct method, whose NaNs stay where they belong."""
+        if self._direct is None:
+            self._direct = DirectMethod(self.spec)
+        return self._direct(x)
+
+    @property
+    def planning_s(self) -> float:
+        return getattr(self._tx, "planning_s", 0.0)
+
+
+def spectra_bytes(spec: BankSpec, shape: tuple[int, int]) -> int:
+    """Memory the kernel spectra of ``spec`` take at FFT ``shape``."""
+    kernels = 1 if spec.shared else spec.c_out * spec.in_per_group
+    item = 8 if spec.dtype == np.float32 else 16
+    return kernels * shape[0] * (shape[1] // 2 + 1) * item
+
+
+def transform_ms_estimate(shape: tuple[int, int]) -> float:
+    """Model units for one real 2-D transform of ``shape``: N·log2 N / 1e6."""
+    n = shape[0] * shape[1]
+    return n * math.log2(max(n, 2)) / 1e6
