@@ -83,6 +83,8 @@ class FilterBank:
     ``(kh, kw, C_in, M)``) -- or a 2-D ``(kh, kw)`` kernel applied to every channel.
     Every option takes the values of its YAML field (SPEC section 1); a bad one raises
     ``ConfigError`` (a ``ValueError``) naming the option, the value and what is allowed.
+    ``method='auto'`` picks by a cost model once per frame format (``measure=True``: by
+    timing every method on a synthetic frame of that format instead).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class FilterBank:
         layout: str = "oihw",
         method: str = "auto",
         dtype: str = "float32",
+        measure: bool = False,
     ) -> None:
         self.op = parse_op(op)
         self.mode = parse_mode(mode)
@@ -117,6 +120,7 @@ class FilterBank:
         self.layout = parse_layout(layout)
         self.method = parse_method(method)
         self.dtype = parse_dtype(dtype)
+        self.measure = bool(measure)
         if not _is_int(groups) or groups < 1:
             raise ConfigError(f"groups={groups!r} is not allowed; expected an int >= 1")
         self.groups = int(groups)
@@ -288,23 +292,30 @@ class FilterBank:
         return w, self.groups
 
     # ------------------------------------------------------------------ planning
-    def _engine(self, shape: tuple[int, int, int]) -> Any:
-        engine = self._engines.get(shape)
-        if engine is None:
+    def _planned(self, shape: tuple[int, int, int]) -> tuple[BankSpec, planner.Choice, Any]:
+        """(spec, choice, engine) for a frame format: decided and built once, then kept."""
+        entry = self._engines.get(shape)
+        if entry is None:
             spec = self._resolve(shape)
-            choice = planner.choose(spec, self.method)
-            engine = planner.build(spec, choice.method)
-            self._engines[shape] = engine
+            choice = planner.decide(spec, self.method, measure=self.measure)
+            entry = (spec, choice, planner.build(spec, choice.method))
+            self._engines[shape] = entry
             if len(self._engines) > _ENGINE_CACHE:
                 self._engines.popitem(last=False)
         else:
             self._engines.move_to_end(shape)
-        return engine
+        return entry
+
+    def _engine(self, shape: tuple[int, int, int]) -> Any:
+        return self._planned(shape)[2]
 
     def plan(self, shape: tuple[int, ...]) -> Plan:
-        """What the bank does on frames of ``shape`` (H, W[, C]): padding, method, costs."""
-        spec = self._resolve(_as_hwc(shape))
-        choice = planner.choose(spec, self.method)
+        """What the bank does on frames of ``shape`` (H, W[, C]): padding, method, costs.
+
+        Planning builds the method for that format (FFTW plans, kernel spectra), so the
+        first frame of that format then runs at full speed.
+        """
+        spec, choice, _ = self._planned(_as_hwc(shape))
         return Plan(
             in_shape=spec.in_shape,
             out_shape=spec.out_shape,

@@ -1,73 +1,221 @@
 """Method choice: a pure cost model per method, one table of constants, decided once.
 
-``choose(spec, requested)`` is a pure function of the resolved bank and the constants;
-the bank calls it once per frame format, so a stream never changes method midway.
+``choose(spec, requested)`` is a pure function of the resolved bank and the constants
+(scipy.signal.choose_conv_method's shape, without its constants tuned elsewhere): the
+shipped defaults were fitted on the 2-core reference machine and `pipeline bench`
+replaces them with this machine's (``calibration.json`` in the cache folder). The bank
+calls it once per frame format, so a stream never changes method midway. ``measure=True``
+times every candidate on a synthetic frame instead of predicting.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
-from .direct import DFT_TAPS, DirectMethod
+import numpy as np
+
+from . import cache as disk
+from .direct import DFT_TAPS, DirectMethod, default_strategy
+from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
+from .separable import SeparableMethod, rank
+from .sizes import likely_shape
 from .spec import BankSpec
 
-# Milliseconds. Shipped defaults, measured on the 2-core reference machine
-# (../shared/PERF_NOTES.md); `pipeline bench` replaces them with this machine's.
+CALIBRATION_FILE = "calibration.json"
+SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the fft method may hold
+
+# ns per unit of work, unless named otherwise: `pipeline bench` on the 2-core reference
+# machine (AMD EPYC, OpenCV 5.0, numpy 2.4 with OpenBLAS, pyFFTW 0.15).
 DEFAULT_CONSTANTS = {
-    "direct_call_ms": 0.05,  # fixed cost of one filter2D call
-    "direct_tap_ns": 0.35,  # per output pixel, per tap, per (input, output) channel pair
-    "gemm_mac_ns": 0.06,  # per multiply-accumulate in the im2col + GEMM path
-    "gemm_gather_ns": 1.2,  # per im2col element gathered
+    "call_ms": 0.005,  # fixed cost of one OpenCV call
+    "filter2d_pixel_ns": 0.25,  # per output pixel·channel: one pass over memory
+    "filter2d_tap_ns": 0.030,  # per output pixel·channel·tap
+    "umat_pixel_ns": 0.21,  # copies in and out of a UMat (kernels of 130+ taps)
+    "add_pixel_ns": 0.10,  # accumulating one plane into another
+    "gemm_gather_ns": 0.17,  # per im2col element (all cores)
+    "gemm_mac_ns": 0.022,  # per multiply-accumulate (all cores)
+    "sep_pixel_ns": 0.27,  # per sepFilter2D pass, per pixel·channel
+    "sep_tap_ns": 0.045,  # per pixel·channel·1-D tap
+    "fft_unit_ms": 0.09,  # per N·log2(N)/1e6 of one real 2-D transform (FFTW, all cores)
+    "fft_cmac_ns": 0.80,  # per spectrum product (and sum) per bin (all cores)
+    "fft_fill_ns": 0.33,  # per pixel·channel written into the transform input
 }
+
+
+@cache
+def constants() -> dict[str, float]:
+    """The shipped defaults updated by this machine's calibration, when there is one."""
+    saved = disk.load_json(CALIBRATION_FILE).get("constants", {})
+    good = {k: float(v) for k, v in saved.items()
+            if k in DEFAULT_CONSTANTS and isinstance(v, int | float) and math.isfinite(v) and v > 0}
+    return {**DEFAULT_CONSTANTS, **good}
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The method picked for one bank, why, and every candidate's predicted ms per frame."""
+    """The method picked for one bank, why, and every candidate's cost in ms per frame."""
 
     method: str
     reason: str
     costs: dict[str, float | None] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    measured: bool = False
+
+
+def _full_pixels(spec: BankSpec) -> int:
+    """Pixels of the stride-1 valid correlation (what filter2D/sepFilter2D compute)."""
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    hp, wp = spec.padded_shape
+    return (hp - dh * (kh - 1)) * (wp - dw * (kw - 1))
 
 
 def direct_cost(spec: BankSpec, k: dict[str, float]) -> float:
-    """Predicted ms per frame of the direct method."""
     h, w, c_out = spec.out_shape
     kh, kw = spec.kernel_size
-    pixels = h * w
-    pairs = c_out * spec.in_per_group
-    if spec.unit_steps:
-        calls = 1 if spec.shared else pairs
-        taps = pixels * kh * kw * (spec.c_in if spec.shared else pairs)
-        return calls * k["direct_call_ms"] + taps * k["direct_tap_ns"] * 1e-6
-    gathered = pixels * spec.c_in * kh * kw
-    macs = pixels * c_out * spec.in_per_group * kh * kw
-    return gathered * k["gemm_gather_ns"] * 1e-6 + macs * k["gemm_mac_ns"] * 1e-6
+    taps = kh * kw
+    if default_strategy(spec) == "gemm":
+        gathered = h * w * spec.in_per_group * spec.groups * taps
+        macs = h * w * c_out * spec.in_per_group * taps
+        return (gathered * k["gemm_gather_ns"] + macs * k["gemm_mac_ns"]) * 1e-6
+    pixels = _full_pixels(spec)
+    planes = spec.c_in if spec.shared else c_out * spec.in_per_group
+    calls = 1 if spec.shared else planes
+    ns = planes * pixels * (k["filter2d_pixel_ns"] + taps * k["filter2d_tap_ns"])
+    if taps >= DFT_TAPS:
+        ns += planes * pixels * k["umat_pixel_ns"]
+    if not spec.shared:
+        ns += (planes - c_out) * pixels * k["add_pixel_ns"]
+    return calls * k["call_ms"] + ns * 1e-6
 
 
-METHODS = {"direct": (DirectMethod, direct_cost)}
+def separable_cost(spec: BankSpec, k: dict[str, float], terms: int) -> float:
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    pixels = _full_pixels(spec)
+    channels = spec.c_in if spec.shared else 1
+    taps = dh * (kh - 1) + 1 + dw * (kw - 1) + 1  # sepFilter2D does not skip zero taps
+    ns = terms * channels * pixels * (k["sep_pixel_ns"] + taps * k["sep_tap_ns"])
+    ns += max(terms - spec.c_out // (spec.c_in if spec.shared else 1), 0) * channels * pixels * \
+        k["add_pixel_ns"]
+    return terms * k["call_ms"] + ns * 1e-6
 
 
-def choose(spec: BankSpec, requested: str, constants: dict[str, float] | None = None) -> Choice:
-    """Pick the method for ``spec``: ``requested`` unless it is 'auto'."""
-    k = {**DEFAULT_CONSTANTS, **(constants or {})}
-    costs: dict[str, float | None] = {name: cost(spec, k) for name, (_, cost) in METHODS.items()}
+def fft_cost(spec: BankSpec, k: dict[str, float], shape: tuple[int, int]) -> float:
+    h, w, c_in = spec.in_shape
+    transforms = c_in + spec.c_out
+    bins = shape[0] * (shape[1] // 2 + 1)
+    products = c_in if spec.shared else spec.c_out * spec.in_per_group
+    ms = transforms * transform_ms_estimate(shape) * k["fft_unit_ms"]
+    ms += products * bins * k["fft_cmac_ns"] * 1e-6
+    ms += math.prod(spec.padded_shape) * c_in * k["fft_fill_ns"] * 1e-6
+    return ms
+
+
+def _fft_need(spec: BankSpec) -> tuple[int, int]:
+    h, w = spec.in_shape[:2]
+    t, b, left, r = spec.pads
+    if spec.border == "zero":
+        return h + max(t, b), w + max(left, r)
+    return spec.padded_shape
+
+
+def predict(spec: BankSpec, k: dict[str, float] | None = None
+            ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Predicted ms per frame of every method, and a note for each."""
+    k = k or constants()
+    costs: dict[str, float | None] = {}
     notes: dict[str, str] = {}
-    for name in ("separable", "fft"):
-        costs[name] = None
-        notes[name] = "not available in this version"
+    costs["direct"] = direct_cost(spec, k)
+    notes["direct"] = ("im2col + GEMM" if default_strategy(spec) == "gemm" else
+                       "filter2D" + (" on a UMat ROI" if math.prod(spec.kernel_size) >= DFT_TAPS
+                                     else ""))
+    terms = rank(spec)
+    costs["separable"] = separable_cost(spec, k, terms)
+    distinct = 1 if spec.shared else spec.c_out * spec.in_per_group
+    notes["separable"] = f"rank {terms / distinct:g} per kernel" if distinct > 1 else \
+        f"rank {terms}"
+    shape = likely_shape(_fft_need(spec), spec.dtype)
+    need = spectra_bytes(spec, shape)
+    if need > SPECTRA_BUDGET:
+        costs["fft"] = None
+        notes["fft"] = f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
+    else:
+        costs["fft"] = fft_cost(spec, k, shape)
+        notes["fft"] = f"{shape[0]}x{shape[1]} transforms"
+    return costs, notes
+
+
+def choose(spec: BankSpec, requested: str, *, measure: bool = False) -> Choice:
+    """Pick the method for ``spec``: ``requested`` unless it is 'auto'."""
+    costs, notes = predict(spec)
     if requested != "auto":
         if costs.get(requested) is None:
             from ..errors import ConfigError
 
-            raise ConfigError(f"method={requested!r}: {notes.get(requested, 'unknown method')}")
+            raise ConfigError(f"method={requested!r} cannot run this bank: {notes[requested]}")
         return Choice(requested, "forced by method", costs, notes)
-    kh, kw = spec.kernel_size
-    why = "only method" if kh * kw < DFT_TAPS else "only method (kept off OpenCV's DFT)"
-    return Choice("direct", why, costs, notes)
+    if measure:
+        costs = measure_costs(spec, costs)
+    usable = {m: c for m, c in costs.items() if c is not None}
+    best = min(usable, key=usable.get)
+    others = sorted((c, m) for m, c in usable.items() if m != best)
+    verb = "measured" if measure else "predicted"
+    reason = f"fastest {verb}: {usable[best]:.2f} ms/frame"
+    if others:
+        reason += f", {others[0][0] / max(usable[best], 1e-9):.1f}x ahead of {others[0][1]}"
+    return Choice(best, reason, costs, notes, measured=measure)
 
 
-def build(spec: BankSpec, method: str):
+CLOSE_CALL = 1.3  # auto times the two best methods when their predictions are this close
+
+
+def decide(spec: BankSpec, requested: str, *, measure: bool = False) -> Choice:
+    """``choose``, then, for 'auto', time the two best candidates when the model's call is close.
+
+    The model is coarse and this machine noisy: within 30 % a synthetic frame decides.
+    """
+    choice = choose(spec, requested, measure=measure)
+    if requested != "auto" or measure:
+        return choice
+    ranked = sorted((c, m) for m, c in choice.costs.items() if c is not None)
+    if len(ranked) < 2 or ranked[1][0] > ranked[0][0] * CLOSE_CALL:
+        return choice
+    pair = {m: c for c, m in ranked[:2]}
+    timed = measure_costs(spec, pair)
+    best, other = sorted(pair, key=timed.get)
+    costs = {**choice.costs, **timed}
+    reason = (f"close call, timed on a synthetic frame: {best} {timed[best]:.2f} ms/frame, "
+              f"{other} {timed[other]:.2f} ms/frame")
+    return Choice(best, reason, costs, choice.notes, measured=True)
+
+
+def build(spec: BankSpec, method: str) -> Any:
     """The callable that computes ``spec`` by ``method``; all set-up happens here, once."""
-    return METHODS[method][0](spec)
+    if method == "fft":
+        return FFTMethod(spec)
+    if method == "separable":
+        return SeparableMethod(spec)
+    return DirectMethod(spec)
+
+
+def measure_costs(spec: BankSpec, predicted: dict[str, float | None], repeat: int = 3
+                  ) -> dict[str, float | None]:
+    """Time each usable method on a synthetic frame (median of ``repeat`` after a warm-up)."""
+    frame = np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
+    measured: dict[str, float | None] = {}
+    for method, cost in predicted.items():
+        if cost is None:
+            measured[method] = None
+            continue
+        engine = build(spec, method)
+        engine(frame)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            engine(frame)
+            times.append(time.perf_counter() - start)
+        measured[method] = float(np.median(times)) * 1e3
+    return measured
