@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 # Every parity test runs once per method; a new method joins by being named here.
-METHODS = ("direct", "auto")
+METHODS = ("direct", "separable", "fft", "auto")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """FFTW wisdom, FFT sizes and calibration go to a fresh folder, not the user's cache."""
+    import os
+
+    os.environ["PIPELINE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(params=METHODS)

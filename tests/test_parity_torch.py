@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import METHODS, assert_close
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -190,7 +190,7 @@ def spec_pads(n, k, s, d, padding, align, op):
     padding=st.sampled_from(["valid", "same", "full"]),
     border=st.sampled_from(list(NUMPY_MODE)), align=st.sampled_from(["keras", "opencv"]),
     op=st.sampled_from(["correlate", "convolve"]),
-    method=st.sampled_from(["direct", "auto"]),
+    method=st.sampled_from(METHODS),
     seed=st.integers(0, 2**16),
 )
 def test_random_banks_match_torch(h, w, groups, cg, og, kh, kw, sh, sw, dh, dw, padding,

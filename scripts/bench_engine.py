@@ -1,0 +1,207 @@
+#!/usr/bin/env python
+"""Per-frame ms of FilterBank (auto and each forced method) against the peers, interleaved.
+
+Cases (ISSUE 3 / ../shared/PERF_NOTES.md):
+  A  one kernel on each of 3 channels, 1920x1080, reflect101, random and gaussian kernels
+  B  dense 3 -> 8 (Conv2D), 1280x720, zero border
+Peers: cv2.filter2D, cv2.sepFilter2D (gaussian kernels), scipy.signal.fftconvolve with
+workers = cores, torch conv2d channels_last (when torch is installed), and the FFTW
+transform floor (C_in forward + C_out inverse transforms of the shape the fft method uses).
+
+Every repetition times every contender once, in turn, so a noisy neighbour slows them
+all alike; the table shows medians and ratios from this one run. Run by hand:
+
+    python scripts/bench_engine.py            # both cases, every k
+    python scripts/bench_engine.py --case B --ks 3 5 11 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch/pyfftw load
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.fft  # noqa: E402
+from scipy import signal  # noqa: E402
+
+from pipeline import FilterBank  # noqa: E402
+from pipeline.engine import threads  # noqa: E402
+from pipeline.kernels import gaussian  # noqa: E402
+
+try:
+    import torch
+
+    torch.set_num_threads(threads.CORES)
+except ImportError:
+    torch = None
+
+SLOW_S = 2.0  # a contender slower than this per frame is timed once, not `repeat` times
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def interleave(contenders: dict, repeat: int) -> dict[str, float]:
+    """Median ms per contender; every round times each once, in turn (after a warm-up)."""
+    samples: dict[str, list[float]] = {}
+    for name, fn in contenders.items():
+        samples[name] = [timed(fn)]  # warm-up: planning, first-touch
+    slow = {n for n, s in samples.items() if s[0] > SLOW_S * 1e3}
+    for name in slow:
+        samples[name] = [timed(contenders[name])]
+    for _ in range(repeat):
+        for name, fn in contenders.items():
+            if name not in slow:
+                samples[name].append(timed(fn))
+    return {n: float(np.median(s[1:] if len(s) > 1 else s)) for n, s in samples.items()}
+
+
+def fft_floor(c_in: int, c_out: int, shape: tuple[int, int]):
+    """A callable doing just the C_in forward and C_out inverse transforms of ``shape``."""
+    import pyfftw
+
+    fh, fw = shape
+    a = pyfftw.empty_aligned((c_in, fh, fw), dtype="float32")
+    b = pyfftw.empty_aligned((c_in, fh, fw // 2 + 1), dtype="complex64")
+    c = pyfftw.empty_aligned((c_out, fh, fw // 2 + 1), dtype="complex64")
+    d = pyfftw.empty_aligned((c_out, fh, fw), dtype="float32")
+    fwd = pyfftw.FFTW(a, b, axes=(1, 2), flags=("FFTW_MEASURE",), threads=threads.CORES)
+    inv = pyfftw.FFTW(c, d, axes=(1, 2), direction="FFTW_BACKWARD",
+                      flags=("FFTW_MEASURE", "FFTW_DESTROY_INPUT"), threads=threads.CORES)
+    a[:] = 1.0
+    c[:] = 1.0
+
+    def run():
+        fwd()
+        inv(normalise_idft=False)
+
+    return run
+
+
+def torch_conv(x: np.ndarray, weights: np.ndarray, groups: int, padding: int, mode: str):
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
+    xt = xt.contiguous(memory_format=torch.channels_last)
+    wt = torch.from_numpy(np.ascontiguousarray(weights))
+    if mode != "zeros":  # reflect101 == torch 'reflect', applied as F.pad like Conv2d does
+        def run():
+            padded = torch.nn.functional.pad(xt, (padding,) * 4, mode="reflect")
+            return torch.nn.functional.conv2d(padded, wt, groups=groups)
+        return run
+    return lambda: torch.nn.functional.conv2d(xt, wt, padding=padding, groups=groups)
+
+
+def case_a(k: int, kind: str, repeat: int, rng) -> dict:
+    x = rng.standard_normal((1080, 1920, 3)).astype(np.float32)
+    kernel = gaussian(sigma=k / 6, size=k) if kind == "gauss" else rng.standard_normal((k, k))
+    kernel = kernel.astype(np.float32)
+    xc = np.ascontiguousarray(x.transpose(2, 0, 1))
+    banks = {m: FilterBank(kernel, align="opencv", border="reflect101", method=m)
+             for m in ("auto", "direct", "separable", "fft")}
+    c = {f"pl:{m}": (lambda b=b: b(x)) for m, b in banks.items()}
+    c["filter2D"] = lambda: cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    if kind == "gauss":
+        g = cv2.getGaussianKernel(k, k / 6, ktype=cv2.CV_32F)
+        c["sepFilter2D"] = lambda: cv2.sepFilter2D(x, -1, g, g, borderType=cv2.BORDER_REFLECT_101)
+
+    def fftconv():
+        with scipy.fft.set_workers(threads.CORES):
+            return signal.fftconvolve(xc, kernel[None, ::-1, ::-1], mode="same", axes=(1, 2))
+
+    c["fftconvolve"] = fftconv
+    if torch is not None and k <= 31:
+        c["torch CL"] = torch_conv(x, np.repeat(kernel[None, None], 3, 0), 3, k // 2, "reflect")
+    banks["fft"](x)
+    c["FFTW floor"] = fft_floor(3, 3, banks["fft"]._engine(x.shape).shape)
+    times = interleave(c, repeat)
+    times["auto is"] = banks["auto"].plan(x.shape).method
+    return times
+
+
+def case_b(k: int, repeat: int, rng) -> dict:
+    x = rng.standard_normal((720, 1280, 3)).astype(np.float32)
+    w = rng.standard_normal((8, 3, k, k)).astype(np.float32)
+    banks = {m: FilterBank(w, padding="same", border="zero", method=m)
+             for m in ("auto", "direct", "separable", "fft")}
+    c = {f"pl:{m}": (lambda b=b: b(x)) for m, b in banks.items()}
+    planes = [np.ascontiguousarray(x[..., i]) for i in range(3)]
+
+    def filter2d_pairs():
+        return [sum(cv2.filter2D(planes[i], -1, w[o, i], borderType=cv2.BORDER_CONSTANT)
+                    for i in range(3)) for o in range(8)]
+
+    c["filter2D x24"] = filter2d_pairs
+    xc = np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+    def fftconv():
+        with scipy.fft.set_workers(threads.CORES):
+            return signal.fftconvolve(xc, w[:, :, ::-1, ::-1], mode="same", axes=(2, 3)).sum(1)
+
+    c["fftconvolve"] = fftconv
+    if torch is not None:
+        c["torch CL"] = torch_conv(x, w, 1, k // 2, "zeros")
+    banks["fft"](x)
+    c["FFTW floor"] = fft_floor(3, 8, banks["fft"]._engine(x.shape).shape)
+    times = interleave(c, repeat)
+    times["auto is"] = banks["auto"].plan(x.shape).method
+    return times
+
+
+def table(title: str, rows: list[tuple[int, dict]], ratios: list[tuple[str, str, str]]) -> None:
+    names = list(dict.fromkeys(n for _, t in rows for n in t if n != "auto is"))
+    print(f"\n{title}  (ms per frame, median; ratios from the same run)")
+    head = f"{'k':>4} {'auto is':>9} " + " ".join(f"{n:>12}" for n in names)
+    head += " " + " ".join(f"{label:>14}" for label, _, _ in ratios)
+    print(head)
+    for k, t in rows:
+        line = f"{k:>4} {t['auto is']:>9} " + " ".join(f"{t.get(n, float('nan')):>12.1f}" for n in names)
+        for _, num, den in ratios:
+            if den == "best peer":
+                peers = [v for n, v in t.items() if n != "auto is" and not n.startswith("pl:")
+                         and n != "FFTW floor"]
+                value = t[num] / min(peers)
+            else:
+                value = t[num] / t.get(den, float("nan"))
+            line += f" {value:>14.2f}"
+        print(line)
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=["A", "B", "both"], default="both")
+    parser.add_argument("--ks", type=int, nargs="*")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--kinds", nargs="*", default=["random", "gauss"])
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"cores {threads.CORES}, OpenCV {cv2.__version__}, numpy {np.__version__}, "
+          f"torch {torch.__version__ if torch else 'absent'}")
+    if args.case in ("A", "both"):
+        for kind in args.kinds:
+            ks = args.ks or [3, 5, 7, 9, 11, 15, 21, 31, 51, 101]
+            rows = [(k, case_a(k, kind, args.repeat, rng)) for k in ks]
+            ratios = [("auto/best peer", "pl:auto", "best peer"),
+                      ("auto/filter2D", "pl:auto", "filter2D"),
+                      ("fft/floor", "pl:fft", "FFTW floor")]
+            if kind == "gauss":
+                ratios.append(("auto/sepF2D", "pl:auto", "sepFilter2D"))
+            table(f"A: 3 channels 1920x1080, reflect101, {kind} kernel", rows, ratios)
+    if args.case in ("B", "both"):
+        ks = args.ks or [3, 5, 7, 11, 15, 21, 31]
+        rows = [(k, case_b(k, args.repeat, rng)) for k in ks]
+        ratios = [("auto/best peer", "pl:auto", "best peer"),
+                  ("auto/torch", "pl:auto", "torch CL"),
+                  ("fft/floor", "pl:fft", "FFTW floor")]
+        table("B: dense 3 -> 8, 1280x720, zero border", rows, ratios)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Method choice: the separable rank, a pure cost model, close calls, measure mode, calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import FilterBank
+from pipeline.engine import calibrate, planner
+from pipeline.engine.separable import factors
+from pipeline.kernels import make_kernel
+
+
+@pytest.mark.parametrize(("name", "params", "expected"), [
+    ("gaussian", {"sigma": 2.0}, 1), ("sobel", {"axis": 0, "size": 5}, 1),
+    ("box", {"size": 7}, 1), ("laplacian", {}, 2), ("dog", {"size": 9}, 2),
+])
+def test_separable_rank(name, params, expected):
+    k = make_kernel(name, **params)
+    terms = factors(k, np.dtype(np.float32))
+    assert len(terms) == expected
+    rebuilt = sum(np.outer(col, row) for col, row in terms)
+    np.testing.assert_allclose(rebuilt, k, atol=1e-7 * np.abs(k).sum())
+
+
+def test_random_kernels_keep_full_rank(rng):
+    assert len(factors(rng.normal(size=(5, 7)), np.dtype(np.float32))) == 5
+
+
+def test_zero_kernel_has_rank_zero(rng):
+    x = rng.normal(size=(6, 7, 2))
+    np.testing.assert_array_equal(FilterBank(np.zeros((3, 3)), method="separable")(x), 0.0)
+
+
+def spec_of(bank: FilterBank, shape):
+    return bank._resolve(shape)
+
+
+def test_choose_is_pure_and_reports_every_candidate(rng):
+    spec = spec_of(FilterBank(rng.normal(size=(4, 3, 5, 5))), (60, 80, 3))
+    first, second = planner.choose(spec, "auto"), planner.choose(spec, "auto")
+    assert first == second
+    assert set(first.costs) == {"direct", "separable", "fft"}
+    assert all(c is not None and c > 0 for c in first.costs.values())
+    assert first.method == min(first.costs, key=first.costs.get)
+    assert first.reason.startswith("fastest predicted")
+    forced = planner.choose(spec, "separable")
+    assert forced.method == "separable" and forced.reason == "forced by method"
+
+
+def test_model_prefers_fft_for_big_kernels_and_direct_for_small(rng):
+    k = planner.DEFAULT_CONSTANTS
+    big = spec_of(FilterBank(rng.normal(size=(41, 41))), (720, 1280, 3))
+    small = spec_of(FilterBank(rng.normal(size=(3, 3))), (720, 1280, 3))
+    gauss = spec_of(FilterBank(make_kernel("gaussian", sigma=4.0)), (720, 1280, 3))
+    assert planner.choose(big, "auto").method == "fft"
+    assert planner.choose(small, "auto").method == "direct"
+    assert planner.choose(gauss, "auto").method == "separable"
+    assert planner.direct_cost(big, k) > 5 * planner.direct_cost(small, k)
+
+
+def test_close_calls_are_timed(rng, monkeypatch):
+    monkeypatch.setattr(planner, "CLOSE_CALL", 1e9)  # every call is close
+    spec = spec_of(FilterBank(rng.normal(size=(5, 5))), (40, 50, 3))
+    choice = planner.decide(spec, "auto")
+    assert choice.reason.startswith("close call, timed on a synthetic frame")
+    timed = {m: c for m, c in choice.costs.items() if m in choice.reason}
+    assert choice.method == min(timed, key=timed.get)
+
+
+def test_measure_mode_times_every_candidate(rng):
+    bank = FilterBank(rng.normal(size=(5, 5)), measure=True)
+    plan = bank.plan((40, 50, 3))
+    assert plan.reason.startswith("fastest measured")
+    assert plan.method == min(plan.costs, key=plan.costs.get)
+
+
+def test_auto_never_changes_method_midstream(rng):
+    bank = FilterBank(rng.normal(size=(9, 9)))
+    frames = rng.normal(size=(6, 30, 40, 3)).astype(np.float32)
+    frames[3, 5, 5, 0] = np.nan
+    first = bank._planned((30, 40, 3))
+    for f in frames:
+        bank(f)
+        assert bank._planned((30, 40, 3)) is first
+    assert bank.plan((30, 40, 3)).method == first[1].method
+
+
+def test_plan_text_lists_candidates(rng):
+    text = str(FilterBank(rng.normal(size=(7, 7)), method="fft").plan((50, 60, 3)))
+    assert "method fft: forced by method" in text
+    for method in ("direct", "separable", "fft"):
+        assert f"  {method}" in text
+    assert "ms/frame" in text and "transforms" in text
+
+
+def test_calibration_is_saved_and_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
+    planner.constants.cache_clear()
+    try:
+        measured = calibrate.run(scale=0.1, repeat=1, wisdom_shapes=((48, 64, 3),))
+        assert set(measured) == set(planner.DEFAULT_CONSTANTS)
+        assert all(np.isfinite(v) and v > 0 for v in measured.values())
+        saved = json.loads((tmp_path / "calibration.json").read_text())
+        assert saved["constants"] == measured
+        assert planner.constants() == measured
+        assert (tmp_path / "fftw_wisdom.json").exists()
+    finally:
+        planner.constants.cache_clear()
+
+
+def test_bad_calibration_falls_back_to_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
+    planner.constants.cache_clear()
+    try:
+        (tmp_path / "calibration.json").write_text("{not json")
+        assert planner.constants() == planner.DEFAULT_CONSTANTS
+        planner.constants.cache_clear()
+        (tmp_path / "calibration.json").write_text(
+            json.dumps({"constants": {"call_ms": 0.5, "gemm_mac_ns": -1, "bogus": 3}}))
+        merged = planner.constants()
+        assert merged["call_ms"] == 0.5
+        assert merged["gemm_mac_ns"] == planner.DEFAULT_CONSTANTS["gemm_mac_ns"]
+        assert "bogus" not in merged
+    finally:
+        planner.constants.cache_clear()
