@@ -1,0 +1,513 @@
+"""YAML -> validated pydantic models (no OpenCV, no FFTW here).
+
+The loader is PyYAML's safe one with two additions: duplicate keys are refused (PyYAML
+keeps the last silently) and the file and node counts are capped before anything is
+built. Every error names the file, the line and column, and the field path:
+``edges.yaml:7:5: stages[0].kernal: unknown field (did you mean 'kernel'?)``.
+
+Weights are checked against the limits while walking the YAML structure, before any
+array exists, so an alias bomb describing 64 × 1000×1000 floats fails in milliseconds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from . import options
+from .errors import ConfigError
+
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits a config may not exceed (each raisable only by an explicit flag)."""
+
+    config_bytes: int = 1 << 20
+    kernel: int = 63  # per axis
+    outputs: int = 64  # channels out of one bank
+    nodes: int = 200_000  # YAML nodes, aliases expanded
+    pixels: int = 3840 * 2160  # per frame
+
+
+# ------------------------------------------------------------------ YAML loading
+class _Loader(Loader):  # type: ignore[misc, valid-type]
+    """Safe loader that refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise ConfigError(f"{_mark(key_node, self.name)}: duplicate key {key!r} "
+                                  f"(first at line {first})")
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+
+
+def _mark(node: yaml.Node, name: str | None = None) -> str:
+    m = node.start_mark
+    return f"{name or m.name}:{m.line + 1}:{m.column + 1}"
+
+
+def _count_nodes(node: yaml.Node, limit: int) -> int:
+    """Nodes in the document with aliases expanded; stops counting past ``limit``."""
+    total, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        total += 1
+        if total > limit:
+            return total
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((k, v))
+    return total
+
+
+def read_yaml(path: str | os.PathLike[str], limits: Limits) -> tuple[Any, yaml.Node]:
+    """(data, node tree) of one YAML document; ConfigError for anything unusable."""
+    where = os.fspath(path)
+    try:
+        size = os.stat(where).st_size
+        if os.path.isdir(where):
+            raise ConfigError(f"{where}: is a directory, not a config file")
+        if size > limits.config_bytes:
+            raise ConfigError(
+                f"{where}: config is {size / 2**20:.1f} MiB; limit "
+                f"{limits.config_bytes / 2**20:g} MiB")
+        raw = Path(where).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read config: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: config is not valid UTF-8 at byte {e.start}") from None
+    if "\x00" in text:
+        raise ConfigError(f"{where}: config contains a NUL byte at offset {text.index(chr(0))}")
+    loader = _Loader(text)
+    loader.name = where
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(f"{where}: config is empty")
+        if _count_nodes(node, limits.nodes) > limits.nodes:
+            raise ConfigError(
+                f"{where}: config expands to more than {limits.nodes} YAML nodes "
+                "(aliases included)")
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
+        raise ConfigError(f"{at}: {_yaml_problem(e)}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_mark(node, where)}: config must be a mapping (key: value), "
+                          f"got a {type(data).__name__}")
+    return data, node
+
+
+def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
+    problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
+    if "could not determine a constructor" in problem:
+        return f"unsupported YAML tag: {problem.split('tag ')[-1]}"
+    return problem
+
+
+# ------------------------------------------------------------------ weights
+class BuiltinKernel(BaseModel):
+    """``{builtin: name, <param>: value, …}``: one 2-D kernel from pipeline.kernels."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    builtin: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class FileWeights(BaseModel):
+    """``{file: w.npy}`` or ``{file: w.npz, key: conv1}``; relative to the config file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    file: str
+    key: str | None = None
+
+
+def _numbers(value: Any, depth: int, limits: Limits, where: str) -> int:
+    """Check a nested list of numbers of ``depth`` levels without building it; its size."""
+    if depth == 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where}: kernel contains NaN or Inf")
+        return 1
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: expected a non-empty list")
+    bound = limits.kernel if depth <= 2 else limits.outputs
+    if len(value) > bound:
+        what = "kernel rows/columns" if depth <= 2 else "kernels"
+        raise ValueError(f"{where}: {len(value)} {what} exceed the limit {bound} "
+                         "(raise with --max-kernel / --max-outputs)")
+    sizes = {_numbers(v, depth - 1, limits, f"{where}[{i}]") for i, v in enumerate(value)}
+    if len(sizes) > 1:
+        raise ValueError(f"{where}: ragged: rows must all have the same length")
+    return len(value) * sizes.pop()
+
+
+def _depth(value: Any) -> int:
+    d = 0
+    while isinstance(value, list) and value:
+        d, value = d + 1, value[0]
+    return d
+
+
+def _kernel_source(v: dict[str, Any], where: str, files: bool = True
+                   ) -> BuiltinKernel | FileWeights:
+    if "builtin" in v:
+        if not isinstance(v["builtin"], str):
+            raise ValueError(f"{where}.builtin: expected a kernel name")
+        return BuiltinKernel.model_validate(v)
+    if "file" in v and files:
+        unknown = sorted(set(v) - {"file", "key"})
+        if unknown:
+            raise ValueError(f"{where}.{unknown[0]}: unknown field (expected file, key)")
+        if not isinstance(v["file"], str) or not isinstance(v.get("key", ""), str):
+            raise ValueError(f"{where}: file and key must be strings")
+        return FileWeights.model_validate(v)
+    want = "builtin" if not files else "builtin or file"
+    raise ValueError(f"{where}: a mapping here needs {want}")
+
+
+# ------------------------------------------------------------------ stages
+class _Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+
+
+class BankStage(_Stage):
+    """A filter bank: every option of SPEC section 1, with the values FilterBank takes."""
+
+    type: Literal["bank"]
+    op: str  # always explicit in YAML: correlate and convolve differ for asymmetric kernels
+    weights: Any  # BuiltinKernel | FileWeights | 2-D/4-D nested lists | list of 2-D kernels
+    mode: str = "dense"
+    groups: int = Field(1, ge=1, strict=True)
+    bias: list[float] | None = None
+    padding: str | int | list[int] = "same"
+    align: str = "keras"
+    anchor: list[int] | None = None
+    border: str = "zero"
+    border_value: float = Field(0.0, allow_inf_nan=False)
+    stride: int | list[int] = 1
+    dilation: int | list[int] = 1
+    activation: str | None = None
+    layout: str = "oihw"
+    method: str = "auto"
+    dtype: str = "float32"
+    measure: bool = False
+
+    @field_validator("op", mode="before")
+    @classmethod
+    def _op(cls, v: Any) -> str:
+        return options.parse_op(v)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, v: Any) -> str:
+        return options.parse_mode(v)
+
+    @field_validator("align", mode="before")
+    @classmethod
+    def _align(cls, v: Any) -> str:
+        return options.parse_align(v)
+
+    @field_validator("border", mode="before")
+    @classmethod
+    def _border(cls, v: Any) -> str:
+        return options.parse_border(v)
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _layout(cls, v: Any) -> str:
+        return options.parse_layout(v)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, v: Any) -> str:
+        return options.parse_method(v)
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> str:
+        return options.parse_dtype(v)
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _padding(cls, v: Any) -> Any:
+        options.parse_padding(v)
+        return v
+
+    @field_validator("stride", "dilation", mode="before")
+    @classmethod
+    def _pair(cls, v: Any, info: Any) -> Any:
+        options.parse_pair(info.field_name, v, minimum=1)
+        return v
+
+    @field_validator("anchor", mode="before")
+    @classmethod
+    def _anchor(cls, v: Any) -> Any:
+        if v is not None:
+            options.parse_pair("anchor", v, minimum=0)
+        return v
+
+    @field_validator("activation", mode="before")
+    @classmethod
+    def _activation(cls, v: Any) -> Any:
+        options.parse_activation(v)
+        return v
+
+    @field_validator("bias")
+    @classmethod
+    def _bias(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not all(x == x and abs(x) != float("inf") for x in v):
+            raise ValueError("bias contains NaN or Inf")
+        return v
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, v: Any, info: Any) -> Any:
+        """Checked (sizes, numbers, limits) before anything is built; typed on the way out."""
+        limits: Limits = (info.context or {}).get("limits", Limits())
+        if isinstance(v, dict):
+            return _kernel_source(v, "weights")
+        if not isinstance(v, list) or not v:
+            raise ValueError("expected {builtin: …}, {file: …}, a 2-D kernel [[…], …], "
+                             "a list of kernels, or 4-D nested lists")
+        depth = _depth(v)
+        if depth in (2, 4) and not any(isinstance(k, dict) for k in v):
+            _numbers(v, depth, limits, "weights")
+            return v
+        if len(v) > limits.outputs:
+            raise ValueError(f"{len(v)} kernels exceed the limit {limits.outputs} "
+                             "(raise with --max-outputs)")
+        kernels = []
+        for i, k in enumerate(v):
+            if isinstance(k, dict):
+                kernels.append(_kernel_source(k, f"weights[{i}]", files=False))
+            elif _depth(k) == 2:
+                _numbers(k, 2, limits, f"weights[{i}]")
+                kernels.append(k)
+            else:
+                raise ValueError(f"weights[{i}]: expected a 2-D kernel or {{builtin: …}}")
+        return kernels
+
+    @model_validator(mode="after")
+    def _combinations(self) -> BankStage:
+        options.parse_padding(self.padding)
+        if self.padding == "full" and self.stride not in (1, [1, 1]):
+            raise ValueError("padding 'full' needs stride 1")
+        return self
+
+
+class ReduceStage(_Stage):
+    """Combine all channels into one: sum, mean, max, or l2 (sqrt of the sum of squares)."""
+
+    type: Literal["reduce"]
+    op: Literal["sum", "mean", "max", "l2"]
+
+
+class ConvertStage(_Stage):
+    """Colour conversion then ``y = x·scale + offset`` (floats; gray from BGR by cv2 weights)."""
+
+    type: Literal["convert"]
+    color: Literal["none", "gray", "bgr2rgb", "rgb2bgr"] = "none"
+    scale: float = Field(1.0, allow_inf_nan=False)
+    offset: float = Field(0.0, allow_inf_nan=False)
+
+
+class ResizeStage(_Stage):
+    """Resize (cv2.INTER_AREA): either ``scale`` or ``width`` and ``height``."""
+
+    type: Literal["resize"]
+    scale: float | None = Field(None, gt=0, le=16, allow_inf_nan=False)
+    width: int | None = Field(None, ge=1, le=16384)
+    height: int | None = Field(None, ge=1, le=16384)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ResizeStage:
+        if (self.scale is None) == (self.width is None or self.height is None):
+            raise ValueError("resize takes either scale, or both width and height")
+        return self
+
+
+class SelectStage(_Stage):
+    """Keep the listed channels, in that order."""
+
+    type: Literal["select"]
+    channels: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=64)
+
+
+Stage = Annotated[BankStage | ReduceStage | ConvertStage | ResizeStage | SelectStage,
+                  Field(discriminator="type")]
+
+
+class Encode(BaseModel):
+    """Float results -> 8-bit video/images. ``range`` [lo, hi] maps linearly onto 0..255.
+
+    saturate: round and clip (OpenCV's saturate_cast); abs: |x| first; normalize: like
+    saturate but the range must be given — ``per-frame`` uses each frame's own min/max
+    (flickers; only when asked). ``select`` picks 1 or 3 channels; ``mosaic`` tiles them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    policy: Literal["saturate", "abs", "normalize"] = "saturate"
+    range: list[float] | Literal["per-frame"] | None = None
+    select: list[Annotated[int, Field(ge=0)]] | None = None
+    mosaic: bool = False
+    columns: int | None = Field(None, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _check(self) -> Encode:
+        if self.range is None:
+            if self.policy == "normalize":
+                raise ValueError("policy 'normalize' needs range: [lo, hi] (or 'per-frame')")
+        elif self.range == "per-frame":
+            if self.policy != "normalize":
+                raise ValueError("range 'per-frame' only goes with policy 'normalize'")
+        elif len(self.range) != 2 or not self.range[0] < self.range[1] or \
+                any(v != v or abs(v) == float("inf") for v in self.range):
+            raise ValueError("range must be [lo, hi] with finite lo < hi")
+        if self.select is not None and len(self.select) not in (1, 3):
+            raise ValueError("select takes 1 channel (gray) or 3 (B, G, R)")
+        if self.select is not None and self.mosaic:
+            raise ValueError("choose select or mosaic, not both")
+        return self
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """(lo, hi) of a fixed range, or None for per-frame."""
+        if self.range == "per-frame":
+            return None
+        lo, hi = self.range or (0.0, 255.0)
+        return float(lo), float(hi)
+
+
+class Config(BaseModel):
+    """A whole job: where frames come from, what the chain does, where results go."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str | int = "synthetic"
+    output: str | None = None
+    stages: list[Stage] = Field(min_length=1, max_length=64)
+    encode: Encode = Field(default_factory=Encode)
+    path: Path | None = Field(None, exclude=True)  # the YAML file, for relative weight paths
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("source must be a camera index, path, URL or 'synthetic'")
+        return v
+
+    def relative(self, name: str) -> Path:
+        """A path from the config: relative to the config file's folder."""
+        p = Path(name).expanduser()
+        return p if p.is_absolute() or self.path is None else self.path.parent / p
+
+
+# ------------------------------------------------------------------ errors
+def _node_at(node: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node:
+    """The deepest YAML node along a pydantic ``loc`` (a key's node for unknown keys)."""
+    for i, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    node = v if i < len(loc) - 1 else k
+                    break  # (parts not in the YAML, like a union's tag, are skipped)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and part < len(node.value):
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _TAGS:
+            continue  # pydantic's union branch names, not fields
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+_TAGS = {"bank", "reduce", "convert", "resize", "select", "function-after"}
+_FIELDS = {
+    "bank": set(BankStage.model_fields), "reduce": set(ReduceStage.model_fields),
+    "convert": set(ConvertStage.model_fields), "resize": set(ResizeStage.model_fields),
+    "select": set(SelectStage.model_fields), "encode": set(Encode.model_fields),
+    "": set(Config.model_fields) - {"path"},
+}
+
+
+def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    if isinstance(error.get("input"), bool):
+        hint = " (YAML reads yes/no/on/off as booleans: quote the word)"
+    else:
+        hint = ""
+    return _plain(error, loc, kind) + hint
+
+
+def _plain(error: dict[str, Any], loc: tuple[Any, ...], kind: str) -> str:
+    if kind == "extra_forbidden":
+        owner = next((p for p in reversed(loc[:-1]) if isinstance(p, str) and p in _FIELDS), "")
+        close = difflib.get_close_matches(str(loc[-1]), sorted(_FIELDS[owner]), n=1)
+        return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "union_tag_invalid":
+        return "type must be one of bank, reduce, convert, resize, select"
+    if kind == "union_tag_not_found":
+        return "missing 'type' (bank, reduce, convert, resize, select)"
+    message = str(error.get("msg", ""))
+    return message.removeprefix("Value error, ")
+
+
+def load_config(path: str | os.PathLike[str], limits: Limits | None = None) -> Config:
+    """The validated config at ``path``; raises ConfigError ``file:line:col: field: problem``."""
+    limits = limits or Limits()
+    data, node = read_yaml(path, limits)
+    try:
+        config = Config.model_validate(data, context={"limits": limits})
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = tuple(first["loc"])
+        where = _mark(_node_at(node, loc), os.fspath(path))
+        raise ConfigError(f"{where}: {_path(loc)}: {_message(first, loc)}") from None
+    config.path = Path(os.fspath(path))
+    return config
