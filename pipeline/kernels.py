@@ -180,6 +180,17 @@ def sharpen(amount: float = 1.0) -> np.ndarray:
     return identity(3) - _number("sharpen", "amount", amount) * laplacian(1)
 
 
+def unsharp(sigma: float = 1.5, amount: float = 1.0, size: int | None = None) -> np.ndarray:
+    """Unsharp mask ``(1 + amount)·identity - amount·gaussian(sigma)``: x + amount·(x - blur x).
+
+    The same as ``cv2.addWeighted(x, 1 + amount, cv2.GaussianBlur(x, 0, sigma), -amount, 0)``.
+    """
+    g = gaussian(sigma, size)
+    k = -_number("unsharp", "amount", amount) * g
+    k[g.shape[0] // 2, g.shape[1] // 2] += 1.0 + amount
+    return k
+
+
 def emboss(strength: float = 1.0) -> np.ndarray:
     """The classic 3×3 emboss [[-2,-1,0],[-1,1,1],[0,1,2]] blended with identity by ``strength``."""
     relief = np.array([[-2.0, -1.0, 0.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 2.0]])
@@ -200,7 +211,7 @@ def motion_blur(size: int = 9, angle: float = 0.0) -> np.ndarray:
 BUILTINS: dict[str, Callable[..., np.ndarray]] = {
     f.__name__: f
     for f in (identity, box, gaussian, sobel, scharr, laplacian, log, dog, gabor,
-              sharpen, emboss, motion_blur)
+              sharpen, unsharp, emboss, motion_blur)
 }
 
 

@@ -90,6 +90,14 @@ def test_small_classics():
     np.testing.assert_array_equal(make_kernel("laplacian"), [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
 
 
+@pytest.mark.parametrize(("sigma", "amount"), [(1.5, 1.0), (3.0, 0.6)])
+def test_unsharp_is_add_weighted_blur(frame, sigma, amount):
+    k = make_kernel("unsharp", sigma=sigma, amount=amount)
+    blur = cv2.GaussianBlur(frame, k.shape[::-1], sigma)
+    expected = cv2.addWeighted(frame, 1 + amount, blur, -amount, 0)
+    assert_close(apply(k, frame), expected, k, frame)
+
+
 def test_box_is_cv2_blur(frame):
     k = make_kernel("box", size=[3, 7])
     assert_close(apply(k, frame), cv2.blur(frame, (7, 3)), k, frame)

@@ -1,0 +1,499 @@
+"""Frame sinks behind one protocol, chosen by the output's extension.
+
+``open(shape, fps)`` sizes the sink from the chain's declared output and raises
+OutputError before the first frame if it cannot work; ``write(frame)`` never fails
+silently; ``close()`` finalises (release, verify, rename) and returns what was written;
+``abort()`` removes anything partial. Files are written under ``<name>.partial<ext>`` in
+the destination folder (same filesystem, so the final rename is atomic) and only renamed
+once complete: the final path never holds half a file.
+"""
+
+from __future__ import annotations
+
+import ast
+import http.server
+import os
+import socketserver
+import stat
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError, OutputError
+
+CONTAINERS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+Shape = tuple[int, int, int]
+
+
+@dataclass
+class SinkResult:
+    name: str
+    frames: int
+    detail: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+class FrameSink(Protocol):
+    name: str
+    wants: str  # "uint8" (encoded) or "float" (the chain's results)
+
+    def open(self, shape: Shape, fps: float) -> None: ...
+
+    def write(self, frame: np.ndarray) -> None: ...
+
+    def close(self) -> SinkResult: ...
+
+    def abort(self) -> None: ...
+
+
+def partial_path(final: Path) -> Path:
+    """``out.mp4`` -> ``out.partial.mp4``: the real extension last, for FFmpeg's muxer."""
+    return final.with_name(f"{final.stem}.partial{final.suffix}")
+
+
+def _prepare(final: Path, force: bool, inputs: list[str]) -> Path:
+    """Checks before anything is created; returns the temporary path."""
+    for source in inputs:
+        if os.path.exists(source) and os.path.exists(final) and os.path.samefile(source, final):
+            raise OutputError(f"{final}: output would overwrite the input {source}")
+        if os.path.realpath(source) == os.path.realpath(final):
+            raise OutputError(f"{final}: output would overwrite the input {source}")
+    if final.exists() or final.is_symlink():
+        if final.is_dir():
+            raise OutputError(f"{final}: is a directory")
+        if not force:
+            raise OutputError(f"{final}: exists (use --force to replace it)")
+    folder = final.parent if str(final.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"cannot create {final}: no such directory {folder}")
+    tmp = partial_path(final)
+    try:  # prove we can create it, before a single frame is read
+        with open(tmp, "wb"):
+            pass
+    except OSError as e:
+        raise OutputError(f"cannot create {final}: {e.strerror}") from None
+    return tmp
+
+
+class _FileSink:
+    wants = "uint8"
+
+    def __init__(self, path: str | os.PathLike[str], force: bool = False,
+                 inputs: list[str] | None = None) -> None:
+        self.final = Path(path)
+        self.name = str(self.final)
+        self.force = force
+        self.inputs = inputs or []
+        self.tmp: Path | None = None
+        self.frames = 0
+        self.warnings: list[str] = []
+
+    def _commit(self) -> None:
+        assert self.tmp is not None
+        os.replace(self.tmp, self.final)
+        self.tmp = None
+
+    def abort(self) -> None:
+        self._release()
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+
+    def _release(self) -> None:
+        """Let go of the writer, if any."""
+
+
+class VideoFileSink(_FileSink):
+    """``.mp4`` (mp4v), ``.avi`` (MJPG), ``.mkv`` (FFV1, lossless) through cv2.VideoWriter."""
+
+    def __init__(self, path: str | os.PathLike[str], force: bool = False,
+                 inputs: list[str] | None = None) -> None:
+        super().__init__(path, force, inputs)
+        self.codec = CONTAINERS[self.final.suffix.lower()]
+        self._writer: cv2.VideoWriter | None = None
+        self._expect: Shape | None = None
+        self._pad = (0, 0)
+
+    def open(self, shape: Shape, fps: float) -> None:
+        h, w, c = shape
+        if c not in (1, 3):
+            raise OutputError(f"{self.final}: video frames need 1 or 3 channels, got {c}")
+        self._expect = shape
+        # Every OpenCV/FFmpeg encoder here rounds odd sizes down, silently: pad instead.
+        self._pad = (max(2, h + h % 2) - h, max(2, w + w % 2) - w)
+        if any(self._pad):
+            self.warnings.append(
+                f"{self.final}: {w}x{h} padded to {w + self._pad[1]}x{h + self._pad[0]} "
+                "(the encoder needs an even size; the edge pixels are repeated)")
+        self.tmp = _prepare(self.final, self.force, self.inputs)
+        size = (w + self._pad[1], h + self._pad[0])
+        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.codec),
+                                       float(fps), size)
+        if not self._writer.isOpened():
+            self.abort()
+            raise OutputError(f"{self.final}: OpenCV cannot write {self.codec} into "
+                              f"{self.final.suffix} at {size[0]}x{size[1]}, {fps:g} fps")
+        self.size = size
+
+    def write(self, frame: np.ndarray) -> None:
+        assert self._writer is not None and self._expect is not None
+        if frame.shape != self._expect or frame.dtype != np.uint8:
+            raise OutputError(f"{self.final}: frame {frame.shape} {frame.dtype} does not "
+                              f"match the writer's {self._expect} uint8")
+        if frame.shape[2] == 1:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if any(self._pad):
+            frame = cv2.copyMakeBorder(frame, 0, self._pad[0], 0, self._pad[1],
+                                       cv2.BORDER_REPLICATE)
+        if self._writer.write(frame) is False:
+            raise OutputError(f"{self.final}: write failed after {self.frames} frames")
+        self.frames += 1
+
+    def _release(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def close(self) -> SinkResult:
+        self._release()
+        if self.frames == 0:
+            self.abort()
+            return SinkResult(self.name, 0, "no frames written; no file left",
+                              self.warnings)
+        self._verify()
+        self._commit()
+        w, h = self.size
+        return SinkResult(self.name, self.frames, f"{self.codec}, {w}x{h}", self.warnings)
+
+    def _verify(self) -> None:
+        """Reopen what was written: it must decode, at the size written."""
+        assert self.tmp is not None
+        cap = cv2.VideoCapture(str(self.tmp), cv2.CAP_FFMPEG)
+        try:
+            ok, first = cap.read()
+            if not ok or (first.shape[1], first.shape[0]) != self.size:
+                raise OutputError(f"{self.final}: output verification failed "
+                                  f"(kept as {self.tmp})")
+        finally:
+            cap.release()
+
+
+class ImageSink(_FileSink):
+    """One image per frame: a folder (``00000.png`` …) or a printf pattern (``f_%05d.jpg``)."""
+
+    def __init__(self, spec: str, force: bool = False, inputs: list[str] | None = None) -> None:
+        super().__init__(spec, force, inputs)
+        self.spec = spec  # as written: Path() would drop a trailing "/" (= "make this folder")
+        if "%" in spec:
+            self.pattern = spec
+        else:
+            self.pattern = os.path.join(spec, "%05d.png")
+        self.folder = Path(self.pattern).parent
+
+    def open(self, shape: Shape, fps: float) -> None:
+        if not self.folder.exists() and self.spec.endswith(("/", os.sep)):
+            self.folder.mkdir(parents=True)
+        if not self.folder.is_dir():
+            raise OutputError(f"cannot create {self.pattern}: no such directory {self.folder}")
+        first = Path(self.pattern % 0)
+        if first.exists() and not self.force:
+            raise OutputError(f"{first}: exists (use --force to replace it)")
+        if not os.access(self.folder, os.W_OK):
+            raise OutputError(f"cannot create {self.pattern}: permission denied")
+        ext = Path(self.pattern).suffix.lower()
+        if not cv2.haveImageWriter(f"x{ext}"):
+            raise OutputError(f"{self.pattern}: OpenCV cannot write {ext} images")
+
+    def write(self, frame: np.ndarray) -> None:
+        final = Path(self.pattern % self.frames)
+        tmp = partial_path(final)
+        ok, data = cv2.imencode(final.suffix, frame)
+        if not ok:
+            raise OutputError(f"{final}: cannot encode {final.suffix}")
+        try:
+            tmp.write_bytes(data.tobytes())
+            os.replace(tmp, final)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"{final}: write failed: {e.strerror}") from None
+        self.frames += 1
+
+    def close(self) -> SinkResult:
+        return SinkResult(self.pattern, self.frames, "images", self.warnings)
+
+    def abort(self) -> None:
+        """Images already written are complete files; nothing partial remains."""
+
+
+class NpySink(_FileSink):
+    """``.npy`` of the float results ``(N, H', W', C)``, written frame by frame.
+
+    The header reserves room for N, so the file streams to disk and is rewritten once
+    at the end with the true count; numpy.load reads it like any other.
+    """
+
+    wants = "float"
+    _RESERVED = 10**15  # the placeholder N, wider than any real one
+
+    def open(self, shape: Shape, fps: float) -> None:
+        self.shape = shape
+        self.tmp = _prepare(self.final, self.force, self.inputs)
+        self._file = open(self.tmp, "r+b")  # noqa: SIM115 - closed in close()/abort()
+        self._dtype: np.dtype | None = None
+        self._header_len = 0
+
+    def _header(self, n: int) -> bytes:
+        assert self._dtype is not None
+        d = {"descr": np.lib.format.dtype_to_descr(self._dtype), "fortran_order": False,
+             "shape": (n, *self.shape)}
+        text = repr(d)
+        if self._header_len:  # the rewrite pads to exactly the reserved length
+            body = text.ljust(self._header_len - 10 - 1) + "\n"
+        else:
+            body = text.ljust(((len(text) + 11 + 63) // 64) * 64 - 10 - 1) + "\n"
+        assert ast.literal_eval(body.strip()) == d
+        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != self.shape:
+            raise OutputError(f"{self.final}: frame {frame.shape} does not match {self.shape}")
+        if self._dtype is None:
+            self._dtype = frame.dtype
+            header = self._header(self._RESERVED)
+            self._header_len = len(header)
+            self._file.write(header)
+        try:
+            self._file.write(np.ascontiguousarray(frame, dtype=self._dtype).data)
+        except OSError as e:
+            raise OutputError(f"{self.final}: write failed after {self.frames} frames: "
+                              f"{e.strerror}") from None
+        self.frames += 1
+
+    def _release(self) -> None:
+        if getattr(self, "_file", None) is not None and not self._file.closed:
+            self._file.close()
+
+    def close(self) -> SinkResult:
+        if self.frames == 0:
+            self.abort()
+            return SinkResult(self.name, 0, "no frames written; no file left", self.warnings)
+        self._file.seek(0)
+        self._file.write(self._header(self.frames))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._release()
+        self._commit()
+        return SinkResult(self.name, self.frames, f"{self._dtype} {self.shape}", self.warnings)
+
+
+class WindowSink:
+    """An OpenCV window (``--show``); refused at start where there is no display."""
+
+    wants = "uint8"
+    name = "window"
+
+    def open(self, shape: Shape, fps: float) -> None:
+        gui = "GUI:" in cv2.getBuildInformation() and "GUI:                           NONE" \
+            not in cv2.getBuildInformation()
+        if not gui:
+            raise ConfigError("--show: display not available (this OpenCV has no GUI)")
+        if os.name == "posix" and not (os.environ.get("DISPLAY")
+                                       or os.environ.get("WAYLAND_DISPLAY")):
+            raise ConfigError("--show: display not available (DISPLAY is not set)")
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        cv2.imshow("pipeline", frame)
+        cv2.waitKey(1)
+        self.frames += 1
+
+    def close(self) -> SinkResult:
+        cv2.destroyAllWindows()
+        return SinkResult(self.name, self.frames)
+
+    def abort(self) -> None:
+        cv2.destroyAllWindows()
+
+
+class _Latest:
+    """The newest JPEG and a condition to wait for the next one."""
+
+    def __init__(self) -> None:
+        self.jpeg = b""
+        self.serial = 0
+        self.closed = False
+        self.cond = threading.Condition()
+
+
+PAGE = (b"<!doctype html><title>pipeline</title>"
+        b"<body style='margin:0;background:#111'>"
+        b"<img src='/stream.mjpg' style='max-width:100%'></body>")
+
+
+def _handler(latest: _Latest) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # no stderr noise per request
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            if self.path in ("/", "/index.html"):
+                self._reply(b"text/html", PAGE)
+            elif self.path.startswith("/snapshot.jpg"):
+                with latest.cond:
+                    latest.cond.wait_for(lambda: latest.serial or latest.closed, timeout=5)
+                    data = latest.jpeg
+                self._reply(b"image/jpeg", data)
+            elif self.path.startswith("/stream.mjpg"):
+                self._stream()
+            else:
+                self.send_error(404)
+
+        def _reply(self, kind: bytes, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind.decode())
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _stream(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            seen = 0
+            try:
+                while True:
+                    with latest.cond:
+                        latest.cond.wait_for(lambda: latest.serial != seen or latest.closed,
+                                             timeout=1.0)
+                        if latest.closed:
+                            return
+                        if latest.serial == seen:
+                            continue
+                        seen, data = latest.serial, latest.jpeg
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                     b"Content-Length: " + str(len(data)).encode() +
+                                     b"\r\n\r\n" + data + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                return
+
+    return Handler
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class MjpegServerSink:
+    """MJPEG over HTTP (``--serve HOST:PORT``): a browser at http://HOST:PORT/ shows it live."""
+
+    wants = "uint8"
+
+    def __init__(self, address: str, quality: int = 85) -> None:
+        host, _, port = address.rpartition(":")
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"--serve {address!r}: expected HOST:PORT")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        self.quality = quality
+        self.name = f"http://{self.host}:{self.port}/"
+        self.frames = 0
+        self._latest = _Latest()
+        self._server: _Server | None = None
+
+    def open(self, shape: Shape, fps: float) -> None:
+        try:
+            self._server = _Server((self.host, self.port), _handler(self._latest))
+        except OSError as e:
+            raise OutputError(f"cannot serve on {self.host}:{self.port}: {e.strerror}") from None
+        self.port = self._server.server_address[1]  # port 0: the kernel picked one
+        self.name = f"http://{self.host}:{self.port}/"
+        threading.Thread(target=self._server.serve_forever, name="pipeline-serve",
+                         daemon=True).start()
+
+    def write(self, frame: np.ndarray) -> None:
+        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise OutputError(f"{self.name}: cannot encode a JPEG")
+        with self._latest.cond:
+            self._latest.jpeg = data.tobytes()
+            self._latest.serial += 1
+            self._latest.cond.notify_all()
+        self.frames += 1
+
+    def close(self) -> SinkResult:
+        self.abort()
+        return SinkResult(self.name, self.frames, "MJPEG over HTTP")
+
+    def abort(self) -> None:
+        with self._latest.cond:
+            self._latest.closed = True
+            self._latest.cond.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class NullSink:
+    """Discards everything (timing runs)."""
+
+    wants = "uint8"
+    name = "null"
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def open(self, shape: Shape, fps: float) -> None:
+        pass
+
+    def write(self, frame: np.ndarray) -> None:
+        self.frames += 1
+
+    def close(self) -> SinkResult:
+        return SinkResult(self.name, self.frames)
+
+    def abort(self) -> None:
+        pass
+
+
+class MemorySink:
+    """Keeps every frame in a list (tests, notebooks); ``wants`` float or uint8."""
+
+    name = "memory"
+
+    def __init__(self, wants: str = "float") -> None:
+        self.wants = wants
+        self.frames: list[np.ndarray] = []
+
+    def open(self, shape: Shape, fps: float) -> None:
+        self.shape, self.fps = shape, fps
+
+    def write(self, frame: np.ndarray) -> None:
+        self.frames.append(np.array(frame))
+
+    def close(self) -> SinkResult:
+        return SinkResult(self.name, len(self.frames))
+
+    def abort(self) -> None:
+        pass
+
+
+def open_sink(spec: str | None, force: bool = False, inputs: list[str] | None = None):
+    """The sink an ``--output`` value names (not opened yet)."""
+    if spec is None or spec in ("null", "-"):
+        return NullSink()
+    suffix = Path(spec).suffix.lower()
+    if suffix in CONTAINERS:
+        return VideoFileSink(spec, force, inputs)
+    if suffix == ".npy":
+        return NpySink(spec, force, inputs)
+    if "%" in spec or spec.endswith(("/", os.sep)) or \
+            (os.path.exists(spec) and stat.S_ISDIR(os.stat(spec).st_mode)):
+        return ImageSink(spec, force, inputs)
+    raise OutputError(f"{spec}: unknown output type {suffix or '(no extension)'!r}; "
+                      "expected .mp4 .avi .mkv .npy, a folder/ or a pattern like f_%05d.png")

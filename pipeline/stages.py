@@ -1,0 +1,203 @@
+"""The processing chain: config stages made into callables once the frame format is known.
+
+A stage's shape depends on what reaches it (a dense bank's weights need C_in), so the
+chain is built when the source has announced its format, and every bank is planned then
+(FFTW plans, kernel spectra) so the first frame already runs at full speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .bank import FilterBank, Plan
+from .config import (
+    BankStage,
+    BuiltinKernel,
+    Config,
+    ConvertStage,
+    FileWeights,
+    ReduceStage,
+    ResizeStage,
+    SelectStage,
+    _depth,
+)
+from .errors import ConfigError, FrameError
+from .frames import FrameFormat
+from .kernels import load_weights, make_kernel
+
+Shape = tuple[int, int, int]
+
+
+@dataclass
+class Step:
+    """One stage: ``fn`` maps a float ``(H, W, C)`` frame of ``in_shape`` to ``out_shape``."""
+
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray]
+    in_shape: Shape
+    out_shape: Shape
+    bank: FilterBank | None = None
+    plan: Plan | None = None
+
+
+@dataclass
+class Chain:
+    """All steps of a config for one frame format; ``chain(frame)`` -> float32 (H', W', C')."""
+
+    steps: list[Step] = field(default_factory=list)
+    in_format: FrameFormat | None = None
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.steps[-1].out_shape
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        x = frame if frame.ndim == 3 else frame[:, :, None]
+        for step in self.steps:
+            x = step.fn(x)
+        return x
+
+
+def _where(stage: object, index: int) -> str:
+    name = getattr(stage, "name", None)
+    return f"stages[{index}]" + (f" ({name})" if name else "")
+
+
+def _kernel(source: BuiltinKernel | list, where: str) -> np.ndarray:
+    if isinstance(source, BuiltinKernel):
+        try:
+            return make_kernel(source.builtin, **source.params)
+        except TypeError as e:  # a parameter of the wrong type reached the factory
+            raise ConfigError(f"{where}: builtin {source.builtin}: {e}") from None
+    return np.asarray(source, dtype=np.float64)
+
+
+def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.ndarray:
+    """The stage's weights as FilterBank takes them, for a ``c_in``-channel input.
+
+    A list of 2-D kernels has one kernel per output channel: dense applies each to every
+    input channel and sums (C_out, C_in, kh, kw); depthwise gives each input channel
+    every kernel (C_in·M, 1, kh, kw), output k·M + q reading channel k.
+    """
+    w = stage.weights
+    if isinstance(w, FileWeights):
+        return load_weights(config.relative(w.file), w.key)
+    if isinstance(w, BuiltinKernel):
+        return _kernel(w, f"{where}.weights")
+    if _depth(w) in (2, 4):  # one inline 2-D kernel, or inline 4-D weights in `layout`
+        return np.asarray(w, dtype=np.float64)
+    kernels = [_kernel(k, f"{where}.weights[{i}]") for i, k in enumerate(w)]
+    shapes = {k.shape for k in kernels}
+    if len(shapes) > 1:
+        raise ConfigError(f"{where}.weights: kernels differ in size {sorted(shapes)}; "
+                          "a bank needs one size (pad the smaller ones with zeros)")
+    stack = np.stack(kernels)  # (M, kh, kw)
+    if stage.mode == "depthwise":
+        return np.tile(stack[None], (c_in, 1, 1, 1)).reshape(-1, 1, *stack.shape[1:])
+    return np.repeat(stack[:, None], c_in, axis=1)
+
+
+def _bank_step(stage: BankStage, config: Config, shape: Shape, where: str,
+               plan: bool = True) -> Step:
+    weights = bank_weights(stage, config, shape[2], where)
+    try:
+        bank = FilterBank(
+            weights, stage.bias, op=stage.op, mode=stage.mode, groups=stage.groups,
+            padding=stage.padding, align=stage.align, anchor=stage.anchor,
+            border=stage.border, border_value=stage.border_value, stride=stage.stride,
+            dilation=stage.dilation, activation=stage.activation, layout=stage.layout,
+            method=stage.method, dtype=stage.dtype, measure=stage.measure)
+        made = bank.plan(shape) if plan else None
+        out = made.out_shape if made else bank.output_shape(shape)
+    except (ConfigError, FrameError) as e:
+        raise type(e)(f"{where}: {e}") from None
+    return Step(where, bank, shape, out, bank=bank, plan=made)
+
+
+def _reduce(op: str) -> Callable[[np.ndarray], np.ndarray]:
+    if op == "sum":
+        return lambda x: np.sum(x, axis=2, keepdims=True, dtype=np.float32)
+    if op == "mean":
+        return lambda x: np.mean(x, axis=2, keepdims=True, dtype=np.float32)
+    if op == "max":
+        return lambda x: np.max(x, axis=2, keepdims=True)
+
+    def l2(x: np.ndarray) -> np.ndarray:
+        if x.shape[2] == 2:  # the common gradient pair: one OpenCV pass
+            return cv2.magnitude(np.ascontiguousarray(x[..., 0]),
+                                 np.ascontiguousarray(x[..., 1]))[..., None]
+        return np.sqrt(np.einsum("hwc,hwc->hw", x, x))[..., None]
+
+    return l2
+
+
+def _convert(stage: ConvertStage, shape: Shape, where: str) -> tuple[Callable, Shape]:
+    h, w, c = shape
+    if stage.color != "none" and c != 3:
+        raise ConfigError(f"{where}: color {stage.color} needs 3 channels, got {c}")
+    out_c = 1 if stage.color == "gray" else c
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        if stage.color == "gray":
+            x = cv2.cvtColor(np.ascontiguousarray(x, dtype=np.float32), cv2.COLOR_BGR2GRAY)
+            x = x[..., None]
+        elif stage.color in ("bgr2rgb", "rgb2bgr"):
+            x = x[..., ::-1]
+        if stage.scale != 1.0 or stage.offset != 0.0:
+            x = x * np.float32(stage.scale) + np.float32(stage.offset)
+        return x
+
+    return fn, (h, w, out_c)
+
+
+def _resize(stage: ResizeStage, shape: Shape) -> tuple[Callable, Shape]:
+    h, w, c = shape
+    if stage.scale is not None:
+        size = (max(1, round(w * stage.scale)), max(1, round(h * stage.scale)))
+    else:
+        size = (stage.width, stage.height)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        y = cv2.resize(np.ascontiguousarray(x), size, interpolation=cv2.INTER_AREA)
+        return y.reshape(size[1], size[0], c)
+
+    return fn, (size[1], size[0], c)
+
+
+def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
+    """Every stage made for frames of ``fmt``; banks planned unless ``plan`` is False
+    (shapes only: what `pipeline validate` needs). Raises ConfigError / FrameError."""
+    chain = Chain(in_format=fmt)
+    shape: Shape = fmt.shape
+    for i, stage in enumerate(config.stages):
+        where = _where(stage, i)
+        if isinstance(stage, BankStage):
+            step = _bank_step(stage, config, shape, where, plan)
+        elif isinstance(stage, ReduceStage):
+            step = Step(where, _reduce(stage.op), shape, (shape[0], shape[1], 1))
+        elif isinstance(stage, ConvertStage):
+            fn, out = _convert(stage, shape, where)
+            step = Step(where, fn, shape, out)
+        elif isinstance(stage, ResizeStage):
+            fn, out = _resize(stage, shape)
+            step = Step(where, fn, shape, out)
+        else:
+            assert isinstance(stage, SelectStage)
+            bad = [ch for ch in stage.channels if ch >= shape[2]]
+            if bad:
+                raise ConfigError(f"{where}: channel {bad[0]} does not exist "
+                                  f"({shape[2]} channels reach this stage)")
+            picks = list(stage.channels)
+            step = Step(where, lambda x, p=picks: x[..., p], shape,
+                        (shape[0], shape[1], len(picks)))
+        chain.steps.append(step)
+        shape = step.out_shape
+    # frames enter as float32 once; a bank converts integer frames itself, faster
+    if not isinstance(config.stages[0], BankStage):
+        first = chain.steps[0].fn
+        chain.steps[0].fn = lambda x, f=first: f(np.asarray(x, dtype=np.float32))
+    return chain
