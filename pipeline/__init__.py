@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .bank import FilterBank, Plan
+from .config import Config, load_config
 from .errors import (
     ConfigError,
     FrameError,
@@ -11,8 +12,10 @@ from .errors import (
     PipelineError,
     SourceLostError,
 )
+from .runner import Stats, run_config
 
 __all__ = [
+    "Config",
     "ConfigError",
     "FilterBank",
     "FrameError",
@@ -21,5 +24,8 @@ __all__ = [
     "PipelineError",
     "Plan",
     "SourceLostError",
+    "Stats",
+    "load_config",
+    "run_config",
 ]
 __version__ = "0.1.0"

@@ -20,6 +20,10 @@ from threadpoolctl import ThreadpoolController
 
 
 def _cores() -> int:
+    """``$PIPELINE_THREADS`` if set, else the cores this process may run on."""
+    explicit = os.environ.get("PIPELINE_THREADS", "")
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

@@ -1,0 +1,310 @@
+"""The typer CLI (SPEC section 4): a thin adapter over load_config / run_config.
+
+Every PipelineError becomes one line on stderr and its exit code (2 config, 3 input,
+4 output, 5 live source lost); a signal ends a run with 130/143/129 once the outputs
+are finalised. Tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .config import Limits, load_config
+from .errors import InputError, OutputError, PipelineError
+from .frames import FrameFormat
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Streaming image-filter pipeline: exact convolution/correlation banks "
+                       "on video, chosen fastest method per bank.")
+err = Console(stderr=True, highlight=False)  # progress bars and notes, never error lines
+out = Console(highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, never wrapped (rich would wrap it at the terminal width)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+INTERNAL = 70  # a bug: never an unhandled traceback, never 1
+SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+MaxKernel = Annotated[int, typer.Option("--max-kernel", help="Largest kernel side in a config.")]
+MaxOutputs = Annotated[int, typer.Option("--max-outputs", help="Most output channels of a bank.")]
+MaxPixels = Annotated[float, typer.Option("--max-pixels", help="Largest frame, megapixels.")]
+
+
+@contextmanager
+def guarded(debug: bool) -> Iterator[None]:
+    """PipelineError -> one line and its code; anything unexpected -> one line and 70."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except PipelineError as e:
+        if debug:
+            traceback.print_exc()
+        fail(str(e))
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        fail("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback
+        if debug:
+            traceback.print_exc()
+        fail(f"internal error: {type(e).__name__}: {e} (run with --debug for details)")
+        raise typer.Exit(INTERNAL) from None
+
+
+def _limits(max_kernel: int, max_outputs: int, max_pixels: float) -> Limits:
+    return Limits(kernel=max_kernel, outputs=max_outputs, pixels=int(max_pixels * 1e6))
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
+    """A progress callback: a bar with totals where known, a status line for streams."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+                        console=err, transient=True, disable=not enabled)
+    task = progress.add_task("filtering", total=None, status="")
+
+    def update(stats: Any) -> None:
+        status = f"{stats.fps:5.1f} fps  p50 {stats.latency_ms(50):5.1f} ms"
+        if stats.dropped:
+            status += f"  dropped {stats.dropped}"
+        progress.update(task, completed=stats.frames_written, total=stats.frame_total,
+                        status=status)
+
+    with progress:
+        yield update
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    source: Annotated[str | None, typer.Option("--source", "-s", help=(
+        "Camera index, video file, image folder/glob/%05d pattern, URL, or "
+        "synthetic[:WxH][@fps][:frames]."))] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help=(
+        ".mp4 .avi .mkv video, .npy floats, a folder/ or %05d.png pattern, or 'null'."))] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1)] = None,
+    show: Annotated[bool, typer.Option("--show", help="Show frames in a window.")] = False,
+    serve: Annotated[str | None, typer.Option("--serve", metavar="HOST:PORT",
+                                              help="Serve MJPEG over HTTP.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+    max_kernel: MaxKernel = 63,
+    max_outputs: MaxOutputs = 64,
+    max_pixels: MaxPixels = 8.3,
+    debug: Debug = False,
+) -> None:
+    """Filter one stream, live or file, and print a summary."""
+    from .runner import run_config
+
+    with guarded(debug):
+        limits = _limits(max_kernel, max_outputs, max_pixels)
+        cfg = load_config(config, limits)
+        with _progress(not quiet and err.is_terminal) as update:
+            stats = run_config(cfg, source=source, output=output, max_frames=max_frames,
+                               show=show, serve=serve, force=force, progress=update,
+                               limits=limits)
+        say(str(stats))
+        if stats.interrupted:
+            raise typer.Exit(SIGNAL_CODES.get(stats.interrupted, 130))
+
+
+def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
+    """The frame format to plan for: --size, else what the source announces."""
+    if size:
+        parts = size.lower().split("x")
+        try:
+            w, h, *c = (int(p) for p in parts)
+        except ValueError:
+            raise typer.BadParameter(f"--size {size!r}: expected WIDTHxHEIGHT[xCHANNELS]") \
+                from None
+        return FrameFormat(h, w, c[0] if c else 3)
+    from .sources import open_source
+
+    with open_source(cfg.source if source is None else source) as src:
+        return src.open()
+
+
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    source: Annotated[str | None, typer.Option("--source", "-s")] = None,
+    size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT[xCHANNELS] instead "
+                                             "of opening the source.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Show, for each bank: padding per side, centre, border, method and why, predicted costs."""
+    from .stages import build_chain
+
+    with guarded(debug):
+        cfg = load_config(config)
+        fmt = _format_of(cfg, source, size)
+        chain = build_chain(cfg, fmt)
+        say(f"input {fmt}")
+        for step in chain.steps:
+            h, w, c = step.out_shape
+            say(f"\n{step.name}: -> {w}x{h}x{c}")
+            if step.plan is not None:
+                say("  " + str(step.plan).replace("\n", "\n  "))
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    channels: Annotated[int, typer.Option("--channels", help="Channels of the input to "
+                                          "check shapes against.")] = 3,
+    max_kernel: MaxKernel = 63,
+    max_outputs: MaxOutputs = 64,
+    debug: Debug = False,
+) -> None:
+    """Check a config (fields, weights, shapes through the chain) without running it."""
+    from .stages import build_chain
+
+    with guarded(debug):
+        cfg = load_config(config, _limits(max_kernel, max_outputs, 8.3))
+        chain = build_chain(cfg, FrameFormat(480, 640, channels), plan=False)
+        h, w, c = chain.out_shape
+        say(f"{config}: ok ({len(chain.steps)} stages; 640x480x{channels} -> {w}x{h}x{c})")
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller frames, fewer runs.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Calibrate the method choice on this machine and save FFTW wisdom (a minute or so)."""
+    from .engine import calibrate, planner
+    from .engine.cache import cache_dir
+
+    with guarded(debug):
+        before = planner.constants()
+        shapes = ((360, 640, 3),) if quick else ((720, 1280, 3), (1080, 1920, 3))
+        measured = calibrate.run(scale=0.5 if quick else 1.0, repeat=3 if quick else 5,
+                                 wisdom_shapes=shapes,
+                                 progress=lambda what: err.print(f"measuring {what}",
+                                                                 markup=False))
+        table = Table(title="cost constants")
+        for col in ("constant", "before", "measured"):
+            table.add_column(col, justify="right" if col != "constant" else "left")
+        for name, value in measured.items():
+            table.add_row(name, f"{before[name]:.4g}", f"{value:.4g}")
+        out.print(table)
+        say(f"saved to {cache_dir()}")
+
+
+@app.command()
+def filters() -> None:
+    """List the built-in kernels and their parameters."""
+    from .kernels import describe_builtins
+
+    table = Table(title="built-in kernels ({builtin: name, param: value} in YAML)")
+    table.add_column("name")
+    table.add_column("parameters (defaults)")
+    table.add_column("what it is")
+    for name, params, doc in describe_builtins():
+        table.add_row(name, params, doc)
+    out.print(table)
+
+
+def _batch_one(config_path: str, source: str, target: str, force: bool) -> tuple[str, int, str]:
+    """Run one file of a batch (in a worker process): (source, exit code, message)."""
+    from .runner import run_config
+
+    try:
+        stats = run_config(config_path, source=source, output=target, force=force)
+    except PipelineError as e:
+        return source, e.exit_code, str(e)
+    except Exception as e:  # noqa: BLE001 - reported per file, never a traceback
+        return source, INTERNAL, f"internal error: {type(e).__name__}: {e}"
+    return source, 0, f"{stats.frames_written} frames"
+
+
+@app.command()
+def batch(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    inputs: Annotated[list[str], typer.Argument(help="Video files (or image folders).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")],
+    ext: Annotated[str, typer.Option("--ext", help="Output extension.")] = ".mkv",
+    workers: Annotated[int, typer.Option("--workers", min=1)] = max(1, (os.cpu_count() or 2)),
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
+        "Dask scheduler address (tcp://host:8786): run on that cluster."))] = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo finished outputs.")] = False,
+    allow_network: Annotated[bool, typer.Option("--allow-network")] = False,
+    debug: Debug = False,
+) -> None:
+    """Filter many files in parallel; finished outputs are skipped, so a rerun resumes."""
+    with guarded(debug):
+        load_config(config)  # fail fast, once, on a bad config
+        if not out_dir.is_dir():
+            raise OutputError(f"--out {out_dir}: no such directory")
+        ext = ext if ext.startswith(".") else f".{ext}"
+        jobs, results = [], []
+        for src in inputs:
+            if "://" in src and not allow_network:
+                results.append((src, InputError.exit_code,
+                                "network sources not allowed in batch (use --allow-network)"))
+                continue
+            target = out_dir / (Path(src.rstrip("/")).stem + ext)
+            if target.exists() and not force:
+                results.append((src, 0, f"skipped: {target} exists"))
+                continue
+            jobs.append((str(config), src, str(target), force))
+        results += _run_batch(jobs, workers, scheduler)
+        worst = 0
+        for src, code, message in results:
+            if code:
+                fail(f"{src}: {message}")
+            else:
+                say(f"ok: {src}: {message}")
+            worst = max(worst, code)
+        failed = sum(1 for _, code, _ in results if code)
+        say(f"{len(results) - failed} ok, {failed} failed")
+        if worst:
+            raise typer.Exit(worst)
+
+
+def _run_batch(jobs: list[tuple], workers: int, scheduler: str | None) -> list[tuple]:
+    if not jobs:
+        return []
+    if scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("--scheduler needs dask[distributed]: pip install "
+                             "'pipeline[cluster]'") from None
+        with Client(scheduler) as client:
+            futures = client.map(lambda job: _batch_one(*job), jobs, pure=False)
+            return client.gather(futures)
+    from concurrent.futures import ProcessPoolExecutor
+
+    results = []
+    with _progress(err.is_terminal) as _, ProcessPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(_batch_one, *zip(*jobs, strict=True)):
+            results.append(result)
+    return results
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

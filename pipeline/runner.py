@@ -1,0 +1,348 @@
+"""The one place that wires a stream: reader thread -> queue -> compute -> queue -> writer.
+
+Decoding, filtering and encoding overlap on separate threads (OpenCV, numpy and FFTW
+release the GIL). A file source blocks when the compute queue is full, so no frame is
+ever dropped; a live source keeps only the newest frame and counts what it drops. Every
+wait has a timeout and checks ``stop``, so a signal ends the run within a bound; the
+sinks are then finalised with the frames written so far.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .encode import Encoder
+from .errors import InputError, PipelineError
+from .frames import Frame, FrameFormat
+from .sinks import SinkResult
+from .stages import Chain, build_chain
+
+QUEUE = 8  # frames in flight between stages (files)
+LIVE_QUEUE = 1  # a live source keeps only the newest frame
+_POLL = 0.1  # seconds between checks of the stop event
+_END = object()  # end of stream marker
+
+
+@dataclass
+class Stats:
+    """What a run did; ``str(stats)`` is the summary the CLI prints."""
+
+    frames_read: int = 0
+    frames_written: int = 0
+    dropped: int = 0
+    decode_errors: int = 0
+    nan_pixels: int = 0
+    elapsed: float = 0.0
+    read_s: float = 0.0
+    compute_s: float = 0.0
+    write_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    results: list[SinkResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    interrupted: str | None = None
+    frame_total: int | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames_written / self.elapsed if self.elapsed > 0 else 0.0
+
+    def latency_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) * 1e3 if self.latencies else 0.0
+
+    def __str__(self) -> str:
+        n = max(self.frames_written, 1)
+        lines = [
+            f"frames: {self.frames_read} read, {self.frames_written} written"
+            + (f", {self.dropped} dropped (live: newest frame kept)" if self.dropped else "")
+            + (f", {self.decode_errors} undecodable skipped" if self.decode_errors else ""),
+            f"speed: {self.fps:.1f} fps over {self.elapsed:.2f} s; per frame read "
+            f"{self.read_s / max(self.frames_read, 1) * 1e3:.1f} ms, filter "
+            f"{self.compute_s / n * 1e3:.1f} ms, encode+write {self.write_s / n * 1e3:.1f} ms",
+            f"latency: p50 {self.latency_ms(50):.1f} ms, p99 {self.latency_ms(99):.1f} ms",
+        ]
+        for r in self.results:
+            lines.append(f"output: {r.name}: {r.frames} frames" + (f" ({r.detail})"
+                                                                 if r.detail else ""))
+        if self.nan_pixels:
+            lines.append(f"warning: {self.nan_pixels} NaN pixels written as 0")
+        lines += [f"warning: {w}" for w in self.warnings]
+        if self.interrupted:
+            lines.append(f"interrupted by {self.interrupted}; outputs finalised")
+        return "\n".join(lines)
+
+
+SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+if hasattr(signal, "SIGHUP"):
+    SIGNAL_NAMES[signal.SIGHUP] = "SIGHUP"
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP set ``stop`` (a second SIGINT is ignored while finishing).
+
+    Only the main thread may install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in SIGNAL_NAMES}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Run:
+    """One stream from ``source`` through ``chain`` into ``sinks``; ``run()`` returns Stats."""
+
+    def __init__(self, source, fmt: FrameFormat, chain: Chain, encoder: Encoder | None,
+                 sinks: list, max_frames: int | None = None,
+                 progress: Callable[[Stats], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.source, self.fmt, self.chain, self.encoder = source, fmt, chain, encoder
+        self.sinks = sinks
+        self.max_frames = max_frames
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.stats = Stats(frame_total=self._total())
+        live = getattr(source, "live", False)
+        self.live = live
+        self.inbox: queue.Queue = queue.Queue(LIVE_QUEUE if live else QUEUE)
+        self.outbox: queue.Queue = queue.Queue(QUEUE)
+        self.errors: list[BaseException] = []
+
+    def _total(self) -> int | None:
+        count = getattr(self.source, "frame_count", None)
+        if count and self.max_frames:
+            return min(count, self.max_frames)
+        return self.max_frames or count
+
+    # -------------------------------------------------------------- threads
+    def _put(self, q: queue.Queue, item: object, drop_oldest: bool = False) -> bool:
+        """Put ``item``; False if stopped first.
+
+        Files block (checking stop) until there is room: nothing is ever lost. A live
+        source never waits: the oldest queued frame makes way and is counted as dropped.
+        """
+        if drop_oldest:
+            while True:
+                try:
+                    q.put_nowait(item)
+                    return True
+                except queue.Full:
+                    try:
+                        q.get_nowait()
+                        self.stats.dropped += 1
+                    except queue.Empty:
+                        pass
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _reader(self) -> None:
+        try:
+            index = 0
+            while not self.stop.is_set():
+                if self.max_frames is not None and index >= self.max_frames:
+                    break
+                start = time.perf_counter()
+                data = self.source.read()
+                self.stats.read_s += time.perf_counter() - start
+                if data is None:
+                    break
+                self.stats.frames_read += 1
+                if not self._put(self.inbox, Frame(index, time.perf_counter(), data),
+                                 drop_oldest=self.live):
+                    break
+                index += 1
+        except BaseException as e:  # handed to the main thread, which reports it
+            self.errors.append(e)
+            self.stop.set()
+        finally:
+            self._put_end(self.inbox)
+
+    def _put_end(self, q: queue.Queue) -> None:
+        """The end marker, even into a full queue (the consumer drains it at shutdown)."""
+        while True:
+            try:
+                q.put(_END, timeout=_POLL)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    try:
+                        q.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def _writer(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self.outbox.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                frame, y = item
+                start = time.perf_counter()
+                encoded = None
+                for sink in self.sinks:
+                    if sink.wants == "float":
+                        sink.write(y)
+                    else:
+                        if encoded is None:
+                            encoded = self.encoder(y)
+                        sink.write(encoded)
+                self.stats.write_s += time.perf_counter() - start
+                self.stats.frames_written += 1
+                self.stats.latencies.append(time.perf_counter() - frame.time)
+                if len(self.stats.latencies) > 100_000:  # bounded, by construction
+                    del self.stats.latencies[::2]
+        except BaseException as e:
+            self.errors.append(e)
+            self.stop.set()
+            while self.outbox.get() is not _END:  # unblock the compute loop
+                pass
+
+    # -------------------------------------------------------------- main
+    def run(self) -> Stats:
+        started = time.perf_counter()
+        reader = threading.Thread(target=self._reader, name="pipeline-read", daemon=True)
+        writer = threading.Thread(target=self._writer, name="pipeline-write", daemon=True)
+        reader.start()
+        writer.start()
+        last_progress = 0.0
+        try:
+            while True:
+                try:
+                    item = self.inbox.get(timeout=_POLL)
+                except queue.Empty:
+                    if self.stop.is_set() and not reader.is_alive():
+                        break
+                    continue
+                if item is _END:
+                    break
+                if self.stop.is_set():
+                    continue  # drain what the reader queued; it is finishing
+                start = time.perf_counter()
+                y = self.chain(item.data)
+                self.stats.compute_s += time.perf_counter() - start
+                if not self._put(self.outbox, (item, y)):
+                    break
+                now = time.perf_counter()
+                if self.progress and now - last_progress > 0.1:
+                    self.stats.elapsed = now - started
+                    self.progress(self.stats)
+                    last_progress = now
+        finally:
+            self._put_end(self.outbox)
+            writer.join()
+            self.stop.set()
+            reader.join(timeout=5.0)
+            self.stats.elapsed = time.perf_counter() - started
+        if self.errors:
+            raise self.errors[0]
+        if self.encoder is not None:
+            self.stats.nan_pixels = self.encoder.nan_pixels
+        return self.stats
+
+
+def finish(sinks: list, stats: Stats, failed: bool) -> None:
+    """Close every sink (finalise) or, after a failure, abort them; collect their results."""
+    for sink in sinks:
+        try:
+            if failed:
+                sink.abort()
+            else:
+                result = sink.close()
+                stats.results.append(result)
+                stats.warnings.extend(result.warnings)
+        except PipelineError:
+            for other in sinks:
+                other.abort()
+            raise
+
+
+def run_config(config, *, source=None, output: str | None = None,
+               max_frames: int | None = None, show: bool = False, serve: str | None = None,
+               force: bool = False, sinks: list | None = None,
+               progress: Callable[[Stats], None] | None = None,
+               stop: threading.Event | None = None, limits=None) -> Stats:
+    """Run ``config`` (a Config or a YAML path) and return its Stats.
+
+    ``source``/``output`` override the config's (a spec string, or a FrameSource/FrameSink
+    object); ``sinks`` are used instead of any output. SIGINT/SIGTERM/SIGHUP stop the run
+    cleanly when called from the main thread: outputs are finalised, ``Stats.interrupted``
+    names the signal. Raises PipelineError subclasses for anything that goes wrong.
+    """
+    from .config import Config, Limits, load_config
+    from .sinks import MjpegServerSink, WindowSink, open_sink
+    from .sources import open_source
+
+    limits = limits or Limits()
+    if not isinstance(config, Config):
+        config = load_config(config, limits)
+    spec = config.source if source is None else source
+    src = open_source(spec) if isinstance(spec, str | int) else spec
+    inputs = [getattr(src, "path")] if hasattr(src, "path") else []
+    if sinks is None:
+        target = output if output is not None else config.output
+        sinks = []
+        if target is not None or not (show or serve):
+            sinks.append(open_sink(target, force=force, inputs=inputs)
+                         if target is None or isinstance(target, str) else target)
+        if show:
+            sinks.append(WindowSink())
+        if serve:
+            sinks.append(MjpegServerSink(serve))
+    stop = stop or threading.Event()
+    received: list[int] = []
+    with src:
+        fmt = src.open()
+        if fmt.height * fmt.width > limits.pixels:
+            raise InputError(f"{src.name}: frame {fmt.width}x{fmt.height} exceeds the limit of "
+                             f"{limits.pixels / 1e6:.1f} MP (raise with --max-pixels)")
+        chain = build_chain(config, fmt)
+        needs_encoder = any(s.wants == "uint8" for s in sinks)
+        encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
+        opened: list = []
+        try:
+            for sink in sinks:
+                shape = chain.out_shape if sink.wants == "float" else encoder.shape
+                sink.open(shape, fmt.fps)
+                opened.append(sink)
+        except BaseException:
+            for sink in opened:
+                sink.abort()
+            raise
+        run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop)
+        try:
+            with stop_on_signals(stop, received):
+                stats = run.run()
+        except BaseException:
+            finish(sinks, run.stats, failed=True)
+            raise
+        finish(sinks, stats, failed=False)
+        stats.decode_errors = src.decode_errors
+    stats.warnings = list(getattr(src, "warnings", [])) + stats.warnings
+    if received:
+        stats.interrupted = SIGNAL_NAMES.get(received[0], str(received[0]))
+    return stats
