@@ -1,0 +1,156 @@
+"""Test media made on the spot: clips, damaged clips, and a loopback MJPEG server."""
+
+from __future__ import annotations
+
+import http.server
+import socketserver
+import struct
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.sources import SyntheticSource
+
+FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+
+
+def clip_frames(n: int = 60, width: int = 160, height: int = 120) -> list[np.ndarray]:
+    """A real-looking clip: the moving pattern plus sensor-like noise (fixed seed)."""
+    source = SyntheticSource(width, height, frames=n)
+    rng = np.random.default_rng(7)
+    frames = []
+    for i in range(n):
+        noisy = source.frame(i).astype(np.int16) + rng.integers(-12, 13, (height, width, 3))
+        frames.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return frames
+
+
+def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
+               fps: float = 30.0) -> list[np.ndarray]:
+    frames = clip_frames(n, width, height)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix]), fps,
+                             (width, height))
+    assert writer.isOpened(), path
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return frames
+
+
+def decoded(path: Path, attempts: int = 200) -> list[np.ndarray]:
+    """Every frame OpenCV decodes from ``path``: read() called well past the declared end,
+    never stopping at a failure (OpenCV recovers after a corrupt frame)."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    count = int(max(cap.get(cv2.CAP_PROP_FRAME_COUNT), 0))
+    frames = []
+    for _ in range(count + attempts):
+        ok, frame = cap.read()
+        if ok:
+            frames.append(frame)
+    cap.release()
+    return frames
+
+
+def flip_bytes(path: Path, at: float = 0.6, n: int = 200, seed: int = 0) -> None:
+    """Overwrite ``n`` bytes from ``at`` of the file with random ones (a damaged sector)."""
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * at)
+    data[start : start + n] = np.random.default_rng(seed).integers(0, 256, n, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def damage_frame(path: Path, index: int, n: int = 200, seed: int = 0) -> None:
+    """Overwrite ``n`` bytes of an MPEG-4 (mp4v) file from frame ``index``'s start code.
+
+    FFmpeg conceals damage inside a frame; damage to a frame's VOP start code makes
+    OpenCV's read() fail on that frame and decode the next ones again (RELIABILITY b1).
+    """
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i : i + 4] == b"\x00\x00\x01\xb6"]
+    at = starts[index]
+    data[at : at + n] = np.random.default_rng(seed).integers(0, 256, n, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def understate_avi_count(path: Path, claimed: int) -> None:
+    """Make an AVI's headers claim ``claimed`` frames (avih dwTotalFrames, strh dwLength)."""
+    data = bytearray(path.read_bytes())
+    avih, strh = data.find(b"avih"), data.find(b"strh")
+    struct.pack_into("<I", data, avih + 8 + 16, claimed)
+    struct.pack_into("<I", data, strh + 8 + 32, claimed)
+    path.write_bytes(bytes(data))
+
+
+class MjpegServer:
+    """A loopback multipart-JPEG server (what an IP camera speaks) at ``url``.
+
+    Serves ``frames`` in a loop at ``fps``; ``mode``: 'normal', or 'close_after' N frames.
+    """
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 30.0, mode: str = "normal",
+                 after: int = 0) -> None:
+        self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+                      for f in frames]
+        self.fps, self.mode, self.after = fps, mode, after
+        self.sent = 0
+        self.stopping = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while not server.stopping.is_set():
+                        if server.mode == "close_after" and i >= server.after:
+                            return
+                        data = server.jpegs[i % len(server.jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                         b"Content-Length: " + str(len(data)).encode()
+                                         + b"\r\n\r\n" + data + b"\r\n")
+                        server.sent += 1
+                        i += 1
+                        time.sleep(1.0 / server.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/stream.mjpg"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> MjpegServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def read_mjpeg(url: str, count: int, timeout: float = 10.0) -> list[np.ndarray]:
+    """The first ``count`` JPEG parts of a multipart stream, decoded (a plain HTTP client)."""
+    import urllib.request
+
+    frames = []
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        assert "multipart/x-mixed-replace" in response.headers["Content-Type"]
+        while len(frames) < count:
+            line = response.readline()
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+                response.readline()  # the blank line before the body
+                data = response.read(length)
+                frames.append(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    return frames

@@ -1,0 +1,108 @@
+"""The CLI as users meet it: subprocesses, exit codes, one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from media import decoded, write_clip
+
+ROOT = Path(__file__).parent.parent
+EDGES = ROOT / "configs" / "edges.yaml"
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and text in lines[0], result.stderr
+
+
+def test_run_writes_video_and_summary(tmp_path):
+    result = cli("run", EDGES, "--source", "synthetic:160x120:12", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "frames: 12 read, 12 written" in result.stdout
+    assert "output: edges.mp4: 12 frames (mp4v, 160x120)" in result.stdout
+    assert len(decoded(tmp_path / "edges.mp4")) == 12
+
+
+def test_exit_codes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  - type: bank\n    op: correlate\n    weights: [[1]]\n    boarder: 1\n")
+    one_line_error(cli("run", bad, "-o", tmp_path / "o.mp4"), 2, "did you mean 'border'")
+    one_line_error(cli("run", EDGES, "-s", tmp_path / "none.mp4", "-o", tmp_path / "o.mp4"),
+                   3, "none.mp4: no such file")
+    (tmp_path / "taken.mp4").write_bytes(b"x")
+    one_line_error(cli("run", EDGES, "-s", "synthetic:32x32:2", "-o", tmp_path / "taken.mp4"),
+                   4, "exists (use --force")
+    assert (tmp_path / "taken.mp4").read_bytes() == b"x"
+    one_line_error(cli("run", EDGES, "-s", "http://127.0.0.1:9/x", "-o", tmp_path / "l.mp4"),
+                   5, "cannot open stream")
+    usage = cli("run")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_plan_validate_filters(tmp_path):
+    plan = cli("plan", EDGES, "--size", "320x240")
+    assert plan.returncode == 0, plan.stderr
+    for text in ("padding top 1, bottom 1, left 1, right 1; border reflect101",
+                 "kernel centre (row, col) (1, 1)", "method ", "direct", "separable", "fft",
+                 "parameters 18"):
+        assert text in plan.stdout
+    assert cli("validate", EDGES).stdout.startswith(f"{EDGES}: ok")
+    filters = cli("filters")
+    for name in ("gaussian", "sobel", "gabor", "motion_blur", "unsharp"):
+        assert name in filters.stdout
+
+
+def test_batch_is_parallel_and_resumable(tmp_path):
+    inputs = []
+    for i in range(3):
+        write_clip(tmp_path / f"clip{i}.avi", n=5, width=64, height=48)
+        inputs.append(tmp_path / f"clip{i}.avi")
+    (tmp_path / "broken.avi").write_text("not a video")
+    out = tmp_path / "out"
+    out.mkdir()
+    first = cli("batch", EDGES, *inputs, tmp_path / "broken.avi", "http://169.254.169.254/x",
+                "--out", out, "--workers", "2")
+    assert first.returncode == 3, first.stderr
+    assert "3 ok, 2 failed" in first.stdout
+    assert "network sources not allowed in batch" in first.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["clip0.mkv", "clip1.mkv", "clip2.mkv"]
+    again = cli("batch", EDGES, *inputs, "--out", out)
+    assert again.returncode == 0 and again.stdout.count("skipped") == 3
+
+
+def test_bench_calibrates(tmp_path):
+    env = {**os.environ, "PIPELINE_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "pipeline", "bench", "--quick"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "gemm_mac_ns" in result.stdout and (tmp_path / "calibration.json").exists()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_finalises_output(tmp_path, sig, code):
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", EDGES, "-q", "-s",
+                             "synthetic:320x240@30:100000", "-o", tmp_path / "sig.mkv"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    sent = time.perf_counter()
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.perf_counter() - sent < 2.5
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    written = int(stdout.split(" written")[0].rsplit(", ", 1)[1])
+    assert written > 0 and len(decoded(tmp_path / "sig.mkv")) == written
