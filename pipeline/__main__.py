@@ -1,3 +1,5 @@
-from pipeline.cli import main
+"""python -m pipeline"""
+
+from pipeline._entry import main
 
 main()
