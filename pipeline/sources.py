@@ -22,7 +22,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .errors import InputError, SourceLostError
+from .errors import InputError
 from .frames import FrameFormat
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm",
@@ -66,17 +66,6 @@ class _Source:
         """Nothing to release by default."""
 
 
-def redact(url: str) -> str:
-    """A URL with any password replaced by ``***`` (for messages and summaries)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 # ------------------------------------------------------------------ OpenCV captures
 class _CaptureSource(_Source):
     """Reading from a cv2.VideoCapture, tolerant of corrupt frames."""
@@ -111,10 +100,8 @@ class _CaptureSource(_Source):
                 self.decode_errors += failures
                 return frame
             failures += 1
-            if failures > self._retries or self._at_end():
+            if failures > READ_RETRIES or self._at_end():
                 return None
-
-    _retries = READ_RETRIES
 
     def _at_end(self) -> bool:
         """Whether the container says every frame has been read (a hint, never trusted alone)."""
@@ -145,11 +132,16 @@ class VideoFileSource(_CaptureSource):
         super().__init__(os.fspath(path))
         self.path = os.fspath(path)
 
-    def open(self) -> FrameFormat:
+    def open(self, max_pixels: int | None = None) -> FrameFormat:
         check_regular_file(self.path)
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
-            raise InputError(f"{self.path}: not a decodable video")
+            raise InputError(f"{self.path}: {_why_undecodable(self.path)}")
+        width = self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)
+        height = self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if max_pixels and width * height > max_pixels:  # before decoding a single frame
+            raise InputError(f"{self.path}: frame {width:.0f}x{height:.0f} exceeds the limit "
+                             f"of {max_pixels / 1e6:.1f} MP (raise with --max-pixels)")
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if math.isfinite(count) and count > 0 else None
         return self._format(self._first_frame())
@@ -160,53 +152,6 @@ class VideoFileSource(_CaptureSource):
                 f"{self.path}: input ended after {self.frames_read} of "
                 f"{self.frame_count} declared frames")
         super().close()
-
-
-class CameraSource(_CaptureSource):
-    """A camera by index (/dev/videoN on Linux); live: the runner keeps the newest frame."""
-
-    live = True
-    _retries = 5
-
-    def __init__(self, index: int) -> None:
-        super().__init__(f"camera {index}")
-        self.index = index
-
-    def _at_end(self) -> bool:
-        return False
-
-    def open(self) -> FrameFormat:
-        self._cap = cv2.VideoCapture(self.index)
-        if not self._cap.isOpened():
-            raise SourceLostError(f"camera {self.index} not available")
-        return self._format(self._first_frame())
-
-
-class UrlSource(_CaptureSource):
-    """A network stream (http MJPEG, rtsp…) with open and read timeouts; live."""
-
-    live = True
-    _retries = 5
-
-    def __init__(self, url: str, open_timeout: float = 5.0, read_timeout: float = 2.0) -> None:
-        super().__init__(redact(url))
-        self.url = url
-        self.open_timeout = open_timeout
-        self.read_timeout = read_timeout
-
-    def _at_end(self) -> bool:
-        return False
-
-    def open(self) -> FrameFormat:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
-        self._cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
-        if not self._cap.isOpened():
-            raise SourceLostError(f"{self.name}: cannot open stream")
-        try:
-            return self._format(self._first_frame())
-        except InputError:
-            raise SourceLostError(f"{self.name}: stream delivered no frame") from None
 
 
 # ------------------------------------------------------------------ images
@@ -371,6 +316,38 @@ class MemorySource(_Source):
 
 
 # ------------------------------------------------------------------ choosing one
+def _top_level_boxes(path: str, limit: int = 64) -> list[bytes]:
+    """The types of an ISO-BMFF (MP4/MOV) file's top-level boxes, read from their headers."""
+    boxes = []
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        at = 0
+        while at + 8 <= size and len(boxes) < limit:
+            f.seek(at)
+            header = f.read(16)
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if length == 1 and len(header) >= 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                length = size - at
+            if length < 8 or not kind.isalnum():
+                break
+            boxes.append(kind)
+            at += length
+    return boxes
+
+
+def _why_undecodable(path: str) -> str:
+    """The most useful words for a file FFmpeg will not open."""
+    boxes = _top_level_boxes(path)
+    if b"ftyp" in boxes and b"mdat" in boxes and b"moov" not in boxes:
+        return ("MP4 index (moov) missing - file incomplete, was the recording "
+                "interrupted? (MKV or AVI recordings survive interruption)")
+    if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        return "not a decodable image"
+    return "not a decodable video"
+
+
 def check_regular_file(path: str) -> None:
     """Before OpenCV sees a path: it exists, is a regular file, is not empty.
 
@@ -392,26 +369,37 @@ def check_regular_file(path: str) -> None:
         raise InputError(f"{path}: cannot read: permission denied")
 
 
-def open_source(spec: str | int) -> _Source:
+def open_source(spec: str | int, live: dict | None = None) -> _Source:
     """The source a ``--source`` value names (not opened yet).
 
     An int or digits: a camera; ``synthetic…``: the test pattern; a URL: a stream; a
     folder, glob or ``%05d`` pattern: images; an image file: a one-frame sequence;
-    anything else: a video file.
+    anything else: a video file. ``live``: keyword options for camera/URL sources
+    (read_timeout, retry, …).
     """
+    from .live import camera_source, url_source
+
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
-        return CameraSource(int(spec))
+        return camera_source(int(spec), **(live or {}))
     text = str(spec)
     if text.startswith("synthetic"):
         return SyntheticSource.parse(text)
     scheme = urllib.parse.urlsplit(text).scheme.lower()
     if scheme in URL_SCHEMES:
-        return UrlSource(text)
+        return url_source(text, **(live or {}))
+    if os.path.isfile(text):  # a real file is itself, even named like a pattern or glob
+        return _file_source(text)
     if os.path.isdir(text) or any(c in text for c in "*?[") or re.search(r"%0?\d*d", text):
         files = image_files(text)
         if not files:
-            raise InputError(f"{text}: no image files match")
+            what = "is a directory with no image files" if os.path.isdir(text) else \
+                "no image files match"
+            raise InputError(f"{text}: {what}")
         return ImageSequenceSource(files, text)
+    return _file_source(text)
+
+
+def _file_source(text: str) -> _Source:
     if Path(text).suffix.lower() in IMAGE_EXTENSIONS:
         check_regular_file(text)
         return ImageSequenceSource([text], text)

@@ -87,7 +87,10 @@ def understate_avi_count(path: Path, claimed: int) -> None:
 class MjpegServer:
     """A loopback multipart-JPEG server (what an IP camera speaks) at ``url``.
 
-    Serves ``frames`` in a loop at ``fps``; ``mode``: 'normal', or 'close_after' N frames.
+    Serves ``frames`` in a loop at ``fps``. ``mode`` (each connection): 'normal';
+    'close_after' N frames; 'stall_after' N frames (then silent, connection open);
+    'garbage_after' N frames (one corrupt JPEG, then normal); 'accept_silent' (accepts
+    and never answers); 'close_forever' after N frames (the server is gone). ``connections`` counts the clients served.
     """
 
     def __init__(self, frames: list[np.ndarray], fps: float = 30.0, mode: str = "normal",
@@ -96,6 +99,7 @@ class MjpegServer:
                       for f in frames]
         self.fps, self.mode, self.after = fps, mode, after
         self.sent = 0
+        self.connections = 0
         self.stopping = threading.Event()
         server = self
 
@@ -104,6 +108,10 @@ class MjpegServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
+                server.connections += 1
+                if server.mode == "accept_silent":
+                    server.stopping.wait()
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
@@ -112,7 +120,15 @@ class MjpegServer:
                     while not server.stopping.is_set():
                         if server.mode == "close_after" and i >= server.after:
                             return
+                        if server.mode == "close_forever" and i >= server.after:
+                            server._httpd.socket.close()  # every reconnect is refused
+                            return
+                        if server.mode == "stall_after" and i >= server.after:
+                            server.stopping.wait()
+                            return
                         data = server.jpegs[i % len(server.jpegs)]
+                        if server.mode == "garbage_after" and i == server.after:
+                            data = b"\xff\xd8" + bytes(range(256)) * 8 + b"\xff\xd9"
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
                                          b"Content-Length: " + str(len(data)).encode()
                                          + b"\r\n\r\n" + data + b"\r\n")
