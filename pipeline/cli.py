@@ -33,11 +33,36 @@ out = Console(highlight=False, soft_wrap=True)
 
 def fail(message: str) -> None:
     """One line on stderr, never wrapped (rich would wrap it at the terminal width)."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    try:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
 
 
 def say(text: str) -> None:
-    print(text, flush=True)
+    """stdout; a reader that went away (``| head -1``) is not an error of ours."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError at exit
+
+
+def leave(code: int, interrupted: bool = False) -> None:
+    """Exit with ``code``. With os._exit (outputs are final, streams flushed) when a
+    capture thread is stuck inside OpenCV (finalising around it crashed with rc 139,
+    RELIABILITY b5), and after a signal: a second Ctrl-C during interpreter shutdown meets
+    the restored default action and kills the process, so the exit code would be lost."""
+    from .runner import stuck_threads
+
+    if interrupted or stuck_threads():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        os._exit(code)
+    raise typer.Exit(code)
 INTERNAL = 70  # a bug: never an unhandled traceback, never 1
 SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
@@ -58,15 +83,15 @@ def guarded(debug: bool) -> Iterator[None]:
         if debug:
             traceback.print_exc()
         fail(str(e))
-        raise typer.Exit(e.exit_code) from None
+        leave(e.exit_code, interrupted=e.exit_code in SIGNAL_CODES.values())
     except KeyboardInterrupt:
         fail("interrupted")
-        raise typer.Exit(130) from None
+        leave(130, interrupted=True)
     except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback
         if debug:
             traceback.print_exc()
         fail(f"internal error: {type(e).__name__}: {e} (run with --debug for details)")
-        raise typer.Exit(INTERNAL) from None
+        leave(INTERNAL)
 
 
 def _limits(max_kernel: int, max_outputs: int, max_pixels: float) -> Limits:
@@ -109,21 +134,39 @@ def run(
     max_kernel: MaxKernel = 63,
     max_outputs: MaxOutputs = 64,
     max_pixels: MaxPixels = 8.3,
+    max_memory: Annotated[float, typer.Option("--max-memory", help="GiB a run may hold.")] = 4.0,
+    open_timeout: Annotated[float, typer.Option("--open-timeout", help=(
+        "Live sources: seconds to wait for a connection."))] = 5.0,
+    read_timeout: Annotated[float, typer.Option("--read-timeout", help=(
+        "Live sources: seconds without a frame before reconnecting."))] = 2.0,
+    reconnect_attempts: Annotated[int, typer.Option("--reconnect-attempts", min=1, help=(
+        "Live sources: opens tried (back-off 0.5 s doubling to 8 s) before giving up."))] = 5,
+    reconnect_budget: Annotated[float, typer.Option("--reconnect-budget", help=(
+        "Live sources: seconds of trying before giving up."))] = 30.0,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show FFmpeg/OpenCV log lines.")
+                       ] = False,
     debug: Debug = False,
 ) -> None:
     """Filter one stream, live or file, and print a summary."""
+    from .live import Reconnect
     from .runner import run_config
 
     with guarded(debug):
         limits = _limits(max_kernel, max_outputs, max_pixels)
         cfg = load_config(config, limits)
+        retry = Reconnect(attempts=reconnect_attempts, budget=reconnect_budget)
+        live = {"read_timeout": read_timeout, "retry": retry}
+        is_url = "://" in str(source if source is not None else cfg.source)
+        if is_url:
+            live["open_timeout"] = open_timeout
         with _progress(not quiet and err.is_terminal) as update:
             stats = run_config(cfg, source=source, output=output, max_frames=max_frames,
                                show=show, serve=serve, force=force, progress=update,
-                               limits=limits)
+                               limits=limits, live=live, max_memory=int(max_memory * 2**30))
         say(str(stats))
         if stats.interrupted:
-            raise typer.Exit(SIGNAL_CODES.get(stats.interrupted, 130))
+            leave(SIGNAL_CODES.get(stats.interrupted, 130), interrupted=True)
+        leave(0)
 
 
 def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:

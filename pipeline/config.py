@@ -168,9 +168,10 @@ def _numbers(value: Any, depth: int, limits: Limits, where: str) -> int:
         raise ValueError(f"{where}: expected a non-empty list")
     bound = limits.kernel if depth <= 2 else limits.outputs
     if len(value) > bound:
-        what = "kernel rows/columns" if depth <= 2 else "kernels"
+        what, flag = ("kernel rows/columns", "--max-kernel") if depth <= 2 else \
+            ("kernels", "--max-outputs")
         raise ValueError(f"{where}: {len(value)} {what} exceed the limit {bound} "
-                         "(raise with --max-kernel / --max-outputs)")
+                         f"(raise with {flag})")
     sizes = {_numbers(v, depth - 1, limits, f"{where}[{i}]") for i, v in enumerate(value)}
     if len(sizes) > 1:
         raise ValueError(f"{where}: ragged: rows must all have the same length")
@@ -202,6 +203,13 @@ def _kernel_source(v: dict[str, Any], where: str, files: bool = True
 
 
 # ------------------------------------------------------------------ stages
+_OPTION_PARSERS = {  # FilterBank's own parsers: one place validates each option
+    "op": options.parse_op, "mode": options.parse_mode, "align": options.parse_align,
+    "border": options.parse_border, "layout": options.parse_layout,
+    "method": options.parse_method, "dtype": options.parse_dtype,
+}
+
+
 class _Stage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
@@ -229,40 +237,10 @@ class BankStage(_Stage):
     dtype: str = "float32"
     measure: bool = False
 
-    @field_validator("op", mode="before")
+    @field_validator(*_OPTION_PARSERS, mode="before")
     @classmethod
-    def _op(cls, v: Any) -> str:
-        return options.parse_op(v)
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _mode(cls, v: Any) -> str:
-        return options.parse_mode(v)
-
-    @field_validator("align", mode="before")
-    @classmethod
-    def _align(cls, v: Any) -> str:
-        return options.parse_align(v)
-
-    @field_validator("border", mode="before")
-    @classmethod
-    def _border(cls, v: Any) -> str:
-        return options.parse_border(v)
-
-    @field_validator("layout", mode="before")
-    @classmethod
-    def _layout(cls, v: Any) -> str:
-        return options.parse_layout(v)
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _method(cls, v: Any) -> str:
-        return options.parse_method(v)
-
-    @field_validator("dtype", mode="before")
-    @classmethod
-    def _dtype(cls, v: Any) -> str:
-        return options.parse_dtype(v)
+    def _option(cls, v: Any, info: Any) -> str:
+        return _OPTION_PARSERS[info.field_name](v)
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -418,12 +396,13 @@ class Encode(BaseModel):
 class Config(BaseModel):
     """A whole job: where frames come from, what the chain does, where results go."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     source: str | int = "synthetic"
     output: str | None = None
     stages: list[Stage] = Field(min_length=1, max_length=64)
     encode: Encode = Field(default_factory=Encode)
     path: Path | None = Field(None, exclude=True)  # the YAML file, for relative weight paths
+    limits: Limits = Field(default_factory=Limits, exclude=True)
 
     @field_validator("source", mode="before")
     @classmethod
@@ -472,7 +451,7 @@ _FIELDS = {
     "bank": set(BankStage.model_fields), "reduce": set(ReduceStage.model_fields),
     "convert": set(ConvertStage.model_fields), "resize": set(ResizeStage.model_fields),
     "select": set(SelectStage.model_fields), "encode": set(Encode.model_fields),
-    "": set(Config.model_fields) - {"path"},
+    "": set(Config.model_fields) - {"path", "limits"},
 }
 
 
@@ -510,4 +489,5 @@ def load_config(path: str | os.PathLike[str], limits: Limits | None = None) -> C
         where = _mark(_node_at(node, loc), os.fspath(path))
         raise ConfigError(f"{where}: {_path(loc)}: {_message(first, loc)}") from None
     config.path = Path(os.fspath(path))
+    config.limits = limits
     return config

@@ -243,13 +243,46 @@ def describe_builtins() -> list[tuple[str, str, str]]:
     return rows
 
 
-def load_weights(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray:
+def _npy_shape(f: Any) -> tuple[int, ...]:
+    """The shape in an .npy header, without reading the data."""
+    version = np.lib.format.read_magic(f)
+    reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+              else np.lib.format.read_array_header_2_0)
+    return reader(f)[0]
+
+
+def _check_size(where: str, key: str | None, max_elements: int | None) -> None:
+    """Refuse an oversized array from its header, before allocating it."""
+    if max_elements is None:
+        return
+    import zipfile
+
+    shapes = []
+    if zipfile.is_zipfile(where):
+        with zipfile.ZipFile(where) as z:
+            for name in z.namelist():
+                if key is None or name == f"{key}.npy":
+                    with z.open(name) as f:
+                        shapes.append(_npy_shape(f))
+    else:
+        with open(where, "rb") as f:
+            shapes.append(_npy_shape(f))
+    for shape in shapes:
+        if int(np.prod(shape)) > max_elements:
+            raise ConfigError(f"{where}: weights of shape {shape} exceed the limit of "
+                              f"{max_elements} values (raise with --max-kernel/--max-outputs)")
+
+
+def load_weights(path: str | os.PathLike[str], key: str | None = None,
+                 max_elements: int | None = None) -> np.ndarray:
     """A float64 array from ``.npy`` or ``.npz`` (``key`` picks one of several arrays).
 
-    Never unpickles. Raises ConfigError naming the file for anything it cannot use.
+    Never unpickles; with ``max_elements``, an oversized array is refused from its header
+    before any memory is taken. Raises ConfigError naming the file for anything unusable.
     """
     where = os.fspath(path)
     try:
+        _check_size(where, key, max_elements)
         loaded = np.load(where, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             if key is not None:

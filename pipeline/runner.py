@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .encode import Encoder
-from .errors import InputError, PipelineError
+from .errors import InputError, OutputError, PipelineError
 from .frames import Frame, FrameFormat
 from .sinks import SinkResult
 from .stages import Chain, build_chain
 
-QUEUE = 8  # frames in flight between stages (files)
+QUEUE = 8  # frames in flight between stages (files), at most …
+QUEUE_BYTES = 128 << 20  # … and at most this many bytes per queue: memory bounded by construction
 LIVE_QUEUE = 1  # a live source keeps only the newest frame
 _POLL = 0.1  # seconds between checks of the stop event
 _END = object()  # end of stream marker
@@ -37,7 +38,8 @@ class Stats:
 
     frames_read: int = 0
     frames_written: int = 0
-    dropped: int = 0
+    dropped: int = 0  # live: older frames the newest one replaced
+    discarded: int = 0  # read, but not processed because the run was stopped
     decode_errors: int = 0
     nan_pixels: int = 0
     elapsed: float = 0.0
@@ -49,6 +51,7 @@ class Stats:
     warnings: list[str] = field(default_factory=list)
     interrupted: str | None = None
     frame_total: int | None = None
+    reconnects: int = 0
 
     @property
     def fps(self) -> float:
@@ -62,7 +65,9 @@ class Stats:
         lines = [
             f"frames: {self.frames_read} read, {self.frames_written} written"
             + (f", {self.dropped} dropped (live: newest frame kept)" if self.dropped else "")
-            + (f", {self.decode_errors} undecodable skipped" if self.decode_errors else ""),
+            + (f", {self.discarded} unprocessed at stop" if self.discarded else "")
+            + (f", {self.decode_errors} undecodable skipped" if self.decode_errors else "")
+            + (f", {self.reconnects} reconnects" if self.reconnects else ""),
             f"speed: {self.fps:.1f} fps over {self.elapsed:.2f} s; per frame read "
             f"{self.read_s / max(self.frames_read, 1) * 1e3:.1f} ms, filter "
             f"{self.compute_s / n * 1e3:.1f} ms, encode+write {self.write_s / n * 1e3:.1f} ms",
@@ -80,8 +85,10 @@ class Stats:
 
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+SIGNAL_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 if hasattr(signal, "SIGHUP"):
     SIGNAL_NAMES[signal.SIGHUP] = "SIGHUP"
+    SIGNAL_CODES[signal.SIGHUP] = 129
 
 
 @contextmanager
@@ -106,6 +113,22 @@ def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None
             signal.signal(s, h)
 
 
+def depth(shape: tuple[int, ...], itemsize: int) -> int:
+    """Queue depth for frames of ``shape``: QUEUE, fewer when frames are large."""
+    frame = int(np.prod(shape)) * itemsize
+    return max(1, min(QUEUE, QUEUE_BYTES // max(frame, 1)))
+
+
+def memory_estimate(fmt: FrameFormat, shapes: list[tuple[int, int, int]],
+                    live: bool) -> int:
+    """Bytes a run holds at its peak: both queues full, plus a few working frames per stage."""
+    inbound = int(np.prod(fmt.shape)) * np.dtype(fmt.dtype).itemsize
+    out = int(np.prod(shapes[-1])) * 4
+    largest = max(int(np.prod(s)) * 4 for s in [fmt.shape, *shapes])
+    queued = (LIVE_QUEUE if live else depth(fmt.shape, np.dtype(fmt.dtype).itemsize)) * inbound
+    return queued + depth(shapes[-1], 4) * out + 6 * largest
+
+
 class Run:
     """One stream from ``source`` through ``chain`` into ``sinks``; ``run()`` returns Stats."""
 
@@ -121,9 +144,11 @@ class Run:
         self.stats = Stats(frame_total=self._total())
         live = getattr(source, "live", False)
         self.live = live
-        self.inbox: queue.Queue = queue.Queue(LIVE_QUEUE if live else QUEUE)
-        self.outbox: queue.Queue = queue.Queue(QUEUE)
+        self.inbox: queue.Queue = queue.Queue(
+            LIVE_QUEUE if live else depth(fmt.shape, np.dtype(fmt.dtype).itemsize))
+        self.outbox: queue.Queue = queue.Queue(depth(chain.out_shape, 4))
         self.errors: list[BaseException] = []
+        self.enough = threading.Event()  # --max-frames frames processed
 
     def _total(self) -> int | None:
         count = getattr(self.source, "frame_count", None)
@@ -160,8 +185,8 @@ class Run:
     def _reader(self) -> None:
         try:
             index = 0
-            while not self.stop.is_set():
-                if self.max_frames is not None and index >= self.max_frames:
+            while not (self.stop.is_set() or self.enough.is_set()):
+                if not self.live and self.max_frames is not None and index >= self.max_frames:
                     break
                 start = time.perf_counter()
                 data = self.source.read()
@@ -171,6 +196,7 @@ class Run:
                 self.stats.frames_read += 1
                 if not self._put(self.inbox, Frame(index, time.perf_counter(), data),
                                  drop_oldest=self.live):
+                    self.stats.discarded += 1
                     break
                 index += 1
         except BaseException as e:  # handed to the main thread, which reports it
@@ -188,7 +214,8 @@ class Run:
             except queue.Full:
                 if self.stop.is_set():
                     try:
-                        q.get_nowait()
+                        if q.get_nowait() is not _END:
+                            self.stats.discarded += 1
                     except queue.Empty:
                         pass
 
@@ -230,22 +257,29 @@ class Run:
         reader.start()
         writer.start()
         last_progress = 0.0
+        processed = 0
         try:
             while True:
                 try:
                     item = self.inbox.get(timeout=_POLL)
                 except queue.Empty:
-                    if self.stop.is_set() and not reader.is_alive():
-                        break
+                    if self.stop.is_set():
+                        break  # never wait on a reader blocked in OpenCV: finalise now
                     continue
                 if item is _END:
                     break
                 if self.stop.is_set():
-                    continue  # drain what the reader queued; it is finishing
+                    self.stats.discarded += 1  # drained unprocessed: the run is stopping
+                    continue
                 start = time.perf_counter()
                 y = self.chain(item.data)
                 self.stats.compute_s += time.perf_counter() - start
                 if not self._put(self.outbox, (item, y)):
+                    self.stats.discarded += 1  # computed, but the run stopped first
+                    break
+                processed += 1
+                if self.max_frames is not None and processed >= self.max_frames:
+                    self.enough.set()  # live: N frames out, however many arrived
                     break
                 now = time.perf_counter()
                 if self.progress and now - last_progress > 0.1:
@@ -256,7 +290,13 @@ class Run:
             self._put_end(self.outbox)
             writer.join()
             self.stop.set()
-            reader.join(timeout=5.0)
+            reader.join(timeout=0.5)  # a reader still inside OpenCV is left: see stuck_threads
+            while True:  # frames the reader queued after the loop ended
+                try:
+                    if self.inbox.get_nowait() is not _END:
+                        self.stats.discarded += 1
+                except queue.Empty:
+                    break
             self.stats.elapsed = time.perf_counter() - started
         if self.errors:
             raise self.errors[0]
@@ -281,17 +321,72 @@ def finish(sinks: list, stats: Stats, failed: bool) -> None:
             raise
 
 
+def _open_interruptibly(src, stop: threading.Event, max_pixels: int) -> FrameFormat:
+    """``src.open()`` on a helper thread: a signal never waits for a blocking open."""
+    done: list = []
+
+    def opening() -> None:
+        try:
+            done.append(src.open(max_pixels=max_pixels) if _takes_limit(src)
+                        else src.open())
+        except BaseException as e:  # handed over below
+            done.append(e)
+
+    thread = threading.Thread(target=opening, name="pipeline-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=_POLL)
+        if stop.is_set() and thread.is_alive():
+            raise Interrupted("stopped while opening the source")
+    result = done[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _takes_limit(src) -> bool:
+    import inspect
+
+    return "max_pixels" in inspect.signature(src.open).parameters
+
+
+class Interrupted(PipelineError):
+    """A signal arrived before any frame was processed (exit 130/143/129)."""
+
+    exit_code = 130
+
+
+def stuck_threads() -> list[threading.Thread]:
+    """Pipeline threads still alive (a capture blocked in OpenCV): exit with os._exit then."""
+    return [t for t in threading.enumerate()
+            if t.name.startswith(("pipeline-read", "pipeline-open")) and t.is_alive()]
+
+
+def keep_partial(sinks: list, stats: Stats) -> list[str]:
+    """After a source failure: finalise each sink but leave files at their .partial name."""
+    kept = []
+    for sink in sinks:
+        keep = getattr(sink, "keep", None)
+        path = keep() if keep else sink.close().name
+        if path:
+            kept.append(str(path))
+    return kept
+
+
 def run_config(config, *, source=None, output: str | None = None,
                max_frames: int | None = None, show: bool = False, serve: str | None = None,
                force: bool = False, sinks: list | None = None,
                progress: Callable[[Stats], None] | None = None,
-               stop: threading.Event | None = None, limits=None) -> Stats:
+               stop: threading.Event | None = None, limits=None, live: dict | None = None,
+               max_memory: int = 4 << 30) -> Stats:
     """Run ``config`` (a Config or a YAML path) and return its Stats.
 
     ``source``/``output`` override the config's (a spec string, or a FrameSource/FrameSink
-    object); ``sinks`` are used instead of any output. SIGINT/SIGTERM/SIGHUP stop the run
-    cleanly when called from the main thread: outputs are finalised, ``Stats.interrupted``
-    names the signal. Raises PipelineError subclasses for anything that goes wrong.
+    object); ``sinks`` are used instead of any output. From the moment outputs are opened
+    until they are finalised, SIGINT/SIGTERM/SIGHUP stop the run cleanly (main thread
+    only): ``Stats.interrupted`` names the signal. A source that fails midway leaves the
+    frames written so far in ``<name>.partial<ext>``, named in the error; an output that
+    fails leaves nothing. Raises PipelineError subclasses.
     """
     from .config import Config, Limits, load_config
     from .sinks import MjpegServerSink, WindowSink, open_sink
@@ -301,8 +396,8 @@ def run_config(config, *, source=None, output: str | None = None,
     if not isinstance(config, Config):
         config = load_config(config, limits)
     spec = config.source if source is None else source
-    src = open_source(spec) if isinstance(spec, str | int) else spec
-    inputs = [getattr(src, "path")] if hasattr(src, "path") else []
+    src = open_source(spec, live) if isinstance(spec, str | int) else spec
+    inputs = [src.path] if hasattr(src, "path") else []
     if sinks is None:
         target = output if output is not None else config.output
         sinks = []
@@ -314,20 +409,31 @@ def run_config(config, *, source=None, output: str | None = None,
         if serve:
             sinks.append(MjpegServerSink(serve))
     stop = stop or threading.Event()
+    if hasattr(src, "stop"):
+        src.stop = stop  # reconnect back-offs end at a signal too
     received: list[int] = []
-    with src:
-        fmt = src.open()
+    with stop_on_signals(stop, received), src:
+        try:
+            fmt = _open_interruptibly(src, stop, limits.pixels)
+        except Interrupted as e:
+            e.exit_code = SIGNAL_CODES.get(received[0] if received else signal.SIGINT, 130)
+            raise
         if fmt.height * fmt.width > limits.pixels:
             raise InputError(f"{src.name}: frame {fmt.width}x{fmt.height} exceeds the limit of "
                              f"{limits.pixels / 1e6:.1f} MP (raise with --max-pixels)")
+        shapes = [step.out_shape for step in build_chain(config, fmt, plan=False).steps]
+        need = memory_estimate(fmt, shapes, getattr(src, "live", False))
+        if need > max_memory:
+            raise InputError(f"{src.name}: {fmt.width}x{fmt.height} frames through this chain "
+                             f"need about {need / 2**30:.1f} GiB; --max-memory "
+                             f"{max_memory / 2**30:.1f} GiB")
         chain = build_chain(config, fmt)
         needs_encoder = any(s.wants == "uint8" for s in sinks)
         encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
         opened: list = []
         try:
             for sink in sinks:
-                shape = chain.out_shape if sink.wants == "float" else encoder.shape
-                sink.open(shape, fmt.fps)
+                sink.open(chain.out_shape if sink.wants == "float" else encoder.shape, fmt.fps)
                 opened.append(sink)
         except BaseException:
             for sink in opened:
@@ -335,13 +441,22 @@ def run_config(config, *, source=None, output: str | None = None,
             raise
         run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop)
         try:
-            with stop_on_signals(stop, received):
-                stats = run.run()
+            stats = run.run()
+        except OutputError:
+            finish(sinks, run.stats, failed=True)
+            raise
+        except PipelineError as e:  # the source failed: keep what was written, and say where
+            kept = keep_partial(sinks, run.stats)
+            if kept and run.stats.frames_written:
+                raise type(e)(f"{e}; {run.stats.frames_written} frames kept in "
+                              f"{', '.join(kept)}") from None
+            raise
         except BaseException:
             finish(sinks, run.stats, failed=True)
             raise
         finish(sinks, stats, failed=False)
         stats.decode_errors = src.decode_errors
+        stats.reconnects = getattr(src, "reconnects", 0)
     stats.warnings = list(getattr(src, "warnings", [])) + stats.warnings
     if received:
         stats.interrupted = SIGNAL_NAMES.get(received[0], str(received[0]))

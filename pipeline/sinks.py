@@ -150,7 +150,8 @@ class VideoFileSink(_FileSink):
             frame = cv2.copyMakeBorder(frame, 0, self._pad[0], 0, self._pad[1],
                                        cv2.BORDER_REPLICATE)
         if self._writer.write(frame) is False:
-            raise OutputError(f"{self.final}: write failed after {self.frames} frames")
+            raise OutputError(f"{self.final}: write failed after {self.frames} frames "
+                              f"({_why_write_failed(self.tmp)})")
         self.frames += 1
 
     def _release(self) -> None:
@@ -169,17 +170,54 @@ class VideoFileSink(_FileSink):
         w, h = self.size
         return SinkResult(self.name, self.frames, f"{self.codec}, {w}x{h}", self.warnings)
 
+    def keep(self) -> Path | None:
+        """Finalise the writer but leave the file at its .partial name (a failed run's frames)."""
+        self._release()
+        if self.frames == 0:
+            self.abort()
+            return None
+        kept, self.tmp = self.tmp, None
+        return kept
+
     def _verify(self) -> None:
-        """Reopen what was written: it must decode, at the size written."""
+        """Reopen what was written: it decodes, at the size written, with every frame.
+
+        MP4 and AVI index their frames exactly; Matroska's count is estimated from its
+        duration, so there it may be off by one.
+        """
         assert self.tmp is not None
         cap = cv2.VideoCapture(str(self.tmp), cv2.CAP_FFMPEG)
         try:
             ok, first = cap.read()
-            if not ok or (first.shape[1], first.shape[0]) != self.size:
-                raise OutputError(f"{self.final}: output verification failed "
-                                  f"(kept as {self.tmp})")
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         finally:
             cap.release()
+        slack = 1 if self.final.suffix.lower() == ".mkv" else 0
+        if not ok or (first.shape[1], first.shape[0]) != self.size:
+            problem = "the file does not decode at the size written"
+        elif abs(count - self.frames) > slack:
+            problem = f"{count} frames readable, {self.frames} written"
+        else:
+            return
+        raise OutputError(f"{self.final}: output verification failed: {problem}; "
+                          f"kept as {self.tmp}")
+
+
+def _why_write_failed(path: Path | None) -> str:
+    """Best guess at why a write failed: OpenCV returns only False."""
+    import resource
+    import shutil
+
+    try:
+        if path is not None and shutil.disk_usage(path.parent).free < (1 << 20):
+            return "no space left on device"
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if path is not None and soft != resource.RLIM_INFINITY and \
+                path.stat().st_size >= soft - (1 << 20):
+            return "file size limit reached"
+    except OSError:
+        pass
+    return "the encoder refused the frame"
 
 
 class ImageSink(_FileSink):
@@ -277,17 +315,30 @@ class NpySink(_FileSink):
         if getattr(self, "_file", None) is not None and not self._file.closed:
             self._file.close()
 
-    def close(self) -> SinkResult:
+    def _finalise(self) -> bool:
+        """The true frame count into the header; False (file removed) if there are none."""
         if self.frames == 0:
             self.abort()
-            return SinkResult(self.name, 0, "no frames written; no file left", self.warnings)
+            return False
         self._file.seek(0)
         self._file.write(self._header(self.frames))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._release()
+        return True
+
+    def close(self) -> SinkResult:
+        if not self._finalise():
+            return SinkResult(self.name, 0, "no frames written; no file left", self.warnings)
         self._commit()
         return SinkResult(self.name, self.frames, f"{self._dtype} {self.shape}", self.warnings)
+
+    def keep(self) -> Path | None:
+        """A readable .npy of the frames so far, left at its .partial name."""
+        if not self._finalise():
+            return None
+        kept, self.tmp = self.tmp, None
+        return kept
 
 
 class WindowSink:
@@ -368,7 +419,7 @@ def _handler(latest: _Latest) -> type[http.server.BaseHTTPRequestHandler]:
             try:
                 while True:
                     with latest.cond:
-                        latest.cond.wait_for(lambda: latest.serial != seen or latest.closed,
+                        latest.cond.wait_for(lambda seen=seen: latest.serial != seen or latest.closed,
                                              timeout=1.0)
                         if latest.closed:
                             return

@@ -85,7 +85,9 @@ def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.
     """
     w = stage.weights
     if isinstance(w, FileWeights):
-        return load_weights(config.relative(w.file), w.key)
+        limits = config.limits
+        return load_weights(config.relative(w.file), w.key,
+                            max_elements=limits.outputs * 64 * limits.kernel ** 2)
     if isinstance(w, BuiltinKernel):
         return _kernel(w, f"{where}.weights")
     if _depth(w) in (2, 4):  # one inline 2-D kernel, or inline 4-D weights in `layout`
@@ -101,9 +103,26 @@ def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.
     return np.repeat(stack[:, None], c_in, axis=1)
 
 
+def _check_limits(weights: np.ndarray, stage: BankStage, config: Config, where: str) -> None:
+    """Built-ins and weight files meet the same limits as inline kernels."""
+    limits = config.limits
+    kh, kw = weights.shape[-2:] if stage.layout == "oihw" or weights.ndim == 2 \
+        else weights.shape[:2]
+    if max(kh, kw) > limits.kernel:
+        raise ConfigError(f"{where}.weights: {kh}x{kw} kernel exceeds the limit "
+                          f"{limits.kernel}x{limits.kernel} (raise with --max-kernel)")
+    if weights.ndim == 4:
+        c_out = weights.shape[0] if stage.layout == "oihw" else weights.shape[3] * (
+            weights.shape[2] if stage.mode == "depthwise" else 1)
+        if c_out > limits.outputs:
+            raise ConfigError(f"{where}.weights: {c_out} output channels exceed the limit "
+                              f"{limits.outputs} (raise with --max-outputs)")
+
+
 def _bank_step(stage: BankStage, config: Config, shape: Shape, where: str,
                plan: bool = True) -> Step:
     weights = bank_weights(stage, config, shape[2], where)
+    _check_limits(weights, stage, config, where)
     try:
         bank = FilterBank(
             weights, stage.bias, op=stage.op, mode=stage.mode, groups=stage.groups,

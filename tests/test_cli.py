@@ -47,8 +47,9 @@ def test_exit_codes(tmp_path):
     one_line_error(cli("run", EDGES, "-s", "synthetic:32x32:2", "-o", tmp_path / "taken.mp4"),
                    4, "exists (use --force")
     assert (tmp_path / "taken.mp4").read_bytes() == b"x"
-    one_line_error(cli("run", EDGES, "-s", "http://127.0.0.1:9/x", "-o", tmp_path / "l.mp4"),
-                   5, "cannot open stream")
+    one_line_error(cli("run", EDGES, "-s", "http://127.0.0.1:9/x", "-o", tmp_path / "l.mp4",
+                       "--reconnect-attempts", "2"),
+                   5, "cannot connect to 127.0.0.1:9: connection refused (2 attempts)")
     usage = cli("run")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from media import (
     MjpegServer,
     clip_frames,
@@ -20,7 +19,7 @@ from media import (
 )
 from typer.testing import CliRunner
 
-from pipeline import FilterBank, load_config, run_config
+from pipeline import FilterBank, run_config
 from pipeline.cli import app
 from pipeline.sinks import MemorySink
 from pipeline.sources import MemorySource
@@ -186,7 +185,8 @@ def test_live_source_keeps_newest_and_counts_drops(tmp_path, monkeypatch):
     stats = run_config(tmp_path / "id.yaml", source=source, sinks=[sink])
     assert stats.frames_read == 300
     assert stats.dropped > 100  # 1 ms frames into a 10 ms filter
-    assert stats.frames_written + stats.dropped == stats.frames_read  # counted exactly
+    assert stats.frames_written + stats.dropped + stats.discarded == stats.frames_read
+    assert stats.discarded == 0  # nothing was stopped: every frame written or dropped
     seen = [int(f[0, 0, 0]) for f in sink.frames]
     assert seen == sorted(seen) and len(set(seen)) == len(seen)
     assert seen[-1] >= 290  # the newest frame wins: the stream's end is what was shown
@@ -200,3 +200,30 @@ def test_file_sources_never_drop(tmp_path):
     bank = bank_for()
     for frame, got in zip(frames, sink.frames, strict=True):
         np.testing.assert_array_equal(got, bank(frame))
+
+
+def test_memory_is_bounded_by_the_queues(tmp_path):
+    """A fast source into a slow sink: at most a queue's worth of frames in memory."""
+    import tracemalloc
+
+    from pipeline.runner import QUEUE, depth
+
+    assert depth((2160, 3840, 64), 4) == 1  # huge frames: one at a time
+    assert depth((480, 640, 3), 1) == QUEUE
+    frame = np.zeros((256, 1024, 4), np.uint8)  # 1 MiB
+    source = MemorySource([frame] * 150)
+
+    class SlowSink(MemorySink):
+        def write(self, y):
+            time.sleep(0.002)  # keeps nothing
+
+    (tmp_path / "id.yaml").write_text(IDENTITY)
+    tracemalloc.start()
+    try:
+        stats = run_config(tmp_path / "id.yaml", source=source, sinks=[SlowSink()])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stats.frames_written == 150
+    # float32 results are 4 MiB each: two queues of <= 8 plus work in flight, not 150
+    assert peak < 30 * 4 * 2**20, peak / 2**20
