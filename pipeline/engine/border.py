@@ -32,6 +32,17 @@ NUMPY_MODE = {
 _CV2_MAX_CHANNELS = 512  # CV_CN_MAX
 
 
+def cv2_makes_border(pads: tuple[int, int, int, int], extent: tuple[int, int],
+                     size: tuple[int, int], border: str) -> bool:
+    """Whether OpenCV's filters can make this border themselves (no padded copy): a
+    border they know, 'same'-shaped padding (pads sum to the kernel extent - 1) and no
+    pad reaching past the frame (where their border and numpy.pad's could part)."""
+    t, b, left, r = pads
+    return (border in ("zero", "replicate", "symmetric", "reflect101")
+            and (t + b, left + r) == (extent[0] - 1, extent[1] - 1)
+            and max(t, b) < size[0] and max(left, r) < size[1])
+
+
 def pad(
     x: np.ndarray, pads: tuple[int, int, int, int], border: str, value: float = 0.0
 ) -> np.ndarray:

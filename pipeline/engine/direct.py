@@ -14,12 +14,14 @@ straight into a planar ``(C_out, H', W')`` result that is returned as an ``(H', 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import threads
-from .border import CV2_BORDER, fill_planar, pad
+from .border import CV2_BORDER, cv2_makes_border, fill_planar, pad
 from .spec import BankSpec
 
 DFT_TAPS = 130  # cv2's switch for 32F->32F (and 8U->8U); other depth pairs switch at 50
@@ -50,17 +52,8 @@ class DirectMethod:
     def _cv2_can_border(self) -> bool:
         """Whether filter2D may make the border itself (no padded copy of the frame)."""
         s = self.spec
-        t, b, left, r = s.pads
-        kh, kw = s.kernel_size
-        h, w = s.in_shape[:2]
-        return (
-            self.strategy == "filter2d"
-            and not self._big
-            and s.border in ("zero", "replicate", "symmetric", "reflect101")
-            and (t + b, left + r) == (kh - 1, kw - 1)
-            and max(t, b) < h
-            and max(left, r) < w
-        )
+        return self.strategy == "filter2d" and not self._big and cv2_makes_border(
+            s.pads, s.kernel_size, s.in_shape[:2], s.border)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) of spec.dtype."""
@@ -90,15 +83,8 @@ class DirectMethod:
         h_out, w_out, c_out = s.out_shape
         if s.shared:  # one kernel on every channel: filter2D does all channels in one pass
             return self._correlate(src, self._kernels[0, 0]).reshape(h_out, w_out, c_out)
-        planes = [np.ascontiguousarray(src[..., c]) for c in range(s.c_in)]
-        outputs = []
-        for o in range(c_out):
-            first = s.group_of(o) * s.in_per_group
-            acc = None
-            for ci in range(s.in_per_group):
-                y = self._correlate(planes[first + ci], self._kernels[o, ci])
-                acc = np.array(y) if acc is None else np.add(acc, y, out=acc)
-            outputs.append(acc)
+        outputs = sum_over_inputs(
+            s, src, lambda plane, o, ci: self._correlate(plane, self._kernels[o, ci]))
         return _stack(outputs, (h_out, w_out, c_out))
 
     # -------------------------------------------------------------------- GEMM path
@@ -146,6 +132,22 @@ def default_strategy(spec: BankSpec) -> str:
     if spec.unit_steps and (spec.shared or spec.in_per_group == 1):
         return "filter2d"
     return "gemm"
+
+
+def sum_over_inputs(spec: BankSpec, src: np.ndarray,
+                    correlate: Callable[[np.ndarray, int, int], np.ndarray]) -> list[np.ndarray]:
+    """Per output channel ``o``: Σ over its group's input channels ``ci`` of
+    ``correlate(plane, o, ci)``, where plane is input channel g(o)·cg + ci of ``src``."""
+    planes = [np.ascontiguousarray(src[..., c]) for c in range(spec.c_in)]
+    outputs = []
+    for o in range(spec.c_out):
+        first = spec.group_of(o) * spec.in_per_group
+        acc = None
+        for ci in range(spec.in_per_group):
+            y = correlate(planes[first + ci], o, ci)
+            acc = np.array(y) if acc is None else np.add(acc, y, out=acc)
+        outputs.append(acc)
+    return outputs
 
 
 def _stack(planes: list[np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:

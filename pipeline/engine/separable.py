@@ -12,8 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .border import CV2_BORDER, pad
-from .direct import _stack
+from .border import CV2_BORDER, cv2_makes_border, pad
+from .direct import _stack, sum_over_inputs
 from .spec import BankSpec
 
 _BOUND = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}  # 10 % of the SPEC bound
@@ -60,15 +60,10 @@ class SeparableMethod:
               for col, row in factors(k, spec.dtype)] for k in per_output]
             for per_output in kernels
         ]
-        t, b, left, r = spec.pads
-        eh, ew = spec.padded_shape[0] - spec.in_shape[0], spec.padded_shape[1] - spec.in_shape[1]
-        h, w = spec.in_shape[:2]
-        extent = (dh * (spec.kernel_size[0] - 1), dw * (spec.kernel_size[1] - 1))
+        (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
         # sepFilter2D makes the border itself when the padding is exactly 'same'-shaped.
-        self._in_place_border = (
-            spec.border in ("zero", "replicate", "symmetric", "reflect101")
-            and (eh, ew) == extent and max(t, b) < h and max(left, r) < w
-        )
+        self._in_place_border = cv2_makes_border(
+            spec.pads, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), spec.in_shape[:2], spec.border)
 
     def _correlate(self, src: np.ndarray, terms: list) -> np.ndarray:
         """Σ over rank-1 terms of the stride-1 valid correlation of ``src``."""
@@ -92,13 +87,7 @@ class SeparableMethod:
         if s.shared:
             y = self._correlate(src, self._terms[0][0]).reshape(src.shape[:2] + (-1,))
             return np.ascontiguousarray(y[: h_out * sh : sh, : w_out * sw : sw])
-        planes = [np.ascontiguousarray(src[..., c]) for c in range(s.c_in)]
-        outputs = []
-        for o in range(c_out):
-            first = s.group_of(o) * s.in_per_group
-            acc = None
-            for ci in range(s.in_per_group):
-                y = self._correlate(planes[first + ci], self._terms[o][ci])
-                acc = y if acc is None else np.add(acc, y, out=acc)
-            outputs.append(np.ascontiguousarray(acc[: h_out * sh : sh, : w_out * sw : sw]))
+        sums = sum_over_inputs(
+            s, src, lambda plane, o, ci: self._correlate(plane, self._terms[o][ci]))
+        outputs = [np.ascontiguousarray(y[: h_out * sh : sh, : w_out * sw : sw]) for y in sums]
         return _stack(outputs, (h_out, w_out, c_out))

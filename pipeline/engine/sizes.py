@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -45,29 +45,22 @@ def _timed(fn, repeat: int = 3) -> float:
     return best
 
 
-def _row_cost(sizes: list[int], dtype: np.dtype, batch: int = 32) -> dict[int, float]:
-    """Seconds per real 1-D transform of each length (batched, FFTW_ESTIMATE)."""
+def _axis_cost(sizes: list[int], dtype: np.dtype, rows: bool, batch: int = 32
+               ) -> dict[int, float]:
+    """Seconds per 1-D transform of each length (FFTW_ESTIMATE, one thread): real ones
+    along contiguous rows, or complex ones along a strided axis (a 2-D FFT's columns)."""
     import pyfftw
 
     costs = {}
     for n in sizes:
-        a = pyfftw.empty_aligned((batch, n), dtype=dtype)
-        a[:] = 1
-        plan = pyfftw.builders.rfft(a, axis=1, planner_effort="FFTW_ESTIMATE", threads=1)
-        costs[n] = _timed(plan) / batch
-    return costs
-
-
-def _col_cost(sizes: list[int], dtype: np.dtype, batch: int = 32) -> dict[int, float]:
-    """Seconds per complex 1-D transform of each length along a strided axis."""
-    import pyfftw
-
-    complex_t = np.result_type(dtype, np.complex64)
-    costs = {}
-    for n in sizes:
-        a = pyfftw.empty_aligned((n, batch), dtype=complex_t)
-        a[:] = 1
-        plan = pyfftw.builders.fft(a, axis=0, planner_effort="FFTW_ESTIMATE", threads=1)
+        if rows:
+            a = pyfftw.empty_aligned((batch, n), dtype=dtype)
+            a[:] = 1
+            plan = pyfftw.builders.rfft(a, axis=1, planner_effort="FFTW_ESTIMATE", threads=1)
+        else:
+            a = pyfftw.empty_aligned((n, batch), dtype=np.result_type(dtype, np.complex64))
+            a[:] = 1
+            plan = pyfftw.builders.fft(a, axis=0, planner_effort="FFTW_ESTIMATE", threads=1)
         costs[n] = _timed(plan) / batch
     return costs
 
@@ -78,7 +71,7 @@ def _measure(need: tuple[int, int], dtype: np.dtype) -> tuple[int, int]:
 
     h_sizes = smooth_sizes(need[0], int(need[0] * _SLACK) + 8)
     w_sizes = smooth_sizes(need[1], int(need[1] * _SLACK) + 8)
-    rows, cols = _row_cost(w_sizes, dtype), _col_cost(h_sizes, dtype)
+    rows, cols = _axis_cost(w_sizes, dtype, rows=True), _axis_cost(h_sizes, dtype, rows=False)
     best_w = sorted(w_sizes, key=rows.get)[:_PER_AXIS]
     best_h = sorted(h_sizes, key=cols.get)[:_PER_AXIS]
     runs = {}
@@ -124,7 +117,7 @@ def likely_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -
                                    fft.next_fast_len(need[1], real=True))
 
 
-@cache
+@lru_cache(maxsize=256)  # bounded: a process may see many frame sizes
 def fft_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> tuple[int, int]:
     """The fastest FFT shape at least ``need`` (rows, cols): measured once, cached on disk."""
     dtype = np.dtype(dtype)
