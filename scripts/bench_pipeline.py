@@ -28,6 +28,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline import load_config, run_config  # noqa: E402
+from pipeline._entry import steady_heap  # noqa: E402
 from pipeline.encode import Encoder  # noqa: E402
 from pipeline.sinks import open_sink  # noqa: E402
 from pipeline.sources import SyntheticSource, VideoFileSource  # noqa: E402
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--output-ext", default=".mp4")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    steady_heap()  # as the CLI does
     width, height = (int(v) for v in args.size.lower().split("x"))
     config = load_config(args.config)
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def serve(width: int, height: int, fps: float) -> None:
     """The stream's process: synthetic frames into an MJPEG server, paced at ``fps``."""
-    from pipeline.sinks import MjpegServerSink
+    from pipeline.viewers import MjpegServerSink
     from pipeline.sources import SyntheticSource
 
     sink = MjpegServerSink("127.0.0.1:0")
@@ -77,6 +77,9 @@ def main() -> None:
         return
 
     from pipeline import run_config
+    from pipeline._entry import steady_heap
+
+    steady_heap()  # as the CLI does
 
     server = subprocess.Popen([sys.executable, __file__, "--serve-only", "--size", args.size,
                                "--fps", str(args.fps)], stdout=subprocess.PIPE, text=True)
