@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,111 +27,9 @@ from pydantic import (
 
 from . import options
 from .errors import ConfigError
+from .yamlfile import Limits, mark, node_at, read_yaml
 
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits a config may not exceed (each raisable only by an explicit flag)."""
-
-    config_bytes: int = 1 << 20
-    kernel: int = 63  # per axis
-    outputs: int = 64  # channels out of one bank
-    nodes: int = 200_000  # YAML nodes, aliases expanded
-    pixels: int = 3840 * 2160  # per frame
-
-
-# ------------------------------------------------------------------ YAML loading
-class _Loader(Loader):  # type: ignore[misc, valid-type]
-    """Safe loader that refuses duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                first = seen[key].start_mark.line + 1
-                raise ConfigError(f"{_mark(key_node, self.name)}: duplicate key {key!r} "
-                                  f"(first at line {first})")
-            seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
-
-
-def _mark(node: yaml.Node, name: str | None = None) -> str:
-    m = node.start_mark
-    return f"{name or m.name}:{m.line + 1}:{m.column + 1}"
-
-
-def _count_nodes(node: yaml.Node, limit: int) -> int:
-    """Nodes in the document with aliases expanded; stops counting past ``limit``."""
-    total, stack = 0, [node]
-    while stack:
-        n = stack.pop()
-        total += 1
-        if total > limit:
-            return total
-        if isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
-        elif isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                stack.extend((k, v))
-    return total
-
-
-def read_yaml(path: str | os.PathLike[str], limits: Limits) -> tuple[Any, yaml.Node]:
-    """(data, node tree) of one YAML document; ConfigError for anything unusable."""
-    where = os.fspath(path)
-    try:
-        size = os.stat(where).st_size
-        if os.path.isdir(where):
-            raise ConfigError(f"{where}: is a directory, not a config file")
-        if size > limits.config_bytes:
-            raise ConfigError(
-                f"{where}: config is {size / 2**20:.1f} MiB; limit "
-                f"{limits.config_bytes / 2**20:g} MiB")
-        raw = Path(where).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read config: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{where}: config is not valid UTF-8 at byte {e.start}") from None
-    if "\x00" in text:
-        raise ConfigError(f"{where}: config contains a NUL byte at offset {text.index(chr(0))}")
-    loader = _Loader(text)
-    loader.name = where
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ConfigError(f"{where}: config is empty")
-        if _count_nodes(node, limits.nodes) > limits.nodes:
-            raise ConfigError(
-                f"{where}: config expands to more than {limits.nodes} YAML nodes "
-                "(aliases included)")
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
-        raise ConfigError(f"{at}: {_yaml_problem(e)}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{_mark(node, where)}: config must be a mapping (key: value), "
-                          f"got a {type(data).__name__}")
-    return data, node
-
-
-def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
-    problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
-    if "could not determine a constructor" in problem:
-        return f"unsupported YAML tag: {problem.split('tag ')[-1]}"
-    return problem
+__all__ = ["Config", "Limits", "load_config"]
 
 
 # ------------------------------------------------------------------ weights
@@ -418,22 +314,6 @@ class Config(BaseModel):
 
 
 # ------------------------------------------------------------------ errors
-def _node_at(node: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node:
-    """The deepest YAML node along a pydantic ``loc`` (a key's node for unknown keys)."""
-    for i, part in enumerate(loc):
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == str(part):
-                    node = v if i < len(loc) - 1 else k
-                    break  # (parts not in the YAML, like a union's tag, are skipped)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                and part < len(node.value):
-            node = node.value[part]
-        else:
-            return node
-    return node
-
-
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -486,7 +366,7 @@ def load_config(path: str | os.PathLike[str], limits: Limits | None = None) -> C
     except ValidationError as e:
         first = e.errors()[0]
         loc = tuple(first["loc"])
-        where = _mark(_node_at(node, loc), os.fspath(path))
+        where = mark(node_at(node, loc), os.fspath(path))
         raise ConfigError(f"{where}: {_path(loc)}: {_message(first, loc)}") from None
     config.path = Path(os.fspath(path))
     config.limits = limits

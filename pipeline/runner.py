@@ -13,104 +13,24 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import numpy as np
 
 from .encode import Encoder
 from .errors import InputError, OutputError, PipelineError
 from .frames import Frame, FrameFormat
-from .sinks import SinkResult
+from .signals import SIGNAL_CODES, SIGNAL_NAMES, stop_on_signals
 from .stages import Chain, build_chain
+from .stats import Stats
+
+__all__ = ["Stats", "run_config", "stuck_threads"]
 
 QUEUE = 8  # frames in flight between stages (files), at most …
 QUEUE_BYTES = 128 << 20  # … and at most this many bytes per queue: memory bounded by construction
 LIVE_QUEUE = 1  # a live source keeps only the newest frame
 _POLL = 0.1  # seconds between checks of the stop event
 _END = object()  # end of stream marker
-
-
-@dataclass
-class Stats:
-    """What a run did; ``str(stats)`` is the summary the CLI prints."""
-
-    frames_read: int = 0
-    frames_written: int = 0
-    dropped: int = 0  # live: older frames the newest one replaced
-    discarded: int = 0  # read, but not processed because the run was stopped
-    decode_errors: int = 0
-    nan_pixels: int = 0
-    elapsed: float = 0.0
-    read_s: float = 0.0
-    compute_s: float = 0.0
-    write_s: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    results: list[SinkResult] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    interrupted: str | None = None
-    frame_total: int | None = None
-    reconnects: int = 0
-
-    @property
-    def fps(self) -> float:
-        return self.frames_written / self.elapsed if self.elapsed > 0 else 0.0
-
-    def latency_ms(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) * 1e3 if self.latencies else 0.0
-
-    def __str__(self) -> str:
-        n = max(self.frames_written, 1)
-        lines = [
-            f"frames: {self.frames_read} read, {self.frames_written} written"
-            + (f", {self.dropped} dropped (live: newest frame kept)" if self.dropped else "")
-            + (f", {self.discarded} unprocessed at stop" if self.discarded else "")
-            + (f", {self.decode_errors} undecodable skipped" if self.decode_errors else "")
-            + (f", {self.reconnects} reconnects" if self.reconnects else ""),
-            f"speed: {self.fps:.1f} fps over {self.elapsed:.2f} s; per frame read "
-            f"{self.read_s / max(self.frames_read, 1) * 1e3:.1f} ms, filter "
-            f"{self.compute_s / n * 1e3:.1f} ms, encode+write {self.write_s / n * 1e3:.1f} ms",
-            f"latency: p50 {self.latency_ms(50):.1f} ms, p99 {self.latency_ms(99):.1f} ms",
-        ]
-        for r in self.results:
-            lines.append(f"output: {r.name}: {r.frames} frames" + (f" ({r.detail})"
-                                                                 if r.detail else ""))
-        if self.nan_pixels:
-            lines.append(f"warning: {self.nan_pixels} NaN pixels written as 0")
-        lines += [f"warning: {w}" for w in self.warnings]
-        if self.interrupted:
-            lines.append(f"interrupted by {self.interrupted}; outputs finalised")
-        return "\n".join(lines)
-
-
-SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-SIGNAL_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-if hasattr(signal, "SIGHUP"):
-    SIGNAL_NAMES[signal.SIGHUP] = "SIGHUP"
-    SIGNAL_CODES[signal.SIGHUP] = 129
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP set ``stop`` (a second SIGINT is ignored while finishing).
-
-    Only the main thread may install handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        received.append(signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in SIGNAL_NAMES}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def depth(shape: tuple[int, ...], itemsize: int) -> int:
@@ -389,7 +309,8 @@ def run_config(config, *, source=None, output: str | None = None,
     fails leaves nothing. Raises PipelineError subclasses.
     """
     from .config import Config, Limits, load_config
-    from .sinks import MjpegServerSink, WindowSink, open_sink
+    from .sinks import open_sink
+    from .viewers import MjpegServerSink, WindowSink
     from .sources import open_source
 
     limits = limits or Limits()

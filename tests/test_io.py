@@ -12,15 +12,8 @@ import pytest
 from media import decoded, write_clip
 
 from pipeline import ConfigError, InputError, OutputError, SourceLostError
-from pipeline.sinks import (
-    ImageSink,
-    MjpegServerSink,
-    NpySink,
-    VideoFileSink,
-    WindowSink,
-    open_sink,
-    partial_path,
-)
+from pipeline.sinks import ImageSink, NpySink, VideoFileSink, open_sink, partial_path
+from pipeline.viewers import MjpegServerSink, WindowSink
 from pipeline.live import LiveSource, camera_source, url_source
 from pipeline.sources import (
     ImageSequenceSource,

@@ -150,7 +150,7 @@ def test_served_stream_reads_back(tmp_path):
             time.sleep(0.01)
         got.extend(read_mjpeg(sink.name + "stream.mjpg", 5))
 
-    from pipeline.sinks import MjpegServerSink
+    from pipeline.viewers import MjpegServerSink
 
     sink = MjpegServerSink("127.0.0.1:0")
     reader = threading.Thread(target=client)
