@@ -4,7 +4,10 @@
 decode only  : VideoFileSource reading every frame
 filter only  : the config's chain on frames already in memory
 encode only  : the encode policy + the video writer on results already in memory
-end to end   : run_config(source=file, output=file): reader, filter, writer threads
+end to end   : run_config(source=file, output=file) streaming: reader, filter and writer
+               threads, from the first read to the last frame written (Stats.elapsed)
+job, all in  : the whole run_config call: also opening, planning the banks, verifying
+               and renaming the output (fixed costs, amortised over --frames)
 
 The overlap target: end to end >= 0.9x the slowest stage alone. On two cores that holds
 when one stage dominates (the usual case: the filter); stages of equal weight share the
@@ -106,7 +109,8 @@ def main() -> None:
             out = Path(tmp) / f"e2e{rep}{args.output_ext}"
             start = time.perf_counter()
             stats = run_config(config, source=str(video), output=str(out))
-            keep("end to end", time.perf_counter() - start)
+            keep("job, all in", time.perf_counter() - start)  # + open, plan, verify, rename
+            keep("end to end", stats.elapsed)  # streaming: first read to last frame written
             assert stats.frames_written == n
 
     slowest = min(fps(n, best[k]) for k in ("decode only", "filter only", "encode only"))
@@ -116,7 +120,8 @@ def main() -> None:
     for name, seconds in best.items():
         print(f"{name:<14}{fps(n, seconds):>9.1f}{seconds / n * 1e3:>10.2f}")
     e2e = fps(n, best["end to end"])
-    print(f"end to end / slowest stage alone: {e2e / slowest:.2f}  (target >= 0.90)")
+    print(f"end to end / slowest stage alone: {e2e / slowest:.2f}  (target >= 0.90); "
+          f"job all in: {fps(n, best['job, all in']) / slowest:.2f}")
 
 
 if __name__ == "__main__":
