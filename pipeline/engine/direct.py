@@ -43,6 +43,15 @@ class DirectMethod:
         self._in_place_border = self._cv2_can_border()
         if self.strategy == "gemm":
             self._planes = np.empty((spec.c_in, *spec.padded_shape), dtype=spec.dtype)
+            kh, kw = spec.kernel_size
+            h_out, w_out = spec.out_shape[:2]
+            self._rows = spec.in_per_group * kh * kw
+            self._band = max(1, min(h_out, _BAND_BYTES // max(
+                self._rows * w_out * spec.dtype.itemsize, 1)))
+            self._starts = list(range(0, h_out, self._band))
+            self._parts = min(threads.CORES, len(self._starts))
+            self._buffers = [np.empty(self._rows * self._band * w_out, dtype=spec.dtype)
+                             for _ in range(self._parts)]  # one im2col buffer per worker
             og = spec.out_per_group
             self._gemm_weights = [
                 np.ascontiguousarray(self._kernels[g * og : (g + 1) * og].reshape(og, -1))
@@ -102,13 +111,11 @@ class DirectMethod:
         cg, og = s.in_per_group, s.out_per_group
         out = np.empty((c_out, h_out, w_out), dtype=s.dtype)
         sc, sr, sx = planes.strides
-        rows = cg * kh * kw
-        band = max(1, min(h_out, _BAND_BYTES // max(rows * w_out * x.itemsize, 1)))
-        starts = list(range(0, h_out, band))
+        rows, band = self._rows, self._band
 
         def work(part: int) -> None:
-            buf = np.empty(rows * band * w_out, dtype=s.dtype)
-            for r0 in starts[part :: threads.CORES]:
+            buf = self._buffers[part]
+            for r0 in self._starts[part :: self._parts]:
                 n = min(band, h_out - r0)
                 cols = buf[: rows * n * w_out].reshape(cg, kh, kw, n, w_out)
                 for g, weights in enumerate(self._gemm_weights):
@@ -123,7 +130,7 @@ class DirectMethod:
                     np.matmul(weights, cols.reshape(rows, n * w_out), out=target)
 
         with threads.single_threaded_blas():
-            threads.run_parallel(work, min(threads.CORES, len(starts)))
+            threads.run_parallel(work, self._parts)
         return out.transpose(1, 2, 0)
 
 

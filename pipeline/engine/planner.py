@@ -148,8 +148,10 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     return costs, notes
 
 
-def choose(spec: BankSpec, requested: str, *, measure: bool = False) -> Choice:
-    """Pick the method for ``spec``: ``requested`` unless it is 'auto'."""
+def choose(spec: BankSpec, requested: str, *, measure: bool = False,
+           built: dict[str, Any] | None = None) -> Choice:
+    """Pick the method for ``spec``: ``requested`` unless it is 'auto'. Pure unless
+    ``measure`` (then each candidate is timed, and kept in ``built`` if given)."""
     costs, notes = predict(spec)
     if requested != "auto":
         if costs.get(requested) is None:
@@ -158,7 +160,7 @@ def choose(spec: BankSpec, requested: str, *, measure: bool = False) -> Choice:
             raise ConfigError(f"method={requested!r} cannot run this bank: {notes[requested]}")
         return Choice(requested, "forced by method", costs, notes)
     if measure:
-        costs = measure_costs(spec, costs)
+        costs = measure_costs(spec, costs, built)
     usable = {m: c for m, c in costs.items() if c is not None}
     best = min(usable, key=usable.get)
     others = sorted((c, m) for m, c in usable.items() if m != best)
@@ -172,19 +174,21 @@ def choose(spec: BankSpec, requested: str, *, measure: bool = False) -> Choice:
 CLOSE_CALL = 1.3  # auto times the two best methods when their predictions are this close
 
 
-def decide(spec: BankSpec, requested: str, *, measure: bool = False) -> Choice:
+def decide(spec: BankSpec, requested: str, *, measure: bool = False,
+           built: dict[str, Any] | None = None) -> Choice:
     """``choose``, then, for 'auto', time the two best candidates when the model's call is close.
 
     The model is coarse and this machine noisy: within 30 % a synthetic frame decides.
+    Methods built for timing are left in ``built`` so the winner is not built twice.
     """
-    choice = choose(spec, requested, measure=measure)
+    choice = choose(spec, requested, measure=measure, built=built)
     if requested != "auto" or measure:
         return choice
     ranked = sorted((c, m) for m, c in choice.costs.items() if c is not None)
     if len(ranked) < 2 or ranked[1][0] > ranked[0][0] * CLOSE_CALL:
         return choice
     pair = {m: c for c, m in ranked[:2]}
-    timed = measure_costs(spec, pair)
+    timed = measure_costs(spec, pair, built)
     best, other = sorted(pair, key=timed.get)
     costs = {**choice.costs, **timed}
     reason = (f"close call, timed on a synthetic frame: {best} {timed[best]:.2f} ms/frame, "
@@ -201,9 +205,11 @@ def build(spec: BankSpec, method: str) -> Any:
     return DirectMethod(spec)
 
 
-def measure_costs(spec: BankSpec, predicted: dict[str, float | None], repeat: int = 3
+def measure_costs(spec: BankSpec, predicted: dict[str, float | None],
+                  built: dict[str, Any] | None = None, repeat: int = 3
                   ) -> dict[str, float | None]:
-    """Time each usable method on a synthetic frame (median of ``repeat`` after a warm-up)."""
+    """Time each usable method on a synthetic frame (median of ``repeat`` after a warm-up);
+    the methods built to do so are left in ``built`` when it is given."""
     frame = np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
     measured: dict[str, float | None] = {}
     for method, cost in predicted.items():
@@ -211,6 +217,8 @@ def measure_costs(spec: BankSpec, predicted: dict[str, float | None], repeat: in
             measured[method] = None
             continue
         engine = build(spec, method)
+        if built is not None:
+            built[method] = engine
         engine(frame)
         times = []
         for _ in range(repeat):
