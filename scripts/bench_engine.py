@@ -6,7 +6,8 @@ Cases (ISSUE 3 / ../shared/PERF_NOTES.md):
   B  dense 3 -> 8 (Conv2D), 1280x720, zero border
 Peers: cv2.filter2D, cv2.sepFilter2D (gaussian kernels), scipy.signal.fftconvolve with
 workers = cores, torch conv2d channels_last (when torch is installed), and the FFTW
-transform floor (C_in forward + C_out inverse transforms of the shape the fft method uses).
+transform floor (C_in forward + C_out inverse full-frame transforms of the frame's measured
+FFT shape) and, when the fft method runs on tiles, its own floor (the tiles' transforms alone).
 
 Every repetition times every contender once, in turn, so a noisy neighbour slows them
 all alike; the table shows medians and ratios from this one run. Run by hand:
@@ -30,7 +31,8 @@ import scipy.fft  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from pipeline import FilterBank  # noqa: E402
-from pipeline.engine import threads  # noqa: E402
+from pipeline.engine import planner, threads  # noqa: E402
+from pipeline.engine.sizes import fft_shape  # noqa: E402
 from pipeline.kernels import gaussian  # noqa: E402
 
 try:
@@ -57,10 +59,11 @@ def interleave(contenders: dict, repeat: int) -> dict[str, float]:
     slow = {n for n, s in samples.items() if s[0] > SLOW_S * 1e3}
     for name in slow:
         samples[name] = [timed(contenders[name])]
-    for _ in range(repeat):
-        for name, fn in contenders.items():
-            if name not in slow:
-                samples[name].append(timed(fn))
+    order = [n for n in contenders if n not in slow]
+    shuffle = np.random.default_rng(1).permutation
+    for _ in range(repeat):  # a fresh order each round: no contender always follows another
+        for i in shuffle(len(order)):
+            samples[order[i]].append(timed(contenders[order[i]]))
     return {n: float(np.median(s[1:] if len(s) > 1 else s)) for n, s in samples.items()}
 
 
@@ -84,6 +87,18 @@ def fft_floor(c_in: int, c_out: int, shape: tuple[int, int]):
         inv(normalise_idft=False)
 
     return run
+
+
+def floors(bank: FilterBank, x: np.ndarray) -> dict:
+    """The full-frame FFTW floor of the frame, and (when the fft method runs on tiles) the
+    floor of its own layout: its tiles' transforms alone, on the same workers."""
+    bank(x)
+    engine = bank._engine(x.shape)
+    spec = engine.spec
+    out = {"FFTW floor": fft_floor(spec.c_in, spec.c_out,
+                                   fft_shape(planner._fft_need(spec), spec.dtype))}
+    out["own floor"] = getattr(engine, "transforms_only", out["FFTW floor"])
+    return out
 
 
 def torch_conv(x: np.ndarray, weights: np.ndarray, groups: int, padding: int, mode: str):
@@ -118,8 +133,7 @@ def case_a(k: int, kind: str, repeat: int, rng) -> dict:
     c["fftconvolve"] = fftconv
     if torch is not None and k <= 31:
         c["torch CL"] = torch_conv(x, np.repeat(kernel[None, None], 3, 0), 3, k // 2, "reflect")
-    banks["fft"](x)
-    c["FFTW floor"] = fft_floor(3, 3, banks["fft"]._engine(x.shape).shape)
+    c.update(floors(banks["fft"], x))
     times = interleave(c, repeat)
     times["auto is"] = banks["auto"].plan(x.shape).method
     return times
@@ -147,8 +161,7 @@ def case_b(k: int, repeat: int, rng) -> dict:
     c["fftconvolve"] = fftconv
     if torch is not None:
         c["torch CL"] = torch_conv(x, w, 1, k // 2, "zeros")
-    banks["fft"](x)
-    c["FFTW floor"] = fft_floor(3, 8, banks["fft"]._engine(x.shape).shape)
+    c.update(floors(banks["fft"], x))
     times = interleave(c, repeat)
     times["auto is"] = banks["auto"].plan(x.shape).method
     return times
@@ -165,7 +178,7 @@ def table(title: str, rows: list[tuple[int, dict]], ratios: list[tuple[str, str,
         for _, num, den in ratios:
             if den == "best peer":
                 peers = [v for n, v in t.items() if n != "auto is" and not n.startswith("pl:")
-                         and n != "FFTW floor"]
+                         and not n.endswith("floor")]
                 value = t[num] / min(peers)
             else:
                 value = t[num] / t.get(den, float("nan"))
@@ -190,7 +203,8 @@ def main() -> None:
             rows = [(k, case_a(k, kind, args.repeat, rng)) for k in ks]
             ratios = [("auto/best peer", "pl:auto", "best peer"),
                       ("auto/filter2D", "pl:auto", "filter2D"),
-                      ("fft/floor", "pl:fft", "FFTW floor")]
+                      ("fft/floor", "pl:fft", "FFTW floor"),
+                      ("fft/own floor", "pl:fft", "own floor")]
             if kind == "gauss":
                 ratios.append(("auto/sepF2D", "pl:auto", "sepFilter2D"))
             table(f"A: 3 channels 1920x1080, reflect101, {kind} kernel", rows, ratios)
@@ -199,7 +213,8 @@ def main() -> None:
         rows = [(k, case_b(k, args.repeat, rng)) for k in ks]
         ratios = [("auto/best peer", "pl:auto", "best peer"),
                   ("auto/torch", "pl:auto", "torch CL"),
-                  ("fft/floor", "pl:fft", "FFTW floor")]
+                  ("fft/floor", "pl:fft", "FFTW floor"),
+                  ("fft/own floor", "pl:fft", "own floor")]
         table("B: dense 3 -> 8, 1280x720, zero border", rows, ratios)
 
 

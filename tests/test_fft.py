@@ -56,12 +56,20 @@ def test_dense_bank_sums_channels_in_frequency_domain(rng):
 
 
 def test_spectra_memory_guard():
-    """A bank whose kernel spectra would not fit the budget cannot be forced onto fft."""
-    w = np.ones((64, 64, 3, 3))
-    plan = FilterBank(w, method="direct").plan((4000, 4000, 64))
+    """A bank whose full-frame kernel spectra would not fit the budget, and whose kernels
+    are too large for any tile, cannot be forced onto fft."""
+    w = np.ones((8, 8, 300, 300))
+    plan = FilterBank(w, method="direct").plan((4000, 4000, 8))
     assert plan.costs["fft"] is None and "GiB" in plan.notes["fft"]
     with pytest.raises(ConfigError, match="method='fft' cannot run this bank: kernel spectra"):
-        FilterBank(w, method="fft").plan((4000, 4000, 64))
+        FilterBank(w, method="fft").plan((4000, 4000, 8))
+
+
+def test_tiles_lift_the_spectra_guard():
+    """With kernels that fit a tile, a bank too wide for full-frame spectra runs on tiles."""
+    w = np.ones((64, 64, 3, 3))
+    plan = FilterBank(w, method="direct").plan((4000, 4000, 64))
+    assert plan.costs["fft"] is not None and "tiles" in plan.notes["fft"]
 
 
 def test_sizes_are_smooth_measured_and_cached():

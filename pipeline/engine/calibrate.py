@@ -20,6 +20,7 @@ from .border import fill_planar
 from .direct import DirectMethod
 from .fft import FFTMethod, save_wisdom, transform_ms_estimate
 from .spec import BankSpec
+from .tiles import TiledFFTMethod, measure_units, tiling_for
 
 Progress = Callable[[str], None]
 
@@ -116,6 +117,16 @@ def run(scale: float = 1.0, repeat: int = 5, progress: Progress = lambda _: None
     spectra = dense._tx.forward()
     bins = spectra.shape[1] * spectra.shape[2]
     k["fft_cmac_ns"] = _median_s(lambda: dense._multiply(spectra), repeat) / (24 * bins) * 1e9
+
+    progress("FFT tiles: transforms of each tile size, copies in and out")
+    k.update(measure_units(np.float32))
+    spec = _spec(h, w, 3, 3, 15, shared=True, border="reflect101")
+    tiled = TiledFFTMethod(spec, tiling_for(spec, 128))
+    k["tile_copy_ns"] = _median_s(lambda: tiled.copies_only(x3), repeat) / tiled.copied() * 1e9
+    small = _spec(64, 64, 3, 3, 3, shared=True)  # tiny tiles: the time is the fixed part
+    tiny = TiledFFTMethod(small, tiling_for(small, 16))
+    k["tile_chunk_ms"] = _median_s(lambda: tiny(x3[:64, :64].copy()), repeat) * 1e3 / \
+        len(tiny._chunks)
 
     for shape in wisdom_shapes:
         progress(f"FFTW plans for {shape[1]}x{shape[0]} frames (kept as wisdom)")

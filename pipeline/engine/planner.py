@@ -24,6 +24,7 @@ from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
 from .separable import SeparableMethod, rank
 from .sizes import likely_shape
 from .spec import BankSpec
+from .tiles import TILE_SIZES, TiledFFTMethod, Tiling, best_tiling, unit_key
 
 CALIBRATION_FILE = "calibration.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the fft method may hold
@@ -43,6 +44,11 @@ DEFAULT_CONSTANTS = {
     "fft_unit_ms": 0.09,  # per N·log2(N)/1e6 of one real 2-D transform (FFTW, all cores)
     "fft_cmac_ns": 0.80,  # per spectrum product (and sum) per bin (all cores)
     "fft_fill_ns": 0.33,  # per pixel·channel written into the transform input
+    # per N·log2(N)/1e6 of one tile transform of each size (FFT_ESTIMATE plans, all cores)
+    **{unit_key(n): ms for n, ms in zip(TILE_SIZES, (0.069, 0.064, 0.072, 0.068, 0.056,
+                                                      0.069, 0.068), strict=True)},
+    "tile_copy_ns": 0.21,  # per sample copied into a tile or out of one (all cores)
+    "tile_chunk_ms": 0.05,  # fixed cost of one worker's batch of tiles (calls, views)
 }
 
 
@@ -137,15 +143,22 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     distinct = 1 if spec.shared else spec.c_out * spec.in_per_group
     notes["separable"] = f"rank {terms / distinct:g} per kernel" if distinct > 1 else \
         f"rank {terms}"
+    costs["fft"], notes["fft"] = _fft_layout(spec, k)[1:]
+    return costs, notes
+
+
+def _fft_layout(spec: BankSpec, k: dict[str, float]
+                ) -> tuple[Tiling | None, float | None, str]:
+    """The fft method's layout (tiles, or None for full-frame transforms), its cost, a note."""
     shape = likely_shape(_fft_need(spec), spec.dtype)
     need = spectra_bytes(spec, shape)
-    if need > SPECTRA_BUDGET:
-        costs["fft"] = None
-        notes["fft"] = f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
-    else:
-        costs["fft"] = fft_cost(spec, k, shape)
-        notes["fft"] = f"{shape[0]}x{shape[1]} transforms"
-    return costs, notes
+    full = fft_cost(spec, k, shape) if need <= SPECTRA_BUDGET else None
+    tiled = best_tiling(spec, k)
+    if tiled is not None and (full is None or tiled[1] < full):
+        return tiled[0], tiled[1], tiled[0].describe()
+    if full is None:
+        return None, None, f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
+    return None, full, f"{shape[0]}x{shape[1]} transforms"
 
 
 def choose(spec: BankSpec, requested: str, *, measure: bool = False,
@@ -199,7 +212,8 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
 def build(spec: BankSpec, method: str) -> Any:
     """The callable that computes ``spec`` by ``method``; all set-up happens here, once."""
     if method == "fft":
-        return FFTMethod(spec)
+        tiling = _fft_layout(spec, constants())[0]
+        return FFTMethod(spec) if tiling is None else TiledFFTMethod(spec, tiling)
     if method == "separable":
         return SeparableMethod(spec)
     return DirectMethod(spec)

@@ -183,11 +183,12 @@ def r7(tmp):
 
 @fault("R8", "resources", "FFT forced where its kernel spectra would not fit")
 def r8(tmp):
-    np.save(tmp / "w.npy", np.ones((64, 3, 5, 5), np.float32))
+    # kernels past 256 taps across fit no tile, and 60 full-frame spectra exceed 1 GiB
+    np.save(tmp / "w.npy", np.ones((20, 3, 257, 257), np.float32))
     config = tmp / "fft.yaml"
     config.write_text("stages:\n  - {type: bank, op: correlate, method: fft, "
                       "weights: {file: w.npy}}\n  - {type: reduce, op: sum}\n")
     return Case(["run", config, "-s", "synthetic:2048x2048:2", "-o", tmp / "o.mkv",
-                 "--max-memory", "16", "--max-pixels", "5"], 2,
+                 "--max-memory", "16", "--max-pixels", "5", "--max-kernel", "300"], 2,
                 r"method='fft' cannot run this bank: kernel spectra would need [\d.]+ GiB",
                 outputs={tmp / "o.mkv": "absent"})

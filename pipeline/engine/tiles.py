@@ -1,0 +1,358 @@
+"""The FFT method on tiles (overlap-save): many small transforms that stay in cache.
+
+A full-frame transform of a 1080p plane streams two million points through memory on
+every pass; 128×128 tiles are done in cache. Measured here, a 3-channel 1080p frame's
+forward and inverse transforms took 36 ms full-frame and 14 ms as 128×128 tiles, though
+the tiles cover 1.4× the samples (they overlap by the kernel extent - 1).
+
+A tile of Th×Tw samples of the padded frame gives the (Th-Eh+1)×(Tw-Ew+1) outputs of the
+stride-1 valid correlation that lie wholly inside it (Eh, Ew: the dilated kernel extent).
+A row of tiles is a unit of work: its C_in·n forward transforms (one batched FFTW call),
+the products with the kernel spectra of the tile size (summed over input channels for
+dense banks), C_out·n inverse transforms, and the valid part copied into the planar
+result. Workers take alternate rows, each with its own buffers and one-thread plans.
+A tile holding NaN/Inf shows it in its DC bin; such a frame goes to the direct method.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from . import threads
+from .border import fill_planar
+from .direct import DirectMethod
+from .fft import (
+    EFFORTS,
+    load_wisdom,
+    pyfftw,
+    save_wisdom,
+    transform_ms_estimate,
+    use_pyfftw,
+)
+from .spec import BankSpec
+
+# 2·3·5-smooth sizes (FFTW's fast codelets). 64 and 96 were measured 1.6-2.4x slower per
+# frame than 128 at k = 21 (more tiles, more overlap, more calls) and are left out.
+TILE_SIZES = (128, 160, 192, 256, 320, 384, 512)
+CHUNK_BYTES = 2 << 20  # input tiles a worker transforms in one call: about L2-sized
+
+
+def chunk_tiles(spec: BankSpec, tile: tuple[int, int], per_row: int) -> int:
+    """Tiles of one row a worker takes at once: their input planes fill ``CHUNK_BYTES``."""
+    one = spec.c_in * tile[0] * tile[1] * np.dtype(spec.dtype).itemsize
+    return max(1, min(per_row, CHUNK_BYTES // one))
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Tiles of ``tile`` samples, ``step`` apart, ``grid`` = (rows, cols) of them."""
+
+    tile: tuple[int, int]
+    step: tuple[int, int]
+    grid: tuple[int, int]
+
+    @property
+    def count(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def describe(self) -> str:
+        return (f"{self.tile[0]}x{self.tile[1]} tiles, {self.grid[0]}x{self.grid[1]} "
+                f"per plane")
+
+
+def extent(spec: BankSpec) -> tuple[int, int]:
+    """Rows and columns one output reads: the dilated kernel's extent."""
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    return dh * (kh - 1) + 1, dw * (kw - 1) + 1
+
+
+def full_size(spec: BankSpec) -> tuple[int, int]:
+    """Rows and columns of the stride-1 valid correlation of the padded frame."""
+    (ph, pw), (eh, ew) = spec.padded_shape, extent(spec)
+    return ph - eh + 1, pw - ew + 1
+
+
+def tiling_for(spec: BankSpec, size: int) -> Tiling:
+    """``size``² tiles over the frame of ``spec`` (the step must stay positive)."""
+    (fh, fw), (eh, ew) = full_size(spec), extent(spec)
+    step = (size - eh + 1, size - ew + 1)
+    return Tiling((size, size), step, (-(-fh // step[0]), -(-fw // step[1])))
+
+
+def tilings(spec: BankSpec) -> list[Tiling]:
+    """Square tilings of the listed sizes whose step is at least the kernel extent and
+    that cut the frame in two or more (one tile over the frame is the plain fft method)."""
+    eh, ew = extent(spec)
+    fits = (tiling_for(spec, size) for size in TILE_SIZES if size + 1 >= 2 * max(eh, ew))
+    return [t for t in fits if t.count > 1]
+
+
+def tiled_cost(spec: BankSpec, k: dict[str, float], tiling: Tiling) -> float:
+    """Predicted ms per frame (the planner's constants ``k``)."""
+    th, tw = tiling.tile
+    n = tiling.count
+    products = spec.c_in if spec.shared else spec.c_out * spec.in_per_group
+    copied = n * (spec.c_in * th * tw + spec.c_out * tiling.step[0] * tiling.step[1])
+    ms = n * (spec.c_in + spec.c_out) * transform_ms_estimate((th, tw)) * k[unit_key(th)]
+    ms += n * products * th * (tw // 2 + 1) * k["fft_cmac_ns"] * 1e-6
+    ms += copied * k["tile_copy_ns"] * 1e-6
+    ms += math.prod(spec.padded_shape) * spec.c_in * k["fft_fill_ns"] * 1e-6
+    chunks = tiling.grid[0] * -(-tiling.grid[1] // chunk_tiles(spec, tiling.tile, tiling.grid[1]))
+    ms += chunks * k["tile_chunk_ms"]
+    return ms
+
+
+def best_tiling(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling, float] | None:
+    """The cheapest tiling by the model, with its cost; None when only one tile fits."""
+    costed = [(tiled_cost(spec, k, t), t) for t in tilings(spec)]
+    if not costed:
+        return None
+    cost, tiling = min(costed, key=lambda ct: ct[0])
+    return tiling, cost
+
+
+class _Worker:
+    """One worker's tile buffers and plans: a row of ``n`` tiles, all channels at once."""
+
+    def __init__(self, spec: BankSpec, n: int, tile: tuple[int, int], effort: str,
+                 fftw_threads: int) -> None:
+        th, tw = tile
+        self.real = np.dtype(spec.dtype)
+        self.complex = np.result_type(self.real, np.complex64)
+        self.fftw = use_pyfftw()
+        empty = pyfftw.empty_aligned if self.fftw else np.empty
+        bins = (th, tw // 2 + 1)
+        self.frames = empty((spec.c_in, n, th, tw), dtype=self.real)
+        self.spectra = empty((spec.c_in, n, *bins), dtype=self.complex)
+        self.acc = self.spectra if spec.shared else empty((spec.c_out, n, *bins),
+                                                          dtype=self.complex)
+        self.out = empty((spec.c_out, n, th, tw), dtype=self.real)
+        self.tile = tile
+        self.planning_s = 0.0
+        if self.fftw:
+            start = time.perf_counter()
+            flags = (EFFORTS[effort],)
+            self._forward = pyfftw.FFTW(self.frames, self.spectra, axes=(2, 3), flags=flags,
+                                        threads=fftw_threads)
+            self._inverse = pyfftw.FFTW(self.acc, self.out, axes=(2, 3),
+                                        direction="FFTW_BACKWARD",
+                                        flags=(*flags, "FFTW_DESTROY_INPUT"),
+                                        threads=fftw_threads)
+            self.planning_s = time.perf_counter() - start
+        self.frames[...] = 0  # planning scribbles on the arrays
+        self.acc[...] = 0
+
+    def forward(self) -> None:
+        if self.fftw:
+            self._forward()
+        else:
+            from scipy import fft
+
+            self.spectra[...] = fft.rfft2(self.frames, axes=(2, 3))
+
+    def inverse(self) -> None:
+        """Unnormalised irfft2 of ``acc`` (destroyed) into ``out``."""
+        if self.fftw:
+            self._inverse(normalise_idft=False)
+        else:
+            from scipy import fft
+
+            self.out[...] = fft.irfft2(self.acc, s=self.tile, axes=(2, 3), norm="forward")
+
+
+class TiledFFTMethod:
+    """Correlation of a ``BankSpec`` by overlap-save FFTs: call with ``x: (H, W, C_in)``."""
+
+    name = "fft"
+
+    def __init__(self, spec: BankSpec, tiling: Tiling, effort: str = "measure") -> None:
+        self.spec = spec
+        self.tiling = tiling
+        (sh, sw), (ny, nx) = tiling.step, tiling.grid
+        eh, ew = extent(spec)
+        self._full = full_size(spec)
+        self._padded = np.zeros((spec.c_in, ny * sh + eh - 1, nx * sw + ew - 1), spec.dtype)
+        self._m = chunk_tiles(spec, tiling.tile, nx)
+        self._chunks = [(row, col) for row in range(ny) for col in range(0, nx, self._m)]
+        parts = min(threads.CORES, len(self._chunks))
+        fftw_threads = threads.CORES if parts == 1 else 1
+        if pyfftw is not None:
+            load_wisdom()
+        self._workers = [_Worker(spec, self._m, tiling.tile, effort, fftw_threads)
+                         for _ in range(parts)]
+        if self.planning_s > 0.05:  # new plans were measured: keep what FFTW learnt
+            save_wisdom()
+        self._kernels = self._kernel_spectra()
+        self._direct: DirectMethod | None = None
+
+    @property
+    def planning_s(self) -> float:
+        return sum(w.planning_s for w in self._workers)
+
+    def _kernel_spectra(self) -> np.ndarray:
+        """conj(rfft2(kernel at the origin of a tile)) / (Th·Tw): (1, 1, …) or (C_out, C_in/g, …)."""
+        s = self.spec
+        th, tw = self.tiling.tile
+        (kh, kw), (dh, dw) = s.kernel_size, s.dilation
+        weights = s.weights[:1, :1] if s.shared else s.weights
+        placed = np.zeros(weights.shape[:2] + (th, tw))
+        placed[..., : dh * (kh - 1) + 1 : dh, : dw * (kw - 1) + 1 : dw] = weights
+        spectra = np.conj(np.fft.rfft2(placed, axes=(2, 3))) / (th * tw)
+        return spectra.astype(self._workers[0].complex)
+
+    def _tiles(self, row: int, col: int, n: int) -> np.ndarray:
+        """(C_in, n, Th, Tw) view of the padded planes: ``n`` tiles of ``row`` from ``col``."""
+        (th, tw), (sh, sw) = self.tiling.tile, self.tiling.step
+        p = self._padded
+        s0, s1, s2 = p.strides
+        return as_strided(p[:, row * sh :, col * sw :], shape=(p.shape[0], n, th, tw),
+                          strides=(s0, sw * s2, s1, s2), writeable=False)
+
+    def _multiply(self, w: _Worker) -> None:
+        s = self.spec
+        k = self._kernels
+        if s.shared:
+            np.multiply(w.spectra, k[0, 0], out=w.spectra)
+            return
+        cg, og = s.in_per_group, s.out_per_group
+        tmp = np.empty_like(w.acc[0])
+        for o in range(s.c_out):
+            first = (o // og) * cg
+            np.multiply(w.spectra[first], k[o, 0], out=w.acc[o])
+            for c in range(1, cg):
+                np.multiply(w.spectra[first + c], k[o, c], out=tmp)
+                np.add(w.acc[o], tmp, out=w.acc[o])
+
+    def _chunk(self, w: _Worker, row: int, col: int, out: np.ndarray) -> bool:
+        """Tiles of ``row`` from ``col`` into ``out``; False (nothing written) if one of
+        them is not finite. The last chunk of a row may be short: its spare tiles are
+        transformed (a fixed plan) but not copied out."""
+        n = self._gather(w, row, col)
+        w.forward()
+        if not np.isfinite(w.spectra[:, :n, 0, 0]).all():
+            return False
+        self._multiply(w)
+        w.inverse()
+        self._scatter(w, row, col, n, out)
+        return True
+
+    def _gather(self, w: _Worker, row: int, col: int) -> int:
+        """The chunk's tiles into the worker's input; how many there are."""
+        n = min(self._m, self.tiling.grid[1] - col)
+        np.copyto(w.frames[:, :n], self._tiles(row, col, n))
+        return n
+
+    def _scatter(self, w: _Worker, row: int, col: int, n: int, out: np.ndarray) -> None:
+        """The valid part of the worker's ``n`` output tiles into the planar result."""
+        sh, sw = self.tiling.step
+        band = out[:, row * sh : (row + 1) * sh, col * sw : (col + n) * sw]
+        band = band.reshape(out.shape[0], sh, n, sw).transpose(0, 2, 1, 3)
+        np.copyto(band, w.out[:, :n, :sh, :sw])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) view of spec.dtype."""
+        s = self.spec
+        fill_planar(self._padded, x, s.pads, s.border, s.border_value)
+        (sh, sw), (ny, nx) = self.tiling.step, self.tiling.grid
+        out = np.empty((s.c_out, ny * sh, nx * sw), dtype=s.dtype)
+        finite = [True] * len(self._workers)
+        parts = len(self._workers)
+
+        def work(part: int) -> None:
+            for row, col in self._chunks[part::parts]:
+                if not self._chunk(self._workers[part], row, col, out):
+                    finite[part] = False
+                    return
+
+        threads.run_parallel(work, parts)
+        if not all(finite):
+            return self._directly(x)
+        (st_h, st_w), (h_out, w_out, _) = s.stride, s.out_shape
+        return out[:, : self._full[0] : st_h, : self._full[1] : st_w][:, :h_out, :w_out] \
+            .transpose(1, 2, 0)
+
+    def copied(self) -> int:
+        """Samples copied into tiles and out of them per frame (the cost model's count)."""
+        (th, tw), (sh, sw), n = self.tiling.tile, self.tiling.step, self.tiling.count
+        return n * (self.spec.c_in * th * tw + self.spec.c_out * sh * sw)
+
+    def copies_only(self, x: np.ndarray) -> None:
+        """Just the copies into tiles and out of them, on all workers (for calibration)."""
+        (sh, sw), nx = self.tiling.step, self.tiling.grid[1]
+        out = np.empty((self.spec.c_out, self.tiling.grid[0] * sh, nx * sw), self.spec.dtype)
+        parts = len(self._workers)
+
+        def work(part: int) -> None:
+            w = self._workers[part]
+            for row, col in self._chunks[part::parts]:
+                self._scatter(w, row, col, self._gather(w, row, col), out)
+
+        threads.run_parallel(work, parts)
+
+    def transforms_only(self) -> None:
+        """Just the forward and inverse transforms of one frame's tiles: this layout's floor."""
+        parts = len(self._workers)
+
+        def work(part: int) -> None:
+            w = self._workers[part]
+            for _ in self._chunks[part::parts]:
+                w.forward()
+                w.inverse()
+
+        threads.run_parallel(work, parts)
+
+    def _directly(self, x: np.ndarray) -> np.ndarray:
+        """A frame holding NaN/Inf: the direct method, whose NaNs stay where they belong."""
+        if self._direct is None:
+            self._direct = DirectMethod(self.spec)
+        return self._direct(x)
+
+
+def unit_key(size: int) -> str:
+    """The planner constant for one transform of ``size``² tiles."""
+    return f"fft_tile{size}_unit_ms"
+
+
+def measure_units(dtype: np.dtype | str = "float32", repeat: int = 5) -> dict[str, float]:
+    """ms per N·log2(N)/1e6 of tile transforms of each listed size, per core's share.
+
+    A batch of 2 MiB of tiles, forward then inverse, one thread (as the workers run them);
+    divided by the cores, since the workers run that many batches at once.
+    """
+    real = np.dtype(dtype)
+    fftw = use_pyfftw()
+    out = {}
+    for size in TILE_SIZES:
+        n = max(2, (2 << 20) // (size * size * real.itemsize))
+        frames = (pyfftw.empty_aligned if fftw else np.empty)((n, size, size), dtype=real)
+        frames[...] = 1
+        if fftw:
+            forward = pyfftw.builders.rfft2(frames, planner_effort="FFTW_ESTIMATE", threads=1)
+            spectra = forward()
+            inverse = pyfftw.builders.irfft2(spectra, s=(size, size),
+                                             planner_effort="FFTW_ESTIMATE", threads=1)
+        else:
+            from scipy import fft
+
+            def forward(f=frames):
+                return fft.rfft2(f)
+
+            spectra = forward()
+
+            def inverse(s=spectra, t=(size, size)):
+                return fft.irfft2(s, s=t)
+        inverse()
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            forward()
+            inverse()
+            best = min(best, time.perf_counter() - start)
+        units = 2 * n * transform_ms_estimate((size, size))
+        out[unit_key(size)] = best * 1e3 / units / threads.CORES
+    return out
