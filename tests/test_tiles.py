@@ -48,7 +48,7 @@ def scipy_reference(x, w, *, groups=1, pads, border="zero", value=0.0, stride=(1
 @pytest.fixture(autouse=True)
 def short_chunks(monkeypatch):
     """Chunks of a few tiles: rows end in a short chunk."""
-    monkeypatch.setattr(tiles, "CHUNK_BYTES", 3 * 32 * 32 * 4 * 2)
+    monkeypatch.setattr(tiles, "CHUNK_BYTES", 6 * 3 * 24 * 24 * 4 * 2)
 
 
 @pytest.mark.parametrize("border", ["zero", "constant", "replicate", "symmetric", "reflect101",

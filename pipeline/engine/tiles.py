@@ -39,12 +39,15 @@ from .spec import BankSpec
 # 2·3·5-smooth sizes (FFTW's fast codelets). 64 and 96 were measured 1.6-2.4x slower per
 # frame than 128 at k = 21 (more tiles, more overlap, more calls) and are left out.
 TILE_SIZES = (128, 160, 192, 256, 320, 384, 512)
-CHUNK_BYTES = 2 << 20  # input tiles a worker transforms in one call: about L2-sized
+CHUNK_BYTES = 8 << 20  # a worker's tile buffers (all planes, real and complex): cache-sized
 
 
 def chunk_tiles(spec: BankSpec, tile: tuple[int, int], per_row: int) -> int:
-    """Tiles of one row a worker takes at once: their input planes fill ``CHUNK_BYTES``."""
-    one = spec.c_in * tile[0] * tile[1] * np.dtype(spec.dtype).itemsize
+    """Tiles of one row a worker takes at once: its buffers for them (C_in + C_out real
+    and complex planes a tile) fill ``CHUNK_BYTES``."""
+    item = np.dtype(spec.dtype).itemsize
+    th, tw = tile
+    one = (spec.c_in + spec.c_out) * (th * tw + th * (tw // 2 + 1) * 2) * item
     return max(1, min(per_row, CHUNK_BYTES // one))
 
 
