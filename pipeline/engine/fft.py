@@ -23,8 +23,8 @@ from . import cache as disk
 from . import threads
 from .border import fill_planar
 from .direct import DirectMethod
-from .spec import BankSpec
 from .sizes import fft_shape
+from .spec import BankSpec
 
 try:  # pyFFTW is a dependency; without it the method still works, on scipy.fft.
     import pyfftw
@@ -61,43 +61,47 @@ def use_pyfftw() -> bool:
     return True
 
 
-class _Transforms:
-    """Forward r2c over (C_in, Fh, Fw) and inverse c2r over (C_out, Fh, Fw//2+1), planned once."""
+class Transforms:
+    """Forward r2c over (C_in, *batch, Fh, Fw) and inverse c2r over (C_out, *batch, Fh,
+    Fw//2+1), both on the last two axes, planned once with ``fftw_threads`` threads."""
 
     def __init__(self, c_in: int, c_out: int, shape: tuple[int, int], dtype: np.dtype,
-                 effort: str) -> None:
+                 effort: str, batch: tuple[int, ...] = (),
+                 fftw_threads: int = threads.CORES) -> None:
         fh, fw = shape
         self.shape = shape
+        self.threads = fftw_threads
         self.real = np.dtype(dtype)
         self.complex = np.result_type(self.real, np.complex64)
         self.fftw = use_pyfftw()
         empty = pyfftw.empty_aligned if self.fftw else np.empty
-        self.frames = empty((c_in, fh, fw), dtype=self.real)
-        self.spectra = empty((c_in, fh, fw // 2 + 1), dtype=self.complex)
-        self._out = (c_out, fh, fw)
+        self.frames = empty((c_in, *batch, fh, fw), dtype=self.real)
+        self.spectra = empty((c_in, *batch, fh, fw // 2 + 1), dtype=self.complex)
+        self._out = (c_out, *batch, fh, fw)
+        self._inverse_in = empty((c_out, *batch, fh, fw // 2 + 1), dtype=self.complex)
+        self.planning_s = 0.0
         if self.fftw:
             load_wisdom()
             start = time.perf_counter()
             flags = (EFFORTS[effort],)
-            self._forward = pyfftw.FFTW(self.frames, self.spectra, axes=(1, 2),
-                                        flags=flags, threads=threads.CORES)
-            self._inverse_in = empty((c_out, fh, fw // 2 + 1), dtype=self.complex)
+            self._forward = pyfftw.FFTW(self.frames, self.spectra, axes=(-2, -1),
+                                        flags=flags, threads=fftw_threads)
             self._inverse = pyfftw.FFTW(self._inverse_in, empty(self._out, dtype=self.real),
-                                        axes=(1, 2), direction="FFTW_BACKWARD",
+                                        axes=(-2, -1), direction="FFTW_BACKWARD",
                                         flags=(*flags, "FFTW_DESTROY_INPUT"),
-                                        threads=threads.CORES)
+                                        threads=fftw_threads)
             self.planning_s = time.perf_counter() - start
             if self.planning_s > 0.05:  # new plans were measured: keep what FFTW learnt
                 save_wisdom()
         self.frames[...] = 0  # planning scribbles on the arrays
+        self._inverse_in[...] = 0
 
     def empty_output(self) -> np.ndarray:
         return (pyfftw.empty_aligned if self.fftw else np.empty)(self._out, dtype=self.real)
 
     def inverse_input(self) -> np.ndarray:
-        """A scratch (C_out, Fh, Fw//2+1) buffer the multiply-accumulate may write into."""
-        return self._inverse_in if self.fftw else np.empty(self._out[:1] + self.spectra.shape[1:],
-                                                           dtype=self.complex)
+        """A scratch (C_out, …, Fw//2+1) buffer the multiply-accumulate may write into."""
+        return self._inverse_in
 
     def forward(self) -> np.ndarray:
         """rfft2 of ``self.frames`` into ``self.spectra``."""
@@ -106,7 +110,7 @@ class _Transforms:
         else:
             from scipy import fft
 
-            self.spectra[...] = fft.rfft2(self.frames, axes=(1, 2), workers=threads.CORES)
+            self.spectra[...] = fft.rfft2(self.frames, axes=(-2, -1), workers=self.threads)
         return self.spectra
 
     def inverse(self, spectra: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -116,9 +120,39 @@ class _Transforms:
         else:
             from scipy import fft
 
-            out[...] = fft.irfft2(spectra, s=self.shape, axes=(1, 2), norm="forward",
-                                  workers=threads.CORES)
+            out[...] = fft.irfft2(spectra, s=self.shape, axes=(-2, -1), norm="forward",
+                                  workers=self.threads)
         return out
+
+
+def kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, int],
+                   dtype: np.dtype) -> np.ndarray:
+    """conj(rfft2(kernel placed at -``offset``, circularly)) / (Fh·Fw), of ``dtype``:
+    (1, 1, Fh, Fw//2+1) for a shared kernel, else (C_out, C_in/g, Fh, Fw//2+1)."""
+    fh, fw = shape
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    weights = spec.weights[:1, :1] if spec.shared else spec.weights
+    rows = (np.arange(kh) * dh - offset[0]) % fh
+    cols = (np.arange(kw) * dw - offset[1]) % fw
+    placed = np.zeros(weights.shape[:2] + (fh, fw))
+    placed[..., rows[:, None], cols[None, :]] = weights
+    return (np.conj(np.fft.rfft2(placed, axes=(2, 3))) / (fh * fw)).astype(dtype)
+
+
+def accumulate(spec: BankSpec, spectra: np.ndarray, kernels: np.ndarray, acc: np.ndarray,
+               tmp: np.ndarray) -> None:
+    """``acc[o] = Σ_c spectra[g(o)·cg + c] · kernels[o, c]``: each output's input channels.
+
+    Memory-bound on the kernel spectra (each read once a frame); blocking the bin rows
+    finer bought nothing but call overhead, measured. ``tmp``: scratch shaped ``acc[0]``.
+    """
+    cg, og = spec.in_per_group, spec.out_per_group
+    for o in range(spec.c_out):
+        first = (o // og) * cg
+        np.multiply(spectra[first], kernels[o, 0], out=acc[o])
+        for c in range(1, cg):
+            np.multiply(spectra[first + c], kernels[o, c], out=tmp)
+            np.add(acc[o], tmp, out=acc[o])
 
 
 class FFTMethod:
@@ -142,23 +176,12 @@ class FFTMethod:
         self.shape = fft_shape(need, spec.dtype)
         # rows/cols of the stride-1 valid correlation, before subsampling by the stride
         self._full = (spec.padded_shape[0] - dh * (kh - 1), spec.padded_shape[1] - dw * (kw - 1))
-        spectra_in = 1 if spec.shared else spec.c_in
-        self._tx = _Transforms(c_in, spec.c_out, self.shape, spec.dtype, effort)
-        self._kernels = self._kernel_spectra(spectra_in)
+        self._tx = Transforms(c_in, spec.c_out, self.shape, spec.dtype, effort)
+        self._kernels = kernel_spectra(spec, self.shape, self._offset, self._tx.complex)
+        self._bands = threads.split(self._tx.spectra.shape[1])
+        acc = self._tx.inverse_input()
+        self._scratch = [np.empty_like(acc[0, a:b]) for a, b in self._bands]
         self._direct: DirectMethod | None = None
-
-    def _kernel_spectra(self, distinct: int) -> np.ndarray:
-        """conj(rfft2(placed kernel)) / (Fh·Fw): shared (1, 1, …) or (C_out, C_in/g, …)."""
-        s = self.spec
-        fh, fw = self.shape
-        (kh, kw), (dh, dw) = s.kernel_size, s.dilation
-        weights = s.weights[:1, :1] if s.shared else s.weights
-        rows = (np.arange(kh) * dh - self._offset[0]) % fh
-        cols = (np.arange(kw) * dw - self._offset[1]) % fw
-        placed = np.zeros(weights.shape[:2] + (fh, fw))
-        placed[..., rows[:, None], cols[None, :]] = weights
-        spectra = np.conj(np.fft.rfft2(placed, axes=(2, 3))) / (fh * fw)
-        return spectra.astype(self._tx.complex)
 
     def _fill(self, x: np.ndarray) -> None:
         """The frame (padded unless the wrap supplies zeros) into the planar FFT input."""
@@ -170,32 +193,21 @@ class FFTMethod:
 
     def _multiply(self, spectra: np.ndarray) -> np.ndarray:
         """Σ over each output's input channels of spectrum · kernel spectrum, on all cores."""
-        s = self.spec
-        k = self._kernels
-        if s.shared:  # in place: the inverse may destroy the forward's output
+        k, bands = self._kernels, self._bands
+        if self.spec.shared:  # in place: the inverse may destroy the forward's output
             def work(part: int) -> None:
                 a, b = bands[part]
                 np.multiply(spectra[:, a:b], k[0, :, a:b], out=spectra[:, a:b])
 
-            bands = threads.split(spectra.shape[1])
             threads.run_parallel(work, len(bands))
             return spectra
         acc = self._tx.inverse_input()
-        cg, og = s.in_per_group, s.out_per_group
 
         def mac(part: int) -> None:
-            # Memory-bound on the kernel spectra (each read once a frame); blocking the bin
-            # rows finer bought nothing but call overhead, measured.
             a, b = bands[part]
-            tmp = np.empty_like(acc[0, a:b])
-            for o in range(s.c_out):
-                first = (o // og) * cg
-                np.multiply(spectra[first, a:b], k[o, 0, a:b], out=acc[o, a:b])
-                for c in range(1, cg):
-                    np.multiply(spectra[first + c, a:b], k[o, c, a:b], out=tmp)
-                    np.add(acc[o, a:b], tmp, out=acc[o, a:b])
+            accumulate(self.spec, spectra[:, a:b], k[:, :, a:b], acc[:, a:b],
+                       self._scratch[part])
 
-        bands = threads.split(acc.shape[1])
         threads.run_parallel(mac, len(bands))
         return acc
 

@@ -27,10 +27,10 @@ from . import threads
 from .border import fill_planar
 from .direct import DirectMethod
 from .fft import (
-    EFFORTS,
-    load_wisdom,
+    Transforms,
+    accumulate,
+    kernel_spectra,
     pyfftw,
-    save_wisdom,
     transform_ms_estimate,
     use_pyfftw,
 )
@@ -120,52 +120,15 @@ def best_tiling(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling, float] | N
 
 
 class _Worker:
-    """One worker's tile buffers and plans: a row of ``n`` tiles, all channels at once."""
+    """One worker's tile transforms (a chunk of ``n`` tiles, all channels at once), its
+    output tiles and its multiply-accumulate scratch."""
 
     def __init__(self, spec: BankSpec, n: int, tile: tuple[int, int], effort: str,
                  fftw_threads: int) -> None:
-        th, tw = tile
-        self.real = np.dtype(spec.dtype)
-        self.complex = np.result_type(self.real, np.complex64)
-        self.fftw = use_pyfftw()
-        empty = pyfftw.empty_aligned if self.fftw else np.empty
-        bins = (th, tw // 2 + 1)
-        self.frames = empty((spec.c_in, n, th, tw), dtype=self.real)
-        self.spectra = empty((spec.c_in, n, *bins), dtype=self.complex)
-        self.acc = self.spectra if spec.shared else empty((spec.c_out, n, *bins),
-                                                          dtype=self.complex)
-        self.out = empty((spec.c_out, n, th, tw), dtype=self.real)
-        self.tile = tile
-        self.planning_s = 0.0
-        if self.fftw:
-            start = time.perf_counter()
-            flags = (EFFORTS[effort],)
-            self._forward = pyfftw.FFTW(self.frames, self.spectra, axes=(2, 3), flags=flags,
-                                        threads=fftw_threads)
-            self._inverse = pyfftw.FFTW(self.acc, self.out, axes=(2, 3),
-                                        direction="FFTW_BACKWARD",
-                                        flags=(*flags, "FFTW_DESTROY_INPUT"),
-                                        threads=fftw_threads)
-            self.planning_s = time.perf_counter() - start
-        self.frames[...] = 0  # planning scribbles on the arrays
-        self.acc[...] = 0
-
-    def forward(self) -> None:
-        if self.fftw:
-            self._forward()
-        else:
-            from scipy import fft
-
-            self.spectra[...] = fft.rfft2(self.frames, axes=(2, 3))
-
-    def inverse(self) -> None:
-        """Unnormalised irfft2 of ``acc`` (destroyed) into ``out``."""
-        if self.fftw:
-            self._inverse(normalise_idft=False)
-        else:
-            from scipy import fft
-
-            self.out[...] = fft.irfft2(self.acc, s=self.tile, axes=(2, 3), norm="forward")
+        self.tx = Transforms(spec.c_in, spec.c_out, tile, spec.dtype, effort, batch=(n,),
+                             fftw_threads=fftw_threads)
+        self.out = self.tx.empty_output()
+        self.scratch = np.empty_like(self.tx.inverse_input()[0])
 
 
 class TiledFFTMethod:
@@ -182,31 +145,18 @@ class TiledFFTMethod:
         self._padded = np.zeros((spec.c_in, ny * sh + eh - 1, nx * sw + ew - 1), spec.dtype)
         self._m = chunk_tiles(spec, tiling.tile, nx)
         self._chunks = [(row, col) for row in range(ny) for col in range(0, nx, self._m)]
+        self._sources = [self._tiles(row, col, min(self._m, nx - col))
+                         for row, col in self._chunks]
         parts = min(threads.CORES, len(self._chunks))
         fftw_threads = threads.CORES if parts == 1 else 1
-        if pyfftw is not None:
-            load_wisdom()
         self._workers = [_Worker(spec, self._m, tiling.tile, effort, fftw_threads)
                          for _ in range(parts)]
-        if self.planning_s > 0.05:  # new plans were measured: keep what FFTW learnt
-            save_wisdom()
-        self._kernels = self._kernel_spectra()
+        self._kernels = kernel_spectra(spec, tiling.tile, (0, 0), self._workers[0].tx.complex)
         self._direct: DirectMethod | None = None
 
     @property
     def planning_s(self) -> float:
-        return sum(w.planning_s for w in self._workers)
-
-    def _kernel_spectra(self) -> np.ndarray:
-        """conj(rfft2(kernel at the origin of a tile)) / (Th·Tw): (1, 1, …) or (C_out, C_in/g, …)."""
-        s = self.spec
-        th, tw = self.tiling.tile
-        (kh, kw), (dh, dw) = s.kernel_size, s.dilation
-        weights = s.weights[:1, :1] if s.shared else s.weights
-        placed = np.zeros(weights.shape[:2] + (th, tw))
-        placed[..., : dh * (kh - 1) + 1 : dh, : dw * (kw - 1) + 1 : dw] = weights
-        spectra = np.conj(np.fft.rfft2(placed, axes=(2, 3))) / (th * tw)
-        return spectra.astype(self._workers[0].complex)
+        return sum(w.tx.planning_s for w in self._workers)
 
     def _tiles(self, row: int, col: int, n: int) -> np.ndarray:
         """(C_in, n, Th, Tw) view of the padded planes: ``n`` tiles of ``row`` from ``col``."""
@@ -216,38 +166,32 @@ class TiledFFTMethod:
         return as_strided(p[:, row * sh :, col * sw :], shape=(p.shape[0], n, th, tw),
                           strides=(s0, sw * s2, s1, s2), writeable=False)
 
-    def _multiply(self, w: _Worker) -> None:
-        s = self.spec
-        k = self._kernels
-        if s.shared:
-            np.multiply(w.spectra, k[0, 0], out=w.spectra)
-            return
-        cg, og = s.in_per_group, s.out_per_group
-        tmp = np.empty_like(w.acc[0])
-        for o in range(s.c_out):
-            first = (o // og) * cg
-            np.multiply(w.spectra[first], k[o, 0], out=w.acc[o])
-            for c in range(1, cg):
-                np.multiply(w.spectra[first + c], k[o, c], out=tmp)
-                np.add(w.acc[o], tmp, out=w.acc[o])
+    def _multiply(self, w: _Worker, spectra: np.ndarray) -> np.ndarray:
+        """The chunk's spectra times the kernel spectra: in place for a shared kernel,
+        else summed over each output's input channels into the inverse's input."""
+        if self.spec.shared:
+            return np.multiply(spectra, self._kernels[0, 0], out=spectra)
+        acc = w.tx.inverse_input()
+        accumulate(self.spec, spectra, self._kernels, acc, w.scratch)
+        return acc
 
-    def _chunk(self, w: _Worker, row: int, col: int, out: np.ndarray) -> bool:
-        """Tiles of ``row`` from ``col`` into ``out``; False (nothing written) if one of
-        them is not finite. The last chunk of a row may be short: its spare tiles are
-        transformed (a fixed plan) but not copied out."""
-        n = self._gather(w, row, col)
-        w.forward()
-        if not np.isfinite(w.spectra[:, :n, 0, 0]).all():
+    def _chunk(self, w: _Worker, i: int, out: np.ndarray) -> bool:
+        """Chunk ``i``'s tiles into ``out``; False (nothing written) if one of them is not
+        finite. The last chunk of a row may be short: its spare tiles are transformed (a
+        fixed plan) but not copied out."""
+        n = self._gather(w, i)
+        spectra = w.tx.forward()
+        if not np.isfinite(spectra[:, :n, 0, 0]).all():
             return False
-        self._multiply(w)
-        w.inverse()
-        self._scatter(w, row, col, n, out)
+        w.tx.inverse(self._multiply(w, spectra), w.out)
+        self._scatter(w, *self._chunks[i], n, out)
         return True
 
-    def _gather(self, w: _Worker, row: int, col: int) -> int:
-        """The chunk's tiles into the worker's input; how many there are."""
-        n = min(self._m, self.tiling.grid[1] - col)
-        np.copyto(w.frames[:, :n], self._tiles(row, col, n))
+    def _gather(self, w: _Worker, i: int) -> int:
+        """Chunk ``i``'s tiles into the worker's input; how many there are."""
+        source = self._sources[i]
+        n = source.shape[1]
+        np.copyto(w.tx.frames[:, :n], source)
         return n
 
     def _scatter(self, w: _Worker, row: int, col: int, n: int, out: np.ndarray) -> None:
@@ -267,8 +211,8 @@ class TiledFFTMethod:
         parts = len(self._workers)
 
         def work(part: int) -> None:
-            for row, col in self._chunks[part::parts]:
-                if not self._chunk(self._workers[part], row, col, out):
+            for i in range(part, len(self._chunks), parts):
+                if not self._chunk(self._workers[part], i, out):
                     finite[part] = False
                     return
 
@@ -292,8 +236,8 @@ class TiledFFTMethod:
 
         def work(part: int) -> None:
             w = self._workers[part]
-            for row, col in self._chunks[part::parts]:
-                self._scatter(w, row, col, self._gather(w, row, col), out)
+            for i in range(part, len(self._chunks), parts):
+                self._scatter(w, *self._chunks[i], self._gather(w, i), out)
 
         threads.run_parallel(work, parts)
 
@@ -303,9 +247,9 @@ class TiledFFTMethod:
 
         def work(part: int) -> None:
             w = self._workers[part]
-            for _ in self._chunks[part::parts]:
-                w.forward()
-                w.inverse()
+            for _ in range(part, len(self._chunks), parts):
+                spectra = w.tx.forward()
+                w.tx.inverse(spectra if self.spec.shared else w.tx.inverse_input(), w.out)
 
         threads.run_parallel(work, parts)
 
