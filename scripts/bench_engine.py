@@ -31,7 +31,7 @@ import scipy.fft  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from pipeline import FilterBank  # noqa: E402
-from pipeline.engine import planner, threads  # noqa: E402
+from pipeline.engine import layout, threads  # noqa: E402
 from pipeline.engine.sizes import fft_shape  # noqa: E402
 from pipeline.kernels import gaussian  # noqa: E402
 
@@ -96,7 +96,7 @@ def floors(bank: FilterBank, x: np.ndarray) -> dict:
     engine = bank._engine(x.shape)
     spec = engine.spec
     out = {"FFTW floor": fft_floor(spec.c_in, spec.c_out,
-                                   fft_shape(planner._fft_need(spec), spec.dtype))}
+                                   fft_shape(layout.fft_need(spec), spec.dtype))}
     out["own floor"] = getattr(engine, "transforms_only", out["FFTW floor"])
     return out
 

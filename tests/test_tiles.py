@@ -6,14 +6,17 @@ many tiles, rows end in short chunks, and tiles overhang the frame.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import bound
 from scipy import signal
 
 from pipeline import FilterBank
-from pipeline.engine import tiles
+from pipeline.engine import layout, planner, tiles
 from pipeline.engine.border import NUMPY_MODE
+from pipeline.engine.fft import FFTMethod
 from pipeline.engine.tiles import TiledFFTMethod, tiling_for
 
 
@@ -119,10 +122,11 @@ def test_nan_stays_local_and_outputs_are_new_arrays(rng):
     np.testing.assert_allclose(y[~bad], bank(x)[~bad], atol=bound(k, x))
 
 
-def test_planner_picks_tiles_for_a_large_frame():
-    """A 21x21 kernel on 1080p: the fft method is planned on tiles and equals filter2D."""
+def test_planner_picks_tiles_for_a_large_frame(monkeypatch):
+    """A 21x21 kernel on 1080p: the model plans the fft method on tiles; equals filter2D."""
     import cv2
 
+    monkeypatch.setattr(layout, "TIMING_MIN_MS", float("inf"))  # the model alone decides
     rng = np.random.default_rng(3)
     k = rng.normal(size=(21, 21)).astype(np.float32)
     x = rng.normal(size=(1080, 1920, 3)).astype(np.float32)
@@ -131,3 +135,77 @@ def test_planner_picks_tiles_for_a_large_frame():
     assert isinstance(bank._engine(x.shape), TiledFFTMethod)
     expected = cv2.filter2D(x, -1, k, borderType=cv2.BORDER_REFLECT_101)
     np.testing.assert_allclose(bank(x), expected, atol=bound(k, x))
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(layout, "TIMING_MIN_MS", 0.0)  # small frames get timed too
+    monkeypatch.setattr(layout, "CLOSE_CALL", float("inf"))  # every pair is a close call
+    return tmp_path
+
+
+def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch):
+    """Full-frame against the best tiling: timed on the first bank, remembered on disk,
+    only read by the next; the faster one runs and equals scipy."""
+    w = rng.normal(size=(3, 2, 9, 9))
+    x = rng.normal(size=(200, 260, 2)).astype(np.float32)
+    builds = []
+    real_build = layout.build
+    monkeypatch.setattr(layout, "build", lambda s, t: builds.append(t) or real_build(s, t))
+
+    first = FilterBank(w, method="fft")
+    y = first(x)
+    saved = json.loads((own_cache / layout.LAYOUT_FILE).read_text())
+    (key, timed), = saved.items()
+    assert len(timed) == 2 and all(t > 0 for t in timed)
+    names = key.split(": ", 1)[1].split(" | ")
+    assert "tiles" in names[0] and names[1] == "full-frame"
+    note = first.plan(x.shape).notes["fft"]
+    assert "timed" in note
+    assert ("tiles" in note.split(" (")[0]) == (timed[0] < timed[1])  # the faster one runs
+    assert isinstance(first._engine(x.shape), TiledFFTMethod if timed[0] < timed[1]
+                      else FFTMethod)
+    assert len(builds) == 2  # the two timed; the faster one is kept, not built again
+    expected = scipy_reference(x, w, pads=(4, 4, 4, 4))
+    np.testing.assert_allclose(y, expected, atol=bound(w, x))
+
+    builds.clear()
+    second = FilterBank(w, method="fft")
+    np.testing.assert_allclose(second(x), y, atol=bound(w, x))
+    assert len(builds) == 1 and second.plan(x.shape).notes["fft"] == note
+    assert json.loads((own_cache / layout.LAYOUT_FILE).read_text()) == saved
+
+
+@pytest.mark.parametrize("winner", [0, 1])
+def test_saved_timing_decides_the_layout(rng, own_cache, winner):
+    """Whatever the model says, the layout timed faster on this machine is the one built."""
+    w = rng.normal(size=(4, 3, 7, 7))
+    x = rng.normal(size=(150, 210, 3)).astype(np.float32)
+    bank = FilterBank(w, method="fft", border="reflect101")
+    spec = bank._resolve(x.shape)
+    k = planner.constants()
+    pair = layout._close_pair(layout.candidates(spec, k))
+    timed = [1.0, 1.0]
+    timed[1 - winner] = 9.0
+    (own_cache / layout.LAYOUT_FILE).write_text(json.dumps({layout._key(spec, pair): timed}))
+    engine = bank._engine(x.shape)
+    chosen = pair[winner][1]
+    assert isinstance(engine, FFTMethod if chosen is None else TiledFFTMethod)
+    expected = scipy_reference(x, w, pads=(3, 3, 3, 3), border="reflect101")
+    np.testing.assert_allclose(bank(x), expected, atol=bound(w, x))
+
+
+def test_dense_banks_may_run_on_tiles(rng, monkeypatch):
+    """The model alone (no timing) plans a 3 -> 8 bank at 720p on tiles when it predicts
+    them cheaper; the result equals the full-frame method's."""
+    monkeypatch.setattr(layout, "TIMING_MIN_MS", float("inf"))
+    w = rng.normal(size=(8, 3, 11, 11))
+    x = rng.normal(size=(720, 1280, 3)).astype(np.float32)
+    bank = FilterBank(w, method="fft")
+    spec = bank._resolve(x.shape)
+    ranked = layout.candidates(spec, planner.DEFAULT_CONSTANTS)
+    assert isinstance(bank._engine(x.shape), FFTMethod if ranked[0][1] is None
+                      else TiledFFTMethod)
+    assert ranked[0][1] is not None  # on the shipped constants, tiles are predicted cheaper
+    np.testing.assert_allclose(bank(x), FFTMethod(spec)(x), atol=bound(w, x))

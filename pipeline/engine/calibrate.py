@@ -123,6 +123,13 @@ def run(scale: float = 1.0, repeat: int = 5, progress: Progress = lambda _: None
     spec = _spec(h, w, 3, 3, 15, shared=True, border="reflect101")
     tiled = TiledFFTMethod(spec, tiling_for(spec, 128))
     k["tile_copy_ns"] = _median_s(lambda: tiled.copies_only(x3), repeat) / tiled.copied() * 1e9
+    dense = _spec(h, w, 3, 8, 5)
+    tiled_dense = TiledFFTMethod(dense, tiling_for(dense, 128))
+    worker = tiled_dense._workers[0]  # one worker's chunk, in cache: its time per core
+    chunk = worker.tx.forward()
+    products = 24 * chunk.shape[1] * chunk.shape[2] * chunk.shape[3]
+    k["tile_cmac_ns"] = _median_s(lambda: tiled_dense._multiply(worker, chunk), repeat) / \
+        products / threads.CORES * 1e9
     small = _spec(64, 64, 3, 3, 3, shared=True)  # tiny tiles: the time is the fixed part
     tiny = TiledFFTMethod(small, tiling_for(small, 16))
     k["tile_chunk_ms"] = _median_s(lambda: tiny(x3[:64, :64].copy()), repeat) * 1e3 / \

@@ -19,15 +19,13 @@ from typing import Any
 import numpy as np
 
 from . import cache as disk
+from . import layout
 from .direct import DFT_TAPS, DirectMethod, default_strategy
-from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
 from .separable import SeparableMethod, rank
-from .sizes import likely_shape
 from .spec import BankSpec
-from .tiles import TILE_SIZES, TiledFFTMethod, Tiling, best_tiling, unit_key
+from .tiles import TILE_SIZES, unit_key
 
 CALIBRATION_FILE = "calibration.json"
-SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the fft method may hold
 
 # ns per unit of work, unless named otherwise: `pipeline bench` on the 2-core reference
 # machine (AMD EPYC, OpenCV 5.0, numpy 2.4 with OpenBLAS, pyFFTW 0.15).
@@ -47,6 +45,7 @@ DEFAULT_CONSTANTS = {
     # per N·log2(N)/1e6 of one tile transform of each size (FFT_ESTIMATE plans, all cores)
     **{unit_key(n): ms for n, ms in zip(TILE_SIZES, (0.069, 0.064, 0.072, 0.068, 0.056,
                                                       0.069, 0.068), strict=True)},
+    "tile_cmac_ns": 0.30,  # per spectrum product (and sum) per tile bin, in cache (all cores)
     "tile_copy_ns": 0.21,  # per sample copied into a tile or out of one (all cores)
     "tile_chunk_ms": 0.05,  # fixed cost of one worker's batch of tiles (calls, views)
 }
@@ -109,25 +108,6 @@ def separable_cost(spec: BankSpec, k: dict[str, float], terms: int) -> float:
     return terms * k["call_ms"] + ns * 1e-6
 
 
-def fft_cost(spec: BankSpec, k: dict[str, float], shape: tuple[int, int]) -> float:
-    h, w, c_in = spec.in_shape
-    transforms = c_in + spec.c_out
-    bins = shape[0] * (shape[1] // 2 + 1)
-    products = c_in if spec.shared else spec.c_out * spec.in_per_group
-    ms = transforms * transform_ms_estimate(shape) * k["fft_unit_ms"]
-    ms += products * bins * k["fft_cmac_ns"] * 1e-6
-    ms += math.prod(spec.padded_shape) * c_in * k["fft_fill_ns"] * 1e-6
-    return ms
-
-
-def _fft_need(spec: BankSpec) -> tuple[int, int]:
-    h, w = spec.in_shape[:2]
-    t, b, left, r = spec.pads
-    if spec.border == "zero":
-        return h + max(t, b), w + max(left, r)
-    return spec.padded_shape
-
-
 def predict(spec: BankSpec, k: dict[str, float] | None = None
             ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Predicted ms per frame of every method, and a note for each."""
@@ -143,26 +123,8 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     distinct = 1 if spec.shared else spec.c_out * spec.in_per_group
     notes["separable"] = f"rank {terms / distinct:g} per kernel" if distinct > 1 else \
         f"rank {terms}"
-    costs["fft"], notes["fft"] = _fft_layout(spec, k)[1:]
+    costs["fft"], notes["fft"] = layout.choose(spec, k)[1:]
     return costs, notes
-
-
-def _fft_layout(spec: BankSpec, k: dict[str, float]
-                ) -> tuple[Tiling | None, float | None, str]:
-    """The fft method's layout (tiles, or None for full-frame transforms), its cost, a note."""
-    shape = likely_shape(_fft_need(spec), spec.dtype)
-    need = spectra_bytes(spec, shape)
-    full = fft_cost(spec, k, shape) if need <= SPECTRA_BUDGET else None
-    tiled = best_tiling(spec, k)
-    # Channel-mixing banks stay full-frame unless their spectra do not fit: on tiles their
-    # multiply-accumulate (C_out·C_in/g numpy calls a chunk) ate the transforms' gain
-    # (3 -> 8 at 720p measured 31-50 ms on tiles against 37-46 ms full-frame).
-    depthwise = spec.in_per_group == 1
-    if tiled is not None and (full is None or (depthwise and tiled[1] < full)):
-        return tiled[0], tiled[1], tiled[0].describe()
-    if full is None:
-        return None, None, f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
-    return None, full, f"{shape[0]}x{shape[1]} transforms"
 
 
 def choose(spec: BankSpec, requested: str, *, measure: bool = False,
@@ -170,6 +132,12 @@ def choose(spec: BankSpec, requested: str, *, measure: bool = False,
     """Pick the method for ``spec``: ``requested`` unless it is 'auto'. Pure unless
     ``measure`` (then each candidate is timed, and kept in ``built`` if given)."""
     costs, notes = predict(spec)
+    if _fft_in_question(requested, costs):
+        engine = layout.settle(spec, constants())  # a close call between layouts: timed once
+        if engine is not None:
+            costs["fft"], notes["fft"] = layout.choose(spec, constants())[1:]
+            if built is not None:
+                built["fft"] = engine
     if requested != "auto":
         if costs.get(requested) is None:
             from ..errors import ConfigError
@@ -189,6 +157,14 @@ def choose(spec: BankSpec, requested: str, *, measure: bool = False,
 
 
 CLOSE_CALL = 1.3  # auto times the two best methods when their predictions are this close
+
+
+def _fft_in_question(requested: str, costs: dict[str, float | None]) -> bool:
+    """Whether the fft method may run: forced, or within a close call of the best."""
+    fft = costs.get("fft")
+    if fft is None or requested not in ("fft", "auto"):
+        return False
+    return requested == "fft" or fft <= CLOSE_CALL * min(c for c in costs.values() if c is not None)
 
 
 def decide(spec: BankSpec, requested: str, *, measure: bool = False,
@@ -216,8 +192,7 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
 def build(spec: BankSpec, method: str) -> Any:
     """The callable that computes ``spec`` by ``method``; all set-up happens here, once."""
     if method == "fft":
-        tiling = _fft_layout(spec, constants())[0]
-        return FFTMethod(spec) if tiling is None else TiledFFTMethod(spec, tiling)
+        return layout.build(spec, layout.choose(spec, constants())[0])
     if method == "separable":
         return SeparableMethod(spec)
     return DirectMethod(spec)

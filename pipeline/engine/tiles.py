@@ -102,21 +102,12 @@ def tiled_cost(spec: BankSpec, k: dict[str, float], tiling: Tiling) -> float:
     products = spec.c_in if spec.shared else spec.c_out * spec.in_per_group
     copied = n * (spec.c_in * th * tw + spec.c_out * tiling.step[0] * tiling.step[1])
     ms = n * (spec.c_in + spec.c_out) * transform_ms_estimate((th, tw)) * k[unit_key(th)]
-    ms += n * products * th * (tw // 2 + 1) * k["fft_cmac_ns"] * 1e-6
+    ms += n * products * th * (tw // 2 + 1) * k["tile_cmac_ns"] * 1e-6
     ms += copied * k["tile_copy_ns"] * 1e-6
     ms += math.prod(spec.padded_shape) * spec.c_in * k["fft_fill_ns"] * 1e-6
     chunks = tiling.grid[0] * -(-tiling.grid[1] // chunk_tiles(spec, tiling.tile, tiling.grid[1]))
     ms += chunks * k["tile_chunk_ms"]
     return ms
-
-
-def best_tiling(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling, float] | None:
-    """The cheapest tiling by the model, with its cost; None when only one tile fits."""
-    costed = [(tiled_cost(spec, k, t), t) for t in tilings(spec)]
-    if not costed:
-        return None
-    cost, tiling = min(costed, key=lambda ct: ct[0])
-    return tiling, cost
 
 
 class _Worker:

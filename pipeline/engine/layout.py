@@ -1,0 +1,139 @@
+"""The fft method's layout: full-frame transforms or tiles of one size, once per format.
+
+The cost model ranks the layouts. It is coarse between them: layouts it put within 10 %
+of each other were measured up to 1.5x apart (cache effects it does not see). So when
+full-frame and the best tiling are within ``CLOSE_CALL`` and worth the time, both are
+timed on a synthetic frame, once: the result is kept in the cache folder
+(``fft_layouts.json``, keyed by the frame format, the bank's shape and the two layouts)
+and read on every later start instead of timing again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from . import cache as disk
+from . import threads
+from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
+from .sizes import likely_shape
+from .spec import BankSpec
+from .tiles import TiledFFTMethod, Tiling, tiled_cost, tilings
+
+LAYOUT_FILE = "fft_layouts.json"
+SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
+CLOSE_CALL = 1.6  # predictions this close are settled by timing (seen 1.5x off)
+TIMING_MIN_MS = 4.0  # below this a wrong layout costs less than timing both would
+
+Candidate = tuple[float, Tiling | None]  # (predicted ms, tiles or None for full-frame)
+
+
+def fft_need(spec: BankSpec) -> tuple[int, int]:
+    """Rows and columns a full-frame transform must hold."""
+    h, w = spec.in_shape[:2]
+    t, b, left, r = spec.pads
+    if spec.border == "zero":  # the circular wrap supplies the zeros
+        return h + max(t, b), w + max(left, r)
+    return spec.padded_shape
+
+
+def fft_cost(spec: BankSpec, k: dict[str, float], shape: tuple[int, int]) -> float:
+    """Predicted ms per frame of full-frame transforms of ``shape``."""
+    c_in = spec.c_in
+    bins = shape[0] * (shape[1] // 2 + 1)
+    products = c_in if spec.shared else spec.c_out * spec.in_per_group
+    ms = (c_in + spec.c_out) * transform_ms_estimate(shape) * k["fft_unit_ms"]
+    ms += products * bins * k["fft_cmac_ns"] * 1e-6
+    ms += math.prod(spec.padded_shape) * c_in * k["fft_fill_ns"] * 1e-6
+    return ms
+
+
+def candidates(spec: BankSpec, k: dict[str, float]) -> list[Candidate]:
+    """Every layout that can run ``spec``, cheapest predicted first."""
+    out: list[Candidate] = [(tiled_cost(spec, k, t), t) for t in tilings(spec)]
+    shape = likely_shape(fft_need(spec), spec.dtype)
+    if spectra_bytes(spec, shape) <= SPECTRA_BUDGET:
+        out.append((fft_cost(spec, k, shape), None))
+    return sorted(out, key=lambda c: c[0])
+
+
+def describe(spec: BankSpec, tiling: Tiling | None) -> str:
+    if tiling is not None:
+        return tiling.describe()
+    shape = likely_shape(fft_need(spec), spec.dtype)
+    return f"{shape[0]}x{shape[1]} transforms"
+
+
+def _close_pair(ranked: list[Candidate]) -> list[Candidate] | None:
+    """[best tiling, full-frame] when both are within a close call of the best.
+
+    The kinds are what the model gets wrong most (it cannot see which transforms stay
+    in cache); between tile sizes it ranks well enough.
+    """
+    full = next((c for c in ranked if c[1] is None), None)
+    tiled = next((c for c in ranked if c[1] is not None), None)
+    if full is None or tiled is None or ranked[0][0] < TIMING_MIN_MS:
+        return None
+    return [tiled, full] if max(full[0], tiled[0]) <= ranked[0][0] * CLOSE_CALL else None
+
+
+def _key(spec: BankSpec, pair: list[Candidate]) -> str:
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    names = " | ".join(t.describe() if t else "full-frame" for _, t in pair)  # stable names
+    return (f"{'x'.join(map(str, spec.in_shape))}>{spec.c_out} g{spec.groups}"
+            f"{' shared' if spec.shared else ''} k{kh}x{kw} d{dh}x{dw} s{spec.stride} "
+            f"pads{spec.pads} {spec.border} {spec.dtype} cores{threads.CORES}: {names}")
+
+
+def choose(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling | None, float | None, str]:
+    """(tiles or None, ms per frame, note) of the layout the fft method uses: a timed
+    result from the cache folder where the model's call was close, else the model's."""
+    ranked = candidates(spec, k)
+    if not ranked:
+        shape = likely_shape(fft_need(spec), spec.dtype)
+        need = spectra_bytes(spec, shape)
+        return None, None, f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
+    pair = _close_pair(ranked)
+    timed = disk.load_json(LAYOUT_FILE).get(_key(spec, pair)) if pair else None
+    if isinstance(timed, list) and len(timed) == 2 and all(
+            isinstance(v, int | float) for v in timed):
+        (ms, tiling), (other_ms, other) = sorted(zip(timed, (t for _, t in pair)),
+                                                 key=lambda c: c[0])
+        return tiling, float(ms), (f"{describe(spec, tiling)} (timed {ms:.1f} ms/frame, "
+                                   f"{describe(spec, other)} {other_ms:.1f})")
+    cost, tiling = ranked[0]
+    return tiling, cost, describe(spec, tiling)
+
+
+def build(spec: BankSpec, tiling: Tiling | None) -> Any:
+    return FFTMethod(spec) if tiling is None else TiledFFTMethod(spec, tiling)
+
+
+def settle(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
+    """Time the best two layouts if the model's call is close and no timing is saved.
+
+    Saves the timings (so ``choose`` reads them, now and on every later start) and returns
+    the faster method, already built; None when nothing was timed.
+    """
+    pair = _close_pair(candidates(spec, k))
+    if pair is None:
+        return None
+    key = _key(spec, pair)
+    if key in disk.load_json(LAYOUT_FILE):
+        return None
+    frame = np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
+    engines = [build(spec, tiling) for _, tiling in pair]
+    times: list[list[float]] = [[], []]
+    for engine in engines:
+        engine(frame)  # warm-up
+    for _ in range(repeat):  # interleaved: a noisy neighbour slows both alike
+        for engine, spent in zip(engines, times, strict=True):
+            start = time.perf_counter()
+            engine(frame)
+            spent.append(time.perf_counter() - start)
+    timed = [round(float(np.median(t)) * 1e3, 3) for t in times]
+    disk.update_json(LAYOUT_FILE, key, timed)
+    return engines[int(np.argmin(timed))]
