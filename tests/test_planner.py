@@ -107,6 +107,7 @@ def test_calibration_is_saved_and_used(tmp_path, monkeypatch):
         assert saved["constants"] == measured
         assert planner.constants() == measured
         assert (tmp_path / "fftw_wisdom.json").exists()
+        assert json.loads((tmp_path / "fft_layouts.json").read_text()) == {}  # re-timed
     finally:
         planner.constants.cache_clear()
 
