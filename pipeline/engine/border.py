@@ -117,10 +117,10 @@ def fill_planar(planes: np.ndarray, x: np.ndarray, pads: tuple[int, int, int, in
         np.copyto(planes[:, : xp.shape[0], : xp.shape[1]], xp.transpose(2, 0, 1))
         return
 
-    def gather(part: int) -> None:
-        a, z = bands[part]
+    def gather(_: int, band: int) -> None:
+        a, z = bands[band]
         np.copyto(planes[:, t + a : t + z, left : left + w], x[a:z].transpose(2, 0, 1))
 
-    bands = threads.split(h)
-    threads.run_parallel(gather, len(bands))
+    bands = threads.split(h, 4 * threads.CORES)
+    threads.run_shared(gather, len(bands))
     pad_margins(planes, pads, (h, w), border, value)

@@ -113,24 +113,24 @@ class DirectMethod:
         sc, sr, sx = planes.strides
         rows, band = self._rows, self._band
 
-        def work(part: int) -> None:
+        def work(part: int, index: int) -> None:
             buf = self._buffers[part]
-            for r0 in self._starts[part :: self._parts]:
-                n = min(band, h_out - r0)
-                cols = buf[: rows * n * w_out].reshape(cg, kh, kw, n, w_out)
-                for g, weights in enumerate(self._gemm_weights):
-                    # (c, i, j, r, col) -> planes[g·cg + c, (r0 + r)·sh + i·dh, col·sw + j·dw]
-                    view = as_strided(
-                        planes[g * cg, r0 * sh :],
-                        shape=(cg, kh, kw, n, w_out),
-                        strides=(sc, dh * sr, dw * sx, sh * sr, sw * sx),
-                    )
-                    np.copyto(cols, view)
-                    target = out[g * og : (g + 1) * og, r0 : r0 + n].reshape(og, n * w_out)
-                    np.matmul(weights, cols.reshape(rows, n * w_out), out=target)
+            r0 = self._starts[index]
+            n = min(band, h_out - r0)
+            cols = buf[: rows * n * w_out].reshape(cg, kh, kw, n, w_out)
+            for g, weights in enumerate(self._gemm_weights):
+                # (c, i, j, r, col) -> planes[g·cg + c, (r0 + r)·sh + i·dh, col·sw + j·dw]
+                view = as_strided(
+                    planes[g * cg, r0 * sh :],
+                    shape=(cg, kh, kw, n, w_out),
+                    strides=(sc, dh * sr, dw * sx, sh * sr, sw * sx),
+                )
+                np.copyto(cols, view)
+                target = out[g * og : (g + 1) * og, r0 : r0 + n].reshape(og, n * w_out)
+                np.matmul(weights, cols.reshape(rows, n * w_out), out=target)
 
         with threads.single_threaded_blas():
-            threads.run_parallel(work, self._parts)
+            threads.run_shared(work, len(self._starts), self._parts)
         return out.transpose(1, 2, 0)
 
 

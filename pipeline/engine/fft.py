@@ -178,9 +178,11 @@ class FFTMethod:
         self._full = (spec.padded_shape[0] - dh * (kh - 1), spec.padded_shape[1] - dw * (kw - 1))
         self._tx = Transforms(c_in, spec.c_out, self.shape, spec.dtype, effort)
         self._kernels = kernel_spectra(spec, self.shape, self._offset, self._tx.complex)
-        self._bands = threads.split(self._tx.spectra.shape[1])
+        # bands of bin rows, more than workers: each takes the next as it comes free
+        self._bands = threads.split(self._tx.spectra.shape[1], 4 * threads.CORES)
         acc = self._tx.inverse_input()
-        self._scratch = [np.empty_like(acc[0, a:b]) for a, b in self._bands]
+        rows = max(b - a for a, b in self._bands)
+        self._scratch = [np.empty_like(acc[0, :rows]) for _ in range(threads.CORES)]
         self._direct: DirectMethod | None = None
 
     def _fill(self, x: np.ndarray) -> None:
@@ -195,20 +197,20 @@ class FFTMethod:
         """Σ over each output's input channels of spectrum · kernel spectrum, on all cores."""
         k, bands = self._kernels, self._bands
         if self.spec.shared:  # in place: the inverse may destroy the forward's output
-            def work(part: int) -> None:
-                a, b = bands[part]
+            def work(_: int, band: int) -> None:
+                a, b = bands[band]
                 np.multiply(spectra[:, a:b], k[0, :, a:b], out=spectra[:, a:b])
 
-            threads.run_parallel(work, len(bands))
+            threads.run_shared(work, len(bands))
             return spectra
         acc = self._tx.inverse_input()
 
-        def mac(part: int) -> None:
-            a, b = bands[part]
+        def mac(part: int, band: int) -> None:
+            a, b = bands[band]
             accumulate(self.spec, spectra[:, a:b], k[:, :, a:b], acc[:, a:b],
-                       self._scratch[part])
+                       self._scratch[part][: b - a])
 
-        threads.run_parallel(mac, len(bands))
+        threads.run_shared(mac, len(bands))
         return acc
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

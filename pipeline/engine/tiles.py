@@ -199,15 +199,12 @@ class TiledFFTMethod:
         (sh, sw), (ny, nx) = self.tiling.step, self.tiling.grid
         out = np.empty((s.c_out, ny * sh, nx * sw), dtype=s.dtype)
         finite = [True] * len(self._workers)
-        parts = len(self._workers)
 
-        def work(part: int) -> None:
-            for i in range(part, len(self._chunks), parts):
-                if not self._chunk(self._workers[part], i, out):
-                    finite[part] = False
-                    return
+        def work(part: int, i: int) -> bool:
+            finite[part] = finite[part] and self._chunk(self._workers[part], i, out)
+            return finite[part]
 
-        threads.run_parallel(work, parts)
+        threads.run_shared(work, len(self._chunks), len(self._workers))
         if not all(finite):
             return self._directly(x)
         (st_h, st_w), (h_out, w_out, _) = s.stride, s.out_shape
