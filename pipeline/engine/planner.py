@@ -199,24 +199,25 @@ def build(spec: BankSpec, method: str) -> Any:
 
 
 def measure_costs(spec: BankSpec, predicted: dict[str, float | None],
-                  built: dict[str, Any] | None = None, repeat: int = 3
+                  built: dict[str, Any] | None = None, repeat: int = 5
                   ) -> dict[str, float | None]:
-    """Time each usable method on a synthetic frame (median of ``repeat`` after a warm-up);
-    the methods built to do so are left in ``built`` when it is given."""
+    """Time each usable method on a synthetic frame: a warm-up each, then ``repeat``
+    rounds that call every method once (interleaved, so a burst of noise from elsewhere
+    on the machine slows them alike), median per method. The methods built to do so are
+    left in ``built`` when it is given."""
     frame = np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
-    measured: dict[str, float | None] = {}
-    for method, cost in predicted.items():
-        if cost is None:
-            measured[method] = None
-            continue
-        engine = build(spec, method)
+    usable = [m for m, cost in predicted.items() if cost is not None]
+    engines = {}
+    for method in usable:
+        engine = (built or {}).get(method) or build(spec, method)
         if built is not None:
             built[method] = engine
         engine(frame)
-        times = []
-        for _ in range(repeat):
+        engines[method] = engine
+    times: dict[str, list[float]] = {m: [] for m in usable}
+    for _ in range(repeat):
+        for method, engine in engines.items():
             start = time.perf_counter()
             engine(frame)
-            times.append(time.perf_counter() - start)
-        measured[method] = float(np.median(times)) * 1e3
-    return measured
+            times[method].append(time.perf_counter() - start)
+    return {m: float(np.median(times[m])) * 1e3 if m in times else None for m in predicted}
