@@ -46,29 +46,52 @@ class Encoder:
         else:
             self.shape = (h, w, len(self._channels) if self._channels else c)
 
-    def _to_uint8(self, y: np.ndarray) -> np.ndarray:
-        bounds = self.policy.bounds
-        x = np.abs(y) if self.policy.policy == "abs" else y
-        if bounds is None:  # normalize per-frame: only when asked for
-            lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-            hi = hi if hi > lo else lo + 1.0
-        else:
-            lo, hi = bounds
-        if not math.isfinite(float(np.sum(x, dtype=np.float64))):  # one pass finds any NaN/Inf
-            self.nan_pixels += int(np.count_nonzero(np.isnan(x)))
-        clipped = np.clip(x, lo, hi, dtype=np.float32)  # NaN stays NaN: saturate_cast makes it 0
+    def _bounds(self, parts: list[np.ndarray]) -> tuple[float, float]:
+        if self.policy.bounds is not None:
+            return self.policy.bounds
+        # normalize per-frame: only when asked for
+        lo = min(float(np.nanmin(p)) for p in parts)
+        hi = max(float(np.nanmax(p)) for p in parts)
+        return lo, hi if hi > lo else lo + 1.0
+
+    def _to_uint8(self, parts: list[np.ndarray]) -> list[np.ndarray]:
+        """Each float array (contiguous) -> uint8 of its shape, by one (lo, hi) for all."""
+        if self.policy.policy == "abs":
+            parts = [np.abs(p) for p in parts]
+        lo, hi = self._bounds(parts)
         scale = 255.0 / (hi - lo)
-        return cv2.addWeighted(clipped, scale, clipped, 0.0, -lo * scale, dtype=cv2.CV_8U)
+        out = []
+        for x in parts:
+            clipped = np.clip(x, lo, hi, dtype=np.float32)  # NaN stays NaN (saturate_cast: 0)
+            # Clipped values are finite but for NaN, so a non-finite sum shows one (or a
+            # float32 overflow of a huge range, which only costs the count below).
+            if not math.isfinite(float(clipped.sum(dtype=np.float32))):
+                self.nan_pixels += int(np.count_nonzero(np.isnan(clipped)))
+            out.append(cv2.addWeighted(clipped, scale, clipped, 0.0, -lo * scale,
+                                       dtype=cv2.CV_8U).reshape(x.shape))
+        return out
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
-        if self._channels is not None and not self.policy.mosaic:
-            y = y[..., self._channels]
-        out = self._to_uint8(np.ascontiguousarray(y))
-        out = out.reshape(y.shape[0], y.shape[1], -1)
-        if not self.policy.mosaic:
-            return out
-        h, w, c = out.shape
-        tiles = np.zeros((self._rows * self._cols, h, w), dtype=np.uint8)
-        tiles[:c] = out.transpose(2, 0, 1)
-        grid = tiles.reshape(self._rows, self._cols, h, w).transpose(0, 2, 1, 3)
-        return grid.reshape(self._rows * h, self._cols * w, 1)
+        h, w, c = y.shape
+        picked = self._channels if self._channels is not None else list(range(c))
+        planes = y.transpose(2, 0, 1)
+        if c > 1 and y.strides[1] == y.itemsize:  # rows of each plane are contiguous
+            # A method's planar result seen as (H, W, C): encode plane by plane, never
+            # copying the floats into HWC order (measured 3.8 ms of 6 at 720p x 4).
+            out = self._to_uint8([planes[i] for i in picked])
+        elif self._channels is None:
+            out = self._to_uint8([np.ascontiguousarray(y)])[0]  # (H, W, C) in one pass
+            out = [out[..., i] for i in range(c)] if self.policy.mosaic else [out]
+        else:
+            chosen = y if picked == list(range(c)) else y[..., picked]
+            out = self._to_uint8([np.ascontiguousarray(chosen)])[0]
+            out = [out[..., i] for i in range(len(picked))] if self.policy.mosaic else [out]
+        if self.policy.mosaic:
+            canvas = np.zeros(self.shape[:2], dtype=np.uint8)  # empty tiles stay black
+            for i, plane in enumerate(out):
+                r, col = divmod(i, self._cols)
+                canvas[r * h : (r + 1) * h, col * w : (col + 1) * w] = plane
+            return canvas[..., None]
+        if len(out) == 1:
+            return out[0].reshape(h, w, -1)
+        return cv2.merge(out).reshape(h, w, len(out))

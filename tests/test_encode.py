@@ -54,3 +54,24 @@ def test_channel_choice():
     np.testing.assert_array_equal(tiled[2:, 3:, 0], 0)  # empty tiles stay black
     with pytest.raises(ConfigError, match="channel 7 does not exist"):
         Encoder(Encode(select=[7]), y.shape)
+
+
+@pytest.mark.parametrize("policy", [
+    {}, {"policy": "abs", "range": [0, 50]}, {"policy": "normalize", "range": "per-frame"},
+    {"select": [2, 0, 1]}, {"select": [3]}, {"mosaic": True}, {"mosaic": True, "columns": 3},
+    {"policy": "normalize", "range": [-100, 100], "mosaic": True, "columns": 1},
+])
+def test_planar_results_encode_as_their_hwc_copy(policy, rng):
+    """Methods return (H, W, C) views of planar buffers with padded rows; encoding one
+    plane at a time gives exactly what the contiguous (H, W, C) copy gives, NaNs counted."""
+    h, w, c = 7, 9, 4 if policy.get("select") or policy.get("mosaic") else 3
+    buffer = rng.normal(0, 120, size=(c, h + 2, w + 5)).astype(np.float32)
+    buffer[0, 1, 2], buffer[c - 1, 3, 4], buffer[1, 0, 0] = np.nan, np.inf, 1e10
+    planar = buffer[:, :h, :w].transpose(1, 2, 0)
+    assert planar.strides[1] == 4 and not planar.flags.c_contiguous
+    hwc = np.ascontiguousarray(planar)
+    a, b = Encoder(Encode(**policy), hwc.shape), Encoder(Encode(**policy), hwc.shape)
+    expected, got = a(hwc), b(planar)
+    assert got.shape == expected.shape == (*a.shape[:2], a.shape[2]) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+    assert a.nan_pixels == b.nan_pixels
