@@ -157,7 +157,8 @@ def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch
     first = FilterBank(w, method="fft")
     y = first(x)
     saved = json.loads((own_cache / layout.LAYOUT_FILE).read_text())
-    (key, timed), = saved.items()
+    (key, entry), = saved.items()
+    timed = entry["ms"]
     assert len(timed) == 2 and all(t > 0 for t in timed)
     names = key.split(": ", 1)[1].split(" | ")
     assert "tiles" in names[0] and names[1] == "full-frame"
@@ -188,7 +189,8 @@ def test_saved_timing_decides_the_layout(rng, own_cache, winner):
     pair = layout._close_pair(layout.candidates(spec, k))
     timed = [1.0, 1.0]
     timed[1 - winner] = 9.0
-    (own_cache / layout.LAYOUT_FILE).write_text(json.dumps({layout._key(spec, pair): timed}))
+    (own_cache / layout.LAYOUT_FILE).write_text(
+        json.dumps({layout._key(spec, pair): {"ms": timed, "at": 1.0}}))
     engine = bank._engine(x.shape)
     chosen = pair[winner][1]
     assert isinstance(engine, FFTMethod if chosen is None else TiledFFTMethod)
@@ -209,3 +211,16 @@ def test_dense_banks_may_run_on_tiles(rng, monkeypatch):
                       else TiledFFTMethod)
     assert ranked[0][1] is not None  # on the shipped constants, tiles are predicted cheaper
     np.testing.assert_allclose(bank(x), FFTMethod(spec)(x), atol=bound(w, x))
+
+
+def test_layout_timings_are_bounded(rng, own_cache, monkeypatch):
+    """Past LAYOUT_LIMIT formats the oldest timings go; malformed entries go first."""
+    monkeypatch.setattr(layout, "LAYOUT_LIMIT", 2)
+    (own_cache / layout.LAYOUT_FILE).write_text(json.dumps(
+        {"bad": [1, 2], "old": {"ms": [1.0, 2.0], "at": 5.0}}))
+    w = rng.normal(size=(2, 2, 5, 5))
+    for width in (140, 150):
+        FilterBank(w, method="fft")(rng.normal(size=(130, width, 2)).astype(np.float32))
+    saved = json.loads((own_cache / layout.LAYOUT_FILE).read_text())
+    assert len(saved) == 2 and "bad" not in saved and "old" not in saved
+    assert all(key.startswith(f"130x{width}x2") for key, width in zip(sorted(saved), (140, 150)))

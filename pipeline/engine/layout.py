@@ -27,6 +27,7 @@ LAYOUT_FILE = "fft_layouts.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
 CLOSE_CALL = 1.6  # predictions this close are settled by timing (seen 1.5x off)
 TIMING_MIN_MS = 4.0  # below this a wrong layout costs less than timing both would
+LAYOUT_LIMIT = 256  # timings kept; the oldest go first
 
 Candidate = tuple[float, Tiling | None]  # (predicted ms, tiles or None for full-frame)
 
@@ -97,9 +98,10 @@ def choose(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling | None, float | 
         need = spectra_bytes(spec, shape)
         return None, None, f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
     pair = _close_pair(ranked)
-    timed = disk.load_json(LAYOUT_FILE).get(_key(spec, pair)) if pair else None
+    entry = disk.load_json(LAYOUT_FILE).get(_key(spec, pair)) if pair else None
+    timed = entry.get("ms") if isinstance(entry, dict) else None
     if isinstance(timed, list) and len(timed) == 2 and all(
-            isinstance(v, int | float) for v in timed):
+            isinstance(v, int | float) and v > 0 for v in timed):
         (ms, tiling), (other_ms, other) = sorted(zip(timed, (t for _, t in pair)),
                                                  key=lambda c: c[0])
         return tiling, float(ms), (f"{describe(spec, tiling)} (timed {ms:.1f} ms/frame, "
@@ -135,5 +137,16 @@ def settle(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
             engine(frame)
             spent.append(time.perf_counter() - start)
     timed = [round(float(np.median(t)) * 1e3, 3) for t in times]
-    disk.update_json(LAYOUT_FILE, key, timed)
+    saved = disk.load_json(LAYOUT_FILE)
+    saved[key] = {"ms": timed, "at": time.time()}
+    if len(saved) > LAYOUT_LIMIT:  # bounded: a batch may see many frame sizes
+        newest = sorted(saved, key=lambda k: _age(saved[k]))[-LAYOUT_LIMIT:]
+        saved = {k: saved[k] for k in newest}
+    disk.save_json(LAYOUT_FILE, saved)
     return engines[int(np.argmin(timed))]
+
+
+def _age(entry: Any) -> float:
+    """When an entry was timed (0 for a malformed one: dropped first)."""
+    at = entry.get("at") if isinstance(entry, dict) else None
+    return float(at) if isinstance(at, int | float) else 0.0
