@@ -37,14 +37,18 @@ def save_json(name: str, data: dict[str, Any]) -> bool:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump(data, f, indent=1)  # insertion order kept: update_json drops the oldest
         os.replace(tmp, folder / name)
     except OSError:
         return False
     return True
 
 
-def update_json(name: str, key: str, value: Any) -> None:
+def update_json(name: str, key: str, value: Any, limit: int | None = None) -> None:
+    """Set one entry; with ``limit``, the oldest entries go once there are more."""
     data = load_json(name)
+    data.pop(key, None)  # re-inserted last: the newest
     data[key] = value
+    while limit is not None and len(data) > limit:
+        del data[next(iter(data))]
     save_json(name, data)

@@ -137,16 +137,6 @@ def settle(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
             engine(frame)
             spent.append(time.perf_counter() - start)
     timed = [round(float(np.median(t)) * 1e3, 3) for t in times]
-    saved = disk.load_json(LAYOUT_FILE)
-    saved[key] = {"ms": timed, "at": time.time()}
-    if len(saved) > LAYOUT_LIMIT:  # bounded: a batch may see many frame sizes
-        newest = sorted(saved, key=lambda k: _age(saved[k]))[-LAYOUT_LIMIT:]
-        saved = {k: saved[k] for k in newest}
-    disk.save_json(LAYOUT_FILE, saved)
+    # bounded: a batch may see many frame sizes
+    disk.update_json(LAYOUT_FILE, key, {"ms": timed}, limit=LAYOUT_LIMIT)
     return engines[int(np.argmin(timed))]
-
-
-def _age(entry: Any) -> float:
-    """When an entry was timed (0 for a malformed one: dropped first)."""
-    at = entry.get("at") if isinstance(entry, dict) else None
-    return float(at) if isinstance(at, int | float) else 0.0

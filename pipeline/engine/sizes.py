@@ -18,6 +18,7 @@ import numpy as np
 from . import cache as disk
 
 SIZES_FILE = "fft_sizes.json"
+SIZES_LIMIT = 1024  # sizes kept; the oldest go first
 _SLACK = 1.25  # look at sizes up to 25 % past the minimum
 _PER_AXIS = 4  # sizes per axis whose 2-D combinations are timed
 
@@ -131,5 +132,5 @@ def fft_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> t
 
         return fft.next_fast_len(need[0], real=True), fft.next_fast_len(need[1], real=True)
     shape = _measure(need, dtype)
-    disk.update_json(SIZES_FILE, _key(need, dtype), list(shape))
+    disk.update_json(SIZES_FILE, _key(need, dtype), list(shape), limit=SIZES_LIMIT)
     return shape
