@@ -8,6 +8,7 @@ RELIABILITY.md b7), mapped linearly to 0..255 and rounded; NaN becomes 0 and is 
 from __future__ import annotations
 
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ class Encoder:
         h, w, c = shape
         self.policy = policy
         self.nan_pixels = 0
+        self._lock = threading.Lock()
         if policy.select is not None:
             bad = [i for i in policy.select if i >= c]
             if bad:
@@ -66,7 +68,9 @@ class Encoder:
             # Clipped values are finite but for NaN, so a non-finite sum shows one (or a
             # float32 overflow of a huge range, which only costs the count below).
             if not math.isfinite(float(clipped.sum(dtype=np.float32))):
-                self.nan_pixels += int(np.count_nonzero(np.isnan(clipped)))
+                nans = int(np.count_nonzero(np.isnan(clipped)))
+                with self._lock:  # the runner may encode on two threads
+                    self.nan_pixels += nans
             out.append(cv2.addWeighted(clipped, scale, clipped, 0.0, -lo * scale,
                                        dtype=cv2.CV_8U).reshape(x.shape))
         return out

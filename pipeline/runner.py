@@ -69,12 +69,40 @@ class Run:
         self.outbox: queue.Queue = queue.Queue(depth(chain.out_shape, 4))
         self.errors: list[BaseException] = []
         self.enough = threading.Event()  # --max-frames frames processed
+        self._encodes = encoder is not None and any(s.wants != "float" for s in sinks)
+        self._pace = {"compute": 0.0, "encode": 0.0, "write": 0.0}  # s per frame, smoothed
+        self._lock = threading.Lock()
 
     def _total(self) -> int | None:
         count = getattr(self.source, "frame_count", None)
         if count and self.max_frames:
             return min(count, self.max_frames)
         return self.max_frames or count
+
+    # -------------------------------------------------------------- encoding
+    def _note(self, part: str, seconds: float) -> None:
+        old = self._pace[part]
+        self._pace[part] = seconds if old == 0.0 else 0.8 * old + 0.2 * seconds
+
+    def _encode_here(self) -> bool:
+        """Whether the compute thread encodes this frame (float -> 8-bit) instead of the
+        writer: when that leaves the busier of the two threads less busy. The encoder is
+        the bottleneck of many jobs (one thread); moving its policy off it was measured
+        to raise throughput, and a filter-bound job keeps it on the writer."""
+        p = self._pace
+        here = max(p["compute"] + p["encode"], p["write"])
+        there = max(p["compute"], p["write"] + p["encode"])
+        return here < there
+
+    def _encode(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """The 8-bit frame, and the seconds it took (also counted in the stats)."""
+        start = time.perf_counter()
+        encoded = self.encoder(y)
+        spent = time.perf_counter() - start
+        self._note("encode", spent)
+        with self._lock:  # either thread may encode
+            self.stats.encode_s += spent
+        return encoded, spent
 
     # -------------------------------------------------------------- threads
     def _put(self, q: queue.Queue, item: object, drop_oldest: bool = False) -> bool:
@@ -148,17 +176,19 @@ class Run:
                     continue
                 if item is _END:
                     return
-                frame, y = item
+                frame, y, encoded = item
                 start = time.perf_counter()
-                encoded = None
+                encode_s = 0.0
                 for sink in self.sinks:
                     if sink.wants == "float":
                         sink.write(y)
                     else:
                         if encoded is None:
-                            encoded = self.encoder(y)
+                            encoded, encode_s = self._encode(y)
                         sink.write(encoded)
-                self.stats.write_s += time.perf_counter() - start
+                spent = time.perf_counter() - start - encode_s
+                self.stats.write_s += spent
+                self._note("write", spent)
                 self.stats.frames_written += 1
                 self.stats.latencies.append(time.perf_counter() - frame.time)
                 if len(self.stats.latencies) > 100_000:  # bounded, by construction
@@ -193,8 +223,11 @@ class Run:
                     continue
                 start = time.perf_counter()
                 y = self.chain(item.data)
-                self.stats.compute_s += time.perf_counter() - start
-                if not self._put(self.outbox, (item, y)):
+                spent = time.perf_counter() - start
+                self.stats.compute_s += spent
+                self._note("compute", spent)
+                encoded = self._encode(y)[0] if self._encodes and self._encode_here() else None
+                if not self._put(self.outbox, (item, y, encoded)):
                     self.stats.discarded += 1  # computed, but the run stopped first
                     break
                 processed += 1

@@ -23,6 +23,7 @@ class Stats:
     read_s: float = 0.0
     compute_s: float = 0.0
     write_s: float = 0.0
+    encode_s: float = 0.0  # float -> 8-bit, on whichever thread had room
     latencies: list[float] = field(default_factory=list)
     results: list[SinkResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -47,7 +48,8 @@ class Stats:
             + (f", {self.reconnects} reconnects" if self.reconnects else ""),
             f"speed: {self.fps:.1f} fps over {self.elapsed:.2f} s; per frame read "
             f"{self.read_s / max(self.frames_read, 1) * 1e3:.1f} ms, filter "
-            f"{self.compute_s / n * 1e3:.1f} ms, encode+write {self.write_s / n * 1e3:.1f} ms",
+            f"{self.compute_s / n * 1e3:.1f} ms, encode+write "
+            f"{(self.encode_s + self.write_s) / n * 1e3:.1f} ms",
             f"latency: p50 {self.latency_ms(50):.1f} ms, p99 {self.latency_ms(99):.1f} ms",
         ]
         for r in self.results:

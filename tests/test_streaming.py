@@ -227,3 +227,48 @@ def test_memory_is_bounded_by_the_queues(tmp_path):
     assert stats.frames_written == 150
     # float32 results are 4 MiB each: two queues of <= 8 plus work in flight, not 150
     assert peak < 30 * 4 * 2**20, peak / 2**20
+
+
+def test_encoding_goes_to_the_thread_with_room(tmp_path, monkeypatch):
+    """Float -> 8-bit runs on the compute thread while the writer is the slower one, and on
+    the writer while the filter is; either way every frame is encoded exactly once, in
+    order, as the Encoder alone would."""
+    from pipeline.config import load_config
+    from pipeline.encode import Encoder
+
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(60)]
+    where: list[str] = []
+    real_call = Encoder.__call__
+
+    def spy(self, y):
+        where.append(threading.current_thread().name)
+        return real_call(self, y)
+
+    monkeypatch.setattr(Encoder, "__call__", spy)
+
+    class SlowSink(MemorySink):
+        def write(self, frame):
+            time.sleep(0.02)
+            super().write(frame)
+
+    config = write_config(tmp_path)
+    encoder = Encoder(load_config(config).encode, (48, 64, 2))
+    expected = [real_call(encoder, bank_for(3)(f)) for f in frames]
+
+    sink = SlowSink("uint8")
+    run_config(config, source=MemorySource(frames), sinks=[sink])
+    # until the writer's pace is known (a queue's worth of frames) it encodes; then not
+    assert len(where) == 60 and where[-30:].count("pipeline-write") <= 3, where
+    for got, want in zip(sink.frames, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    where.clear()
+    real_bank = FilterBank.__call__
+    monkeypatch.setattr(FilterBank, "__call__",
+                        lambda self, x: (time.sleep(0.02), real_bank(self, x))[1])
+    sink = MemorySink("uint8")
+    run_config(config, source=MemorySource(frames), sinks=[sink])
+    assert len(where) == 60 and where.count("pipeline-write") >= 55, where
+    for got, want in zip(sink.frames, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
