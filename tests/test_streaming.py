@@ -192,6 +192,27 @@ def test_live_source_keeps_newest_and_counts_drops(tmp_path, monkeypatch):
     assert seen[-1] >= 290  # the newest frame wins: the stream's end is what was shown
 
 
+def test_live_latency_stays_low_when_the_writer_is_slowest(tmp_path):
+    """A live source into a 20 ms writer: results do not pile up before the writer (a
+    deep queue there held eight, 160 ms and more); the source side drops instead."""
+    frames = [np.full((16, 16, 1), i, np.uint16) for i in range(400)]
+    source = MemorySource(frames, live=True, interval=0.001)
+
+    class SlowSink(MemorySink):
+        def write(self, frame):
+            time.sleep(0.02)
+            super().write(frame)
+
+    sink = SlowSink()
+    (tmp_path / "id.yaml").write_text(IDENTITY)
+    stats = run_config(tmp_path / "id.yaml", source=source, sinks=[sink])
+    assert stats.frames_written + stats.dropped + stats.discarded == stats.frames_read == 400
+    assert stats.dropped > 300
+    seen = [int(f[0, 0, 0]) for f in sink.frames]
+    assert seen == sorted(seen)
+    assert stats.latency_ms(50) < 120, stats.latency_ms(50)  # ≈ 3 writes, not 9
+
+
 def test_file_sources_never_drop(tmp_path):
     frames = [np.full((24, 24, 3), i, np.uint8) for i in range(50)]
     sink = MemorySink("float")
