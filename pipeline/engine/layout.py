@@ -11,7 +11,6 @@ and read on every later start instead of timing again.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
 from .sizes import likely_shape
 from .spec import BankSpec
 from .tiles import TiledFFTMethod, Tiling, tiled_cost, tilings
+from .timing import interleaved_ms, synthetic_frame
 
 LAYOUT_FILE = "fft_layouts.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
@@ -126,17 +126,8 @@ def settle(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
     key = _key(spec, pair)
     if key in disk.load_json(LAYOUT_FILE):
         return None
-    frame = np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
     engines = [build(spec, tiling) for _, tiling in pair]
-    times: list[list[float]] = [[], []]
-    for engine in engines:
-        engine(frame)  # warm-up
-    for _ in range(repeat):  # interleaved: a noisy neighbour slows both alike
-        for engine, spent in zip(engines, times, strict=True):
-            start = time.perf_counter()
-            engine(frame)
-            spent.append(time.perf_counter() - start)
-    timed = [round(float(np.median(t)) * 1e3, 3) for t in times]
+    timed = [round(ms, 3) for ms in interleaved_ms(engines, synthetic_frame(spec), repeat)]
     # bounded: a batch may see many frame sizes
     disk.update_json(LAYOUT_FILE, key, {"ms": timed}, limit=LAYOUT_LIMIT)
     return engines[int(np.argmin(timed))]

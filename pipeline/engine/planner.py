@@ -11,12 +11,9 @@ times every candidate on a synthetic frame instead of predicting.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
-
-import numpy as np
 
 from . import cache as disk
 from . import layout
@@ -24,6 +21,7 @@ from .direct import DFT_TAPS, DirectMethod, default_strategy
 from .separable import SeparableMethod, rank
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
+from .timing import interleaved_ms, synthetic_frame
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -201,23 +199,12 @@ def build(spec: BankSpec, method: str) -> Any:
 def measure_costs(spec: BankSpec, predicted: dict[str, float | None],
                   built: dict[str, Any] | None = None, repeat: int = 5
                   ) -> dict[str, float | None]:
-    """Time each usable method on a synthetic frame: a warm-up each, then ``repeat``
-    rounds that call every method once (interleaved, so a burst of noise from elsewhere
-    on the machine slows them alike), median per method. The methods built to do so are
-    left in ``built`` when it is given."""
-    frame = np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
+    """Time each usable method on a synthetic frame, interleaved (``timing.py``); the
+    methods built to do so are left in ``built`` when it is given."""
     usable = [m for m, cost in predicted.items() if cost is not None]
-    engines = {}
-    for method in usable:
-        engine = (built or {}).get(method) or build(spec, method)
-        if built is not None:
-            built[method] = engine
-        engine(frame)
-        engines[method] = engine
-    times: dict[str, list[float]] = {m: [] for m in usable}
-    for _ in range(repeat):
-        for method, engine in engines.items():
-            start = time.perf_counter()
-            engine(frame)
-            times[method].append(time.perf_counter() - start)
-    return {m: float(np.median(times[m])) * 1e3 if m in times else None for m in predicted}
+    engines = [(built or {}).get(m) or build(spec, m) for m in usable]
+    if built is not None:
+        built.update(zip(usable, engines, strict=True))
+    timed = dict(zip(usable, interleaved_ms(engines, synthetic_frame(spec), repeat),
+                     strict=True))
+    return {m: timed.get(m) for m in predicted}

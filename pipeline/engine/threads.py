@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from threadpoolctl import ThreadpoolController
@@ -75,7 +75,8 @@ def run_shared(work: Callable[[int, int], bool | None], items: int, parts: int =
     run_parallel(worker, max(1, min(parts, items)))
 
 
-def split(n: int, parts: int = CORES) -> Iterable[tuple[int, int]]:
+@lru_cache(maxsize=256)  # called per frame with the same sizes: made once
+def split(n: int, parts: int = CORES) -> tuple[tuple[int, int], ...]:
     """``parts`` contiguous (start, stop) ranges covering ``range(n)``, none empty."""
     parts = max(1, min(parts, n))
-    return [(n * p // parts, n * (p + 1) // parts) for p in range(parts)]
+    return tuple((n * p // parts, n * (p + 1) // parts) for p in range(parts))

@@ -1,0 +1,32 @@
+"""Timing methods on a synthetic frame: how close calls (between methods, between FFT
+layouts) are settled at start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .spec import BankSpec
+
+
+def synthetic_frame(spec: BankSpec) -> np.ndarray:
+    """A fixed random frame of the bank's input format."""
+    return np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
+
+
+def interleaved_ms(engines: Sequence[Callable[[np.ndarray], object]], frame: np.ndarray,
+                   repeat: int = 5) -> list[float]:
+    """Median ms per call of each engine on ``frame``: a warm-up each, then ``repeat``
+    rounds that call every engine once (interleaved, so a burst of noise from elsewhere on
+    the machine slows them alike)."""
+    for engine in engines:
+        engine(frame)
+    times: list[list[float]] = [[] for _ in engines]
+    for _ in range(repeat):
+        for engine, spent in zip(engines, times, strict=True):
+            start = time.perf_counter()
+            engine(frame)
+            spent.append(time.perf_counter() - start)
+    return [float(np.median(t)) * 1e3 for t in times]
