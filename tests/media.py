@@ -40,6 +40,14 @@ def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
     return frames
 
 
+def write_clips(folder: Path, stem: str, count: int, **clip) -> list[Path]:
+    """``count`` clips ``{stem}0.avi`` … in ``folder`` (``write_clip``'s options); their paths."""
+    paths = [folder / f"{stem}{i}.avi" for i in range(count)]
+    for path in paths:
+        write_clip(path, **clip)
+    return paths
+
+
 def decoded(path: Path, attempts: int = 200) -> list[np.ndarray]:
     """Every frame OpenCV decodes from ``path``: read() called well past the declared end,
     never stopping at a failure (OpenCV recovers after a corrupt frame)."""

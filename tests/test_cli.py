@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from media import decoded, write_clip
+from media import decoded, write_clips
 
 ROOT = Path(__file__).parent.parent
 EDGES = ROOT / "configs" / "edges.yaml"
@@ -68,10 +68,7 @@ def test_plan_validate_filters(tmp_path):
 
 
 def test_batch_is_parallel_and_resumable(tmp_path):
-    inputs = []
-    for i in range(3):
-        write_clip(tmp_path / f"clip{i}.avi", n=5, width=64, height=48)
-        inputs.append(tmp_path / f"clip{i}.avi")
+    inputs = write_clips(tmp_path, "clip", 3, n=5, width=64, height=48)
     (tmp_path / "broken.avi").write_text("not a video")
     out = tmp_path / "out"
     out.mkdir()

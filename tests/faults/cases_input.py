@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from harness import Case, fault, frames_in
-from media import damage_frame, understate_avi_count, write_clip
+from media import damage_frame, understate_avi_count, write_clip, write_clips
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGES = ROOT / "configs" / "edges.yaml"
@@ -215,10 +215,7 @@ def i16(tmp):
 
 @fault("I17", "input", "batch of good and bad files")
 def i17(tmp):
-    inputs = []
-    for i in range(5):
-        write_clip(tmp / f"good{i}.avi", n=3, width=48, height=32)
-        inputs.append(tmp / f"good{i}.avi")
+    inputs = write_clips(tmp, "good", 5, n=3, width=48, height=32)
     (tmp / "bad0.avi").write_text("x")
     (tmp / "bad1.avi").write_bytes(b"")
     inputs += [tmp / "bad0.avi", tmp / "bad1.avi", tmp / "missing.avi"]
