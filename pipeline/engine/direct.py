@@ -6,10 +6,13 @@ a NaN over the whole frame. It never does so on a sub-matrix, so at or above tha
 the padded frame goes in as a UMat and the kernel runs on an ROI of it: OpenCV reads the
 pixels around the ROI (our padding) instead of making a border, and stays direct.
 
-Channel-mixing banks, strides and dilations go through GEMM instead: the padded frame is
-split into channel planes once, then each band of output rows becomes an im2col block
-(C_in/g·kh·kw rows, one contiguous copy per tap) multiplied by the weight matrix, written
-straight into a planar ``(C_out, H', W')`` result that is returned as an ``(H', W', C_out)`` view.
+Channel-mixing banks and dilations go to the register-blocked C kernel of
+``_correlate.c`` (float32, unit stride): the padded frame is split into channel planes
+once and bands of output rows are shared out to the engine's workers, each band written
+straight into a planar ``(C_out, H', W')`` result returned as an ``(H', W', C_out)`` view.
+Where that kernel cannot run (float64, strides, or an install without a C compiler) GEMM
+does: each band of output rows becomes an im2col block (C_in/g·kh·kw rows, one contiguous
+copy per tap) multiplied by the weight matrix, into the same planar result.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from numpy.lib.stride_tricks import as_strided
 from . import threads
 from .border import CV2_BORDER, cv2_makes_border, fill_planar, pad
 from .spec import BankSpec
+
+try:
+    from . import _correlate
+except ImportError:  # installed without a C compiler: im2col + GEMM instead
+    _correlate = None
 
 DFT_TAPS = 130  # cv2's switch for 32F->32F (and 8U->8U); other depth pairs switch at 50
 _BAND_BYTES = 2 << 20  # an im2col band is about this size: it stays in L2
@@ -57,6 +65,15 @@ class DirectMethod:
                 np.ascontiguousarray(self._kernels[g * og : (g + 1) * og].reshape(og, -1))
                 for g in range(spec.groups)
             ]
+        if self.strategy == "native":
+            self._planes = np.empty((spec.c_in, *spec.padded_shape), dtype=spec.dtype)
+            og = spec.out_per_group
+            # (C_in/g, kh, kw, C_out/g) per group: one tap's weights for the block of
+            # output channels being computed are adjacent
+            self._native_weights = [
+                np.ascontiguousarray(self._kernels[g * og : (g + 1) * og].transpose(1, 2, 3, 0))
+                for g in range(spec.groups)
+            ]
 
     def _cv2_can_border(self) -> bool:
         """Whether filter2D may make the border itself (no padded copy of the frame)."""
@@ -66,6 +83,8 @@ class DirectMethod:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) of spec.dtype."""
+        if self.strategy == "native":
+            return self._native(x)
         if self.strategy == "gemm":
             return self._gemm(x)
         return self._filter2d(x)
@@ -134,10 +153,48 @@ class DirectMethod:
         return out.transpose(1, 2, 0)
 
 
+    # ----------------------------------------------------------- C kernel path
+    def _native(self, x: np.ndarray) -> np.ndarray:
+        """Bands of output rows shared out to the workers; the kernel releases the GIL."""
+        s = self.spec
+        planes = self._planes
+        fill_planar(planes, x, s.pads, s.border, s.border_value)  # (C, Hp, Wp)
+        h_out, w_out, c_out = s.out_shape
+        cg, og = s.in_per_group, s.out_per_group
+        shape = (cg, og, *s.padded_shape, h_out, w_out, *s.kernel_size, *s.dilation)
+        out = np.empty((c_out, h_out, w_out), dtype=s.dtype)
+        bands = threads.split(h_out, _NATIVE_BANDS_PER_CORE * threads.CORES)
+
+        def work(_: int, index: int) -> None:
+            r0, r1 = bands[index]
+            for g, weights in enumerate(self._native_weights):
+                _correlate.correlate(planes[g * cg : (g + 1) * cg], weights,
+                                     out[g * og : (g + 1) * og], shape, r0, r1)
+
+        threads.run_shared(work, len(bands))
+        return out.transpose(1, 2, 0)
+
+
+_NATIVE_BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer
+
+
+def native_available() -> bool:
+    """Whether the C kernel was built with this install."""
+    return _correlate is not None
+
+
+def instruction_set() -> str:
+    """The C kernel's vector variant on this CPU ('avx512', 'avx2', 'generic'), or 'absent'."""
+    return _correlate.instruction_set() if _correlate is not None else "absent"
+
+
 def default_strategy(spec: BankSpec) -> str:
-    """filter2D when every output reads one channel at unit steps; GEMM otherwise."""
+    """filter2D when every output reads one channel at unit steps; else the C kernel
+    (float32, unit stride) when it was built; else GEMM."""
     if spec.unit_steps and (spec.shared or spec.in_per_group == 1):
         return "filter2d"
+    if native_available() and spec.dtype == np.float32 and spec.stride == (1, 1):
+        return "native"
     return "gemm"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import cache as disk
 from . import layout
-from .direct import DFT_TAPS, DirectMethod, default_strategy
+from .direct import DFT_TAPS, DirectMethod, default_strategy, instruction_set
 from .separable import SeparableMethod, rank
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
@@ -35,6 +35,8 @@ DEFAULT_CONSTANTS = {
     "add_pixel_ns": 0.10,  # accumulating one plane into another
     "gemm_gather_ns": 0.17,  # per im2col element (all cores)
     "gemm_mac_ns": 0.022,  # per multiply-accumulate (all cores)
+    "native_out_ns": 0.28,  # C kernel: per output value (planar fill, result written; all cores)
+    "native_mac_ns": 0.0099,  # C kernel: per multiply-accumulate (all cores)
     "sep_pixel_ns": 0.27,  # per sepFilter2D pass, per pixel·channel
     "sep_tap_ns": 0.045,  # per pixel·channel·1-D tap
     "fft_unit_ms": 0.09,  # per N·log2(N)/1e6 of one real 2-D transform (FFTW, all cores)
@@ -80,6 +82,9 @@ def direct_cost(spec: BankSpec, k: dict[str, float]) -> float:
     h, w, c_out = spec.out_shape
     kh, kw = spec.kernel_size
     taps = kh * kw
+    if default_strategy(spec) == "native":
+        macs = h * w * c_out * spec.in_per_group * taps
+        return (h * w * c_out * k["native_out_ns"] + macs * k["native_mac_ns"]) * 1e-6
     if default_strategy(spec) == "gemm":
         gathered = h * w * spec.in_per_group * spec.groups * taps
         macs = h * w * c_out * spec.in_per_group * taps
@@ -113,9 +118,11 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     costs: dict[str, float | None] = {}
     notes: dict[str, str] = {}
     costs["direct"] = direct_cost(spec, k)
-    notes["direct"] = ("im2col + GEMM" if default_strategy(spec) == "gemm" else
-                       "filter2D" + (" on a UMat ROI" if math.prod(spec.kernel_size) >= DFT_TAPS
-                                     else ""))
+    notes["direct"] = {
+        "native": f"register-blocked C kernel ({instruction_set()})",
+        "gemm": "im2col + GEMM",
+    }.get(default_strategy(spec), "filter2D" + (
+        " on a UMat ROI" if math.prod(spec.kernel_size) >= DFT_TAPS else ""))
     terms = rank(spec)
     costs["separable"] = separable_cost(spec, k, terms)
     distinct = 1 if spec.shared else spec.c_out * spec.in_per_group
