@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import FilterBank
-from pipeline.engine import _correlate, direct
+from pipeline.engine import _correlate, native
 
 torch = pytest.importorskip("torch")
 
@@ -39,8 +39,8 @@ def reference(x, w, groups, dilation):
 
 
 def test_kernel_built_with_the_best_variant():
-    assert direct.native_available()
-    assert direct.instruction_set() == VARIANTS[-1]
+    assert native.available()
+    assert native.instruction_set() == VARIANTS[-1]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,3 +105,4 @@ def test_unknown_variant_refused():
     one = np.ones(1, np.float32)
     with pytest.raises(ValueError, match="not available"):
         _correlate.correlate(one, one, np.empty(1, np.float32), (1,) * 10, 0, 1, "sse9")
+

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from . import cache as disk
-from . import planner, threads
+from . import native, planner, threads
 from .border import fill_planar
-from .direct import DirectMethod, native_available
+from .direct import DirectMethod
 from .fft import FFTMethod, save_wisdom, transform_ms_estimate
 from .layout import LAYOUT_FILE
 from .spec import BankSpec
@@ -107,14 +107,14 @@ def run(scale: float = 1.0, repeat: int = 5, progress: Progress = lambda _: None
         v * 1e9 for v in _solve(gemm["narrow"], gemm["wide"], gathered, pixels * 8 * 27,
                                 gathered, pixels * 32 * 27))
 
-    if native_available():
+    if native.available():
         progress("C kernel per output and per multiply-accumulate")
         small, large = _spec(h, w, 3, 8, 3), _spec(h, w, 3, 8, 7)
-        native = {n: _median_s(lambda d=DirectMethod(s, "native"): d(x3), repeat)
-                  for n, s in (("small", small), ("large", large))}
+        blocked = {n: _median_s(lambda d=DirectMethod(s, "native"): d(x3), repeat)
+                   for n, s in (("small", small), ("large", large))}
         outputs = px * 8
         k["native_out_ns"], k["native_mac_ns"] = (
-            v * 1e9 for v in _solve(native["small"], native["large"], outputs, outputs * 27,
+            v * 1e9 for v in _solve(blocked["small"], blocked["large"], outputs, outputs * 27,
                                     outputs, outputs * 3 * 49))
 
     progress("FFT transforms, spectrum products and fill")

@@ -23,14 +23,10 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import threads
+from . import native, threads
 from .border import CV2_BORDER, cv2_makes_border, fill_planar, pad
+from .native import loops
 from .spec import BankSpec
-
-try:
-    from . import _correlate
-except ImportError:  # installed without a C compiler: im2col + GEMM instead
-    _correlate = None
 
 DFT_TAPS = 130  # cv2's switch for 32F->32F (and 8U->8U); other depth pairs switch at 50
 _BAND_BYTES = 2 << 20  # an im2col band is about this size: it stays in L2
@@ -168,7 +164,7 @@ class DirectMethod:
         def work(_: int, index: int) -> None:
             r0, r1 = bands[index]
             for g, weights in enumerate(self._native_weights):
-                _correlate.correlate(planes[g * cg : (g + 1) * cg], weights,
+                loops.correlate(planes[g * cg : (g + 1) * cg], weights,
                                      out[g * og : (g + 1) * og], shape, r0, r1)
 
         threads.run_shared(work, len(bands))
@@ -178,22 +174,12 @@ class DirectMethod:
 _NATIVE_BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer
 
 
-def native_available() -> bool:
-    """Whether the C kernel was built with this install."""
-    return _correlate is not None
-
-
-def instruction_set() -> str:
-    """The C kernel's vector variant on this CPU ('avx512', 'avx2', 'generic'), or 'absent'."""
-    return _correlate.instruction_set() if _correlate is not None else "absent"
-
-
 def default_strategy(spec: BankSpec) -> str:
     """filter2D when every output reads one channel at unit steps; else the C kernel
     (float32, unit stride) when it was built; else GEMM."""
     if spec.unit_steps and (spec.shared or spec.in_per_group == 1):
         return "filter2d"
-    if native_available() and spec.dtype == np.float32 and spec.stride == (1, 1):
+    if native.available() and spec.dtype == np.float32 and spec.stride == (1, 1):
         return "native"
     return "gemm"
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from . import cache as disk
 from . import layout
-from .direct import DFT_TAPS, DirectMethod, default_strategy, instruction_set
+from .direct import DFT_TAPS, DirectMethod, default_strategy
+from .native import instruction_set
 from .separable import SeparableMethod, rank
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
