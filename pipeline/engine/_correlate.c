@@ -88,11 +88,11 @@ ISA(avx2, __attribute__((target("avx2,fma"))), 8, 1, 2, 2, 4)
 ISA(avx512, __attribute__((target("avx512f,fma"))), 16, 2, 4, 4, 4)
 #endif
 
-/* Any width: one output value at a time (frames narrower than a block). */
-static void scalar_rows(const Job *jb, int r0, int r1)
+/* Any width: one output value at a time, channels o0 on (frames narrower than a block). */
+static void scalar_rows(const Job *jb, int o0, int r0, int r1)
 {
     const size_t plane = (size_t)jb->hp * jb->wp, oplane = (size_t)jb->h * jb->wd;
-    for (int o = 0; o < jb->cout; o++)
+    for (int o = o0; o < jb->cout; o++)
         for (int r = r0; r < r1; r++)
             for (int x = 0; x < jb->wd; x++) {
                 float acc = 0.0f;
@@ -152,7 +152,7 @@ static void run_rows(const Isa *isa, const Job *jb, int r0, int r1)
         const int left = jb->cout - o0;
         const int k = left >= 8 ? 0 : left >= 4 ? 1 : left >= 2 ? 2 : 3;
         if (jb->wd < isa->chunk[k]) {
-            scalar_rows(jb, r0, r1);
+            scalar_rows(jb, o0, r0, r1);
             return;
         }
         isa->fn[k](jb, o0, r0, r1);
