@@ -70,6 +70,31 @@ def test_close_calls_are_timed(rng, monkeypatch):
     assert choice.method == min(timed, key=timed.get)
 
 
+def test_close_call_timings_are_saved_for_later_starts(rng, tmp_path, monkeypatch):
+    """The second start reads the first one's timings: planning stays fast (issue 3)."""
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(planner, "CLOSE_CALL", 1e9)
+    spec = spec_of(FilterBank(rng.normal(size=(2, 3, 5, 5))), (40, 50, 3))
+    first = planner.decide(spec, "auto")
+    saved = json.loads((tmp_path / planner.TIMINGS_FILE).read_text())
+    (key, timings), = saved.items()
+    assert set(timings) <= set(first.costs) and first.method in timings
+
+    def no_timing(*_args, **_kwargs):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(planner, "measure_costs", no_timing)
+    second = planner.decide(spec, "auto")
+    assert second.method == first.method
+    assert "at an earlier start" in second.reason
+    for method, ms in timings.items():
+        assert second.costs[method] == ms
+    # a damaged entry is timed again, not trusted
+    (tmp_path / planner.TIMINGS_FILE).write_text(json.dumps({key: {"fft": -1}}))
+    with pytest.raises(AssertionError, match="timed again"):
+        planner.decide(spec, "auto")
+
+
 def test_measure_mode_times_every_candidate(rng):
     bank = FilterBank(rng.normal(size=(5, 5)), measure=True)
     plan = bank.plan((40, 50, 3))
@@ -108,6 +133,7 @@ def test_calibration_is_saved_and_used(tmp_path, monkeypatch):
         assert planner.constants() == measured
         assert (tmp_path / "fftw_wisdom.json").exists()
         assert json.loads((tmp_path / "fft_layouts.json").read_text()) == {}  # re-timed
+        assert json.loads((tmp_path / planner.TIMINGS_FILE).read_text()) == {}
     finally:
         planner.constants.cache_clear()
 

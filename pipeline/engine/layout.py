@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 
 from . import cache as disk
-from . import threads
 from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
 from .sizes import likely_shape
 from .spec import BankSpec
 from .tiles import TiledFFTMethod, Tiling, tiled_cost, tilings
-from .timing import interleaved_ms, synthetic_frame
+from .timing import interleaved_ms, spec_key, synthetic_frame
 
 LAYOUT_FILE = "fft_layouts.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
@@ -82,11 +81,8 @@ def _close_pair(ranked: list[Candidate]) -> list[Candidate] | None:
 
 
 def _key(spec: BankSpec, pair: list[Candidate]) -> str:
-    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
     names = " | ".join(t.describe() if t else "full-frame" for _, t in pair)  # stable names
-    return (f"{'x'.join(map(str, spec.in_shape))}>{spec.c_out} g{spec.groups}"
-            f"{' shared' if spec.shared else ''} k{kh}x{kw} d{dh}x{dw} s{spec.stride} "
-            f"pads{spec.pads} {spec.border} {spec.dtype} cores{threads.CORES}: {names}")
+    return f"{spec_key(spec)}: {names}"
 
 
 def choose(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling | None, float | None, str]:

@@ -1,5 +1,6 @@
 """Timing methods on a synthetic frame: how close calls (between methods, between FFT
-layouts) are settled at start."""
+layouts) are settled at start, once per format: ``spec_key`` names what was timed in the
+cache folder, so later starts read the result instead of timing again."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from . import threads
 from .spec import BankSpec
+
+
+def spec_key(spec: BankSpec) -> str:
+    """The frame format and bank shape a timing holds for, as a cache key."""
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    return (f"{'x'.join(map(str, spec.in_shape))}>{spec.c_out} g{spec.groups}"
+            f"{' shared' if spec.shared else ''} k{kh}x{kw} d{dh}x{dw} s{spec.stride} "
+            f"pads{spec.pads} {spec.border} {spec.dtype} cores{threads.CORES}")
 
 
 def synthetic_frame(spec: BankSpec) -> np.ndarray:
