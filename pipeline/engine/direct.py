@@ -45,31 +45,34 @@ class DirectMethod:
         self._big = kh * kw >= (DFT_TAPS if spec.dtype == np.float32 else 50)
         self.strategy = strategy or default_strategy(spec)
         self._in_place_border = self._cv2_can_border()
-        if self.strategy == "gemm":
+        if self.strategy in ("gemm", "native"):  # the padded frame as channel planes
             self._planes = np.empty((spec.c_in, *spec.padded_shape), dtype=spec.dtype)
-            kh, kw = spec.kernel_size
+        og, cg = spec.out_per_group, spec.in_per_group
+        if self.strategy == "gemm":
             h_out, w_out = spec.out_shape[:2]
-            self._rows = spec.in_per_group * kh * kw
+            self._rows = cg * kh * kw
             self._band = max(1, min(h_out, _BAND_BYTES // max(
                 self._rows * w_out * spec.dtype.itemsize, 1)))
             self._starts = list(range(0, h_out, self._band))
             self._parts = min(threads.CORES, len(self._starts))
             self._buffers = [np.empty(self._rows * self._band * w_out, dtype=spec.dtype)
                              for _ in range(self._parts)]  # one im2col buffer per worker
-            og = spec.out_per_group
             self._gemm_weights = [
                 np.ascontiguousarray(self._kernels[g * og : (g + 1) * og].reshape(og, -1))
                 for g in range(spec.groups)
             ]
         if self.strategy == "native":
-            self._planes = np.empty((spec.c_in, *spec.padded_shape), dtype=spec.dtype)
-            og = spec.out_per_group
-            # (C_in/g, kh, kw, C_out/g) per group: one tap's weights for the block of
-            # output channels being computed are adjacent
-            self._native_weights = [
-                np.ascontiguousarray(self._kernels[g * og : (g + 1) * og].transpose(1, 2, 3, 0))
+            # per group: its input planes and its weights as (C_in/g, kh, kw, C_out/g), so
+            # one tap's weights for the block of output channels being computed are adjacent
+            self._native_groups = [
+                (self._planes[g * cg : (g + 1) * cg],
+                 np.ascontiguousarray(self._kernels[g * og : (g + 1) * og].transpose(1, 2, 3, 0)))
                 for g in range(spec.groups)
             ]
+            self._native_shape = (cg, og, *spec.padded_shape, *spec.out_shape[:2],
+                                  kh, kw, *spec.dilation)
+            self._native_bands = threads.split(spec.out_shape[0],
+                                               _NATIVE_BANDS_PER_CORE * threads.CORES)
 
     def _cv2_can_border(self) -> bool:
         """Whether filter2D may make the border itself (no padded copy of the frame)."""
@@ -153,19 +156,14 @@ class DirectMethod:
     def _native(self, x: np.ndarray) -> np.ndarray:
         """Bands of output rows shared out to the workers; the kernel releases the GIL."""
         s = self.spec
-        planes = self._planes
-        fill_planar(planes, x, s.pads, s.border, s.border_value)  # (C, Hp, Wp)
-        h_out, w_out, c_out = s.out_shape
-        cg, og = s.in_per_group, s.out_per_group
-        shape = (cg, og, *s.padded_shape, h_out, w_out, *s.kernel_size, *s.dilation)
-        out = np.empty((c_out, h_out, w_out), dtype=s.dtype)
-        bands = threads.split(h_out, _NATIVE_BANDS_PER_CORE * threads.CORES)
+        fill_planar(self._planes, x, s.pads, s.border, s.border_value)  # (C, Hp, Wp)
+        out = np.empty((s.c_out, *s.out_shape[:2]), dtype=s.dtype)
+        og, bands = s.out_per_group, self._native_bands
 
         def work(_: int, index: int) -> None:
-            r0, r1 = bands[index]
-            for g, weights in enumerate(self._native_weights):
-                loops.correlate(planes[g * cg : (g + 1) * cg], weights,
-                                     out[g * og : (g + 1) * og], shape, r0, r1)
+            for g, (planes, weights) in enumerate(self._native_groups):
+                loops.correlate(planes, weights, out[g * og : (g + 1) * og],
+                                self._native_shape, *bands[index])
 
         threads.run_shared(work, len(bands))
         return out.transpose(1, 2, 0)

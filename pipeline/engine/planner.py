@@ -83,12 +83,12 @@ def direct_cost(spec: BankSpec, k: dict[str, float]) -> float:
     h, w, c_out = spec.out_shape
     kh, kw = spec.kernel_size
     taps = kh * kw
-    if default_strategy(spec) == "native":
-        macs = h * w * c_out * spec.in_per_group * taps
+    strategy = default_strategy(spec)
+    macs = h * w * c_out * spec.in_per_group * taps
+    if strategy == "native":
         return (h * w * c_out * k["native_out_ns"] + macs * k["native_mac_ns"]) * 1e-6
-    if default_strategy(spec) == "gemm":
+    if strategy == "gemm":
         gathered = h * w * spec.in_per_group * spec.groups * taps
-        macs = h * w * c_out * spec.in_per_group * taps
         return (gathered * k["gemm_gather_ns"] + macs * k["gemm_mac_ns"]) * 1e-6
     pixels = _full_pixels(spec)
     planes = spec.c_in if spec.shared else c_out * spec.in_per_group
