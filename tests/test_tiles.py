@@ -158,9 +158,9 @@ def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch
     y = first(x)
     saved = json.loads((own_cache / layout.LAYOUT_FILE).read_text())
     (key, entry), = saved.items()
-    timed = entry["ms"]
-    assert len(timed) == 2 and all(t > 0 for t in timed)
     names = key.split(": ", 1)[1].split(" | ")
+    timed = [entry[n] for n in names]
+    assert len(timed) == 2 and all(t > 0 for t in timed)
     assert "tiles" in names[0] and names[1] == "full-frame"
     note = first.plan(x.shape).notes["fft"]
     assert "timed" in note
@@ -190,7 +190,7 @@ def test_saved_timing_decides_the_layout(rng, own_cache, winner):
     timed = [1.0, 1.0]
     timed[1 - winner] = 9.0
     (own_cache / layout.LAYOUT_FILE).write_text(
-        json.dumps({layout._key(spec, pair): {"ms": timed}}))
+        json.dumps({layout._key(spec, pair): dict(zip(layout._names(pair), timed))}))
     engine = bank._engine(x.shape)
     chosen = pair[winner][1]
     assert isinstance(engine, FFTMethod if chosen is None else TiledFFTMethod)
@@ -217,7 +217,7 @@ def test_layout_timings_are_bounded(rng, own_cache, monkeypatch):
     """Past LAYOUT_LIMIT formats the oldest timings go first."""
     monkeypatch.setattr(layout, "LAYOUT_LIMIT", 2)
     (own_cache / layout.LAYOUT_FILE).write_text(json.dumps(
-        {"older": {"ms": [1.0, 2.0]}, "old": {"ms": [1.0, 2.0]}}))
+        {"older": {"full-frame": 1.0}, "old": {"full-frame": 1.0}}))
     w = rng.normal(size=(2, 2, 5, 5))
     for width in (140, 150):
         FilterBank(w, method="fft")(rng.normal(size=(130, width, 2)).astype(np.float32))

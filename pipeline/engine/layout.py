@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from . import cache as disk
 from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
 from .sizes import likely_shape
 from .spec import BankSpec
 from .tiles import TiledFFTMethod, Tiling, tiled_cost, tilings
-from .timing import interleaved_ms, spec_key, synthetic_frame
+from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
 LAYOUT_FILE = "fft_layouts.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
@@ -80,9 +79,12 @@ def _close_pair(ranked: list[Candidate]) -> list[Candidate] | None:
     return [tiled, full] if max(full[0], tiled[0]) <= ranked[0][0] * CLOSE_CALL else None
 
 
+def _names(pair: list[Candidate]) -> list[str]:
+    return [t.describe() if t else "full-frame" for _, t in pair]  # stable names
+
+
 def _key(spec: BankSpec, pair: list[Candidate]) -> str:
-    names = " | ".join(t.describe() if t else "full-frame" for _, t in pair)  # stable names
-    return f"{spec_key(spec)}: {names}"
+    return f"{spec_key(spec)}: {' | '.join(_names(pair))}"
 
 
 def choose(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling | None, float | None, str]:
@@ -94,10 +96,8 @@ def choose(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling | None, float | 
         need = spectra_bytes(spec, shape)
         return None, None, f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
     pair = _close_pair(ranked)
-    entry = disk.load_json(LAYOUT_FILE).get(_key(spec, pair)) if pair else None
-    timed = entry.get("ms") if isinstance(entry, dict) else None
-    if isinstance(timed, list) and len(timed) == 2 and all(
-            isinstance(v, int | float) and v > 0 for v in timed):
+    timed = saved_ms(LAYOUT_FILE, _key(spec, pair), _names(pair)) if pair else None
+    if timed is not None:
         (ms, tiling), (other_ms, other) = sorted(zip(timed, (t for _, t in pair)),
                                                  key=lambda c: c[0])
         return tiling, float(ms), (f"{describe(spec, tiling)} (timed {ms:.1f} ms/frame, "
@@ -120,10 +120,9 @@ def settle(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
     if pair is None:
         return None
     key = _key(spec, pair)
-    if key in disk.load_json(LAYOUT_FILE):
+    if saved_ms(LAYOUT_FILE, key, _names(pair)) is not None:
         return None
     engines = [build(spec, tiling) for _, tiling in pair]
-    timed = [round(ms, 3) for ms in interleaved_ms(engines, synthetic_frame(spec), repeat)]
-    # bounded: a batch may see many frame sizes
-    disk.update_json(LAYOUT_FILE, key, {"ms": timed}, limit=LAYOUT_LIMIT)
+    timed = interleaved_ms(engines, synthetic_frame(spec), repeat)
+    keep_ms(LAYOUT_FILE, key, _names(pair), timed, LAYOUT_LIMIT)
     return engines[int(np.argmin(timed))]

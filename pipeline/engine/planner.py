@@ -22,7 +22,7 @@ from .native import instruction_set
 from .separable import SeparableMethod, rank
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
-from .timing import interleaved_ms, spec_key, synthetic_frame
+from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -189,14 +189,16 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
     if len(ranked) < 2 or ranked[1][0] > ranked[0][0] * CLOSE_CALL:
         return choice
     pair = {m: c for c, m in ranked[:2]}
-    key = f"{spec_key(spec)}: " + " | ".join(f"{m} ({choice.notes[m]})" for m in sorted(pair))
-    timed = _saved_timings(key, pair)
+    names = sorted(pair)
+    key = f"{spec_key(spec)}: " + " | ".join(f"{m} ({choice.notes[m]})" for m in names)
+    saved = saved_ms(TIMINGS_FILE, key, names)
     how = "timed on a synthetic frame at an earlier start"
-    if timed is None:
+    if saved is None:
         timed = measure_costs(spec, pair, built)
-        disk.update_json(TIMINGS_FILE, key, {m: round(timed[m], 3) for m in pair},
-                         limit=TIMINGS_LIMIT)
+        keep_ms(TIMINGS_FILE, key, names, [timed[m] for m in names], TIMINGS_LIMIT)
         how = "timed on a synthetic frame"
+    else:
+        timed = dict(zip(names, saved, strict=True))
     best, other = sorted(pair, key=timed.get)
     costs = {**choice.costs, **timed}
     reason = (f"close call, {how}: {best} {timed[best]:.2f} ms/frame, "
@@ -206,17 +208,6 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
 
 TIMINGS_FILE = "close_calls.json"
 TIMINGS_LIMIT = 256  # timings kept; the oldest go first
-
-
-def _saved_timings(key: str, pair: dict[str, float]) -> dict[str, float] | None:
-    """The saved ms per frame of each method of ``pair``, if a valid entry exists."""
-    entry = disk.load_json(TIMINGS_FILE).get(key)
-    if not isinstance(entry, dict) or set(entry) != set(pair):
-        return None
-    if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0
-               for v in entry.values()):
-        return None
-    return {m: float(v) for m, v in entry.items()}
 
 
 def build(spec: BankSpec, method: str) -> Any:

@@ -4,11 +4,13 @@ cache folder, so later starts read the result instead of timing again."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from . import cache as disk
 from . import threads
 from .spec import BankSpec
 
@@ -40,3 +42,21 @@ def interleaved_ms(engines: Sequence[Callable[[np.ndarray], object]], frame: np.
             engine(frame)
             spent.append(time.perf_counter() - start)
     return [float(np.median(t)) * 1e3 for t in times]
+
+
+def saved_ms(file: str, key: str, names: Sequence[str]) -> list[float] | None:
+    """The ms per frame kept in cache ``file`` under ``key`` for each of ``names``, in
+    that order; None unless every one is there and a positive number."""
+    entry = disk.load_json(file).get(key)
+    values = [entry.get(n) for n in names] if isinstance(entry, dict) else [None]
+    if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values):
+        return None
+    return [float(v) for v in values]
+
+
+def keep_ms(file: str, key: str, names: Sequence[str], ms: Sequence[float],
+            limit: int) -> None:
+    """Keep the timings of ``names`` for later starts; past ``limit`` keys the oldest go
+    (a batch may see many frame sizes)."""
+    disk.update_json(file, key, {n: round(m, 3) for n, m in zip(names, ms, strict=True)},
+                     limit=limit)
