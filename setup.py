@@ -8,9 +8,10 @@ import sys
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
-    "pipeline.engine._correlate",
-    ["pipeline/engine/_correlate.c"],
-    extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
-    optional=True,
-)])
+FLAGS = [] if sys.platform == "win32" else ["-O3"]
+
+setup(ext_modules=[
+    Extension(f"pipeline.engine.{name}", [f"pipeline/engine/{name}.c"],
+              depends=["pipeline/engine/_isa.h"], extra_compile_args=FLAGS, optional=True)
+    for name in ("_correlate",)
+])

@@ -20,6 +20,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "_isa.h"
+
 typedef struct {
     const float *p, *w;
     float *out;
@@ -28,7 +30,7 @@ typedef struct {
 
 /* One output-channel block [o0, o0 + OB) over rows [r0, r1), vectors of VW floats. */
 #define BLOCK(NAME, ATTR, VW, OB, XB)                                                    \
-    typedef float NAME##_v __attribute__((vector_size((VW) * 4), aligned(4)));           \
+    typedef float NAME##_v ISA_VECTOR(VW);                                               \
     ATTR static void NAME(const Job *jb, int o0, int r0, int r1)                         \
     {                                                                                    \
         enum { CHUNK = (VW) * (XB) };                                                    \
@@ -48,8 +50,7 @@ typedef struct {
                         for (int j = 0; j < jb->kw; j++, wk += jb->cout) {               \
                             NAME##_v v[XB];                                              \
                             for (int b = 0; b < (XB); b++)                               \
-                                memcpy(&v[b], row + j * jb->dw + b * (VW),               \
-                                       sizeof(NAME##_v));                                \
+                                v[b] = *(const NAME##_v *)(row + j * jb->dw + b * (VW)); \
                             for (int o = 0; o < (OB); o++) {                             \
                                 const float s = wk[o];                                   \
                                 for (int b = 0; b < (XB); b++)                           \
@@ -59,8 +60,8 @@ typedef struct {
                     }                                                                    \
                 for (int o = 0; o < (OB); o++)                                           \
                     for (int b = 0; b < (XB); b++)                                       \
-                        memcpy(jb->out + (o0 + o) * oplane + (size_t)r * wd + x + b * (VW), \
-                               &acc[o][b], sizeof(NAME##_v));                            \
+                        *(NAME##_v *)(jb->out + (o0 + o) * oplane + (size_t)r * wd + x + \
+                                      b * (VW)) = acc[o][b];                             \
             }                                                                            \
         }                                                                                \
     }
@@ -82,10 +83,9 @@ typedef struct {
 
 /* 16 accumulators where there are 32 vector registers, 8 where there are 16 */
 ISA(generic, , 4, 1, 2, 2, 4)
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define X86_DISPATCH 1
-ISA(avx2, __attribute__((target("avx2,fma"))), 8, 1, 2, 2, 4)
-ISA(avx512, __attribute__((target("avx512f,fma"))), 16, 2, 4, 4, 4)
+#ifdef ISA_X86
+ISA(avx2, ISA_AVX2_ATTR, 8, 1, 2, 2, 4)
+ISA(avx512, ISA_AVX512_ATTR, 16, 2, 4, 4, 4)
 #endif
 
 /* Any width: one output value at a time, channels o0 on (frames narrower than a block). */
@@ -106,44 +106,17 @@ static void scalar_rows(const Job *jb, int o0, int r0, int r1)
             }
 }
 
-static const Isa *best_isa(void)
+/* The blocks of variant ``isa`` (an ISA_* index this CPU runs). */
+static const Isa *isa_blocks(int isa)
 {
-#ifdef X86_DISPATCH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
+#ifdef ISA_X86
+    if (isa == ISA_AVX512)
         return &avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (isa == ISA_AVX2)
         return &avx2;
-#endif
-    return &generic;
-}
-
-/* The variant called ``name`` where this CPU runs it (tests try each), else NULL. */
-static const Isa *named_isa(const char *name)
-{
-    if (strcmp(name, "generic") == 0)
-        return &generic;
-#ifdef X86_DISPATCH
-    __builtin_cpu_init();
-    if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        return &avx2;
-    if (strcmp(name, "avx512") == 0 && __builtin_cpu_supports("avx512f"))
-        return &avx512;
-#endif
-    return NULL;
-}
-
-static const char *isa_name(const Isa *isa)
-{
-#ifdef X86_DISPATCH
-    if (isa == &avx512)
-        return "avx512";
-    if (isa == &avx2)
-        return "avx2";
 #endif
     (void)isa;
-    return "generic";
+    return &generic;
 }
 
 static void run_rows(const Isa *isa, const Job *jb, int r0, int r1)
@@ -181,7 +154,8 @@ static PyObject *correlate(PyObject *self, PyObject *args)
                           &jb.hp, &jb.wp, &jb.h, &jb.wd, &jb.kh, &jb.kw, &jb.dh, &jb.dw,
                           &r0, &r1, &name))
         return NULL;
-    const Isa *isa = name ? named_isa(name) : best_isa();
+    const int variant = isa_named(name);
+    const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = 0;
     if (isa == NULL) {
         PyErr_Format(PyExc_ValueError, "instruction set '%s' not available here", name);
@@ -216,7 +190,7 @@ static PyObject *instruction_set(PyObject *self, PyObject *noargs)
 {
     (void)self;
     (void)noargs;
-    return PyUnicode_FromString(isa_name(best_isa()));
+    return PyUnicode_FromString(isa_names[isa_best()]);
 }
 
 static PyMethodDef methods[] = {
