@@ -20,7 +20,7 @@ enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define ISA_X86 1
-#define ISA_AVX2_ATTR __attribute__((target("arch=haswell")))
+#define ISA_AVX2_ATTR __attribute__((target("avx2,fma")))
 #define ISA_AVX512_ATTR __attribute__((target("avx512f,fma")))
 #endif
 
