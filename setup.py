@@ -1,7 +1,8 @@
-"""The optional C kernel of the direct method (pipeline/engine/_correlate.c).
+"""The optional C kernels of the engine (pipeline/engine/_correlate.c, _spectral.c).
 
 Everything else is declared in pyproject.toml. ``optional=True``: where no C compiler is
-at hand the install still succeeds and the engine uses im2col + GEMM instead.
+at hand the install still succeeds and the engine uses numpy instead (im2col + GEMM for
+the direct method, a pass per product for the FFT method's multiply-accumulate).
 """
 
 import sys
@@ -13,5 +14,5 @@ FLAGS = [] if sys.platform == "win32" else ["-O3"]
 setup(ext_modules=[
     Extension(f"pipeline.engine.{name}", [f"pipeline/engine/{name}.c"],
               depends=["pipeline/engine/_isa.h"], extra_compile_args=FLAGS, optional=True)
-    for name in ("_correlate",)
+    for name in ("_correlate", "_spectral")
 ])

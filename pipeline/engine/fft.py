@@ -20,7 +20,7 @@ from functools import cache
 import numpy as np
 
 from . import cache as disk
-from . import threads
+from . import native, threads
 from .border import fill_planar
 from .direct import DirectMethod
 from .sizes import fft_shape
@@ -140,13 +140,30 @@ def kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, in
 
 
 def accumulate(spec: BankSpec, spectra: np.ndarray, kernels: np.ndarray, acc: np.ndarray,
-               tmp: np.ndarray) -> None:
+               rows: tuple[int, int] | None = None, tmp: np.ndarray | None = None,
+               isa: str | None = None) -> None:
     """``acc[o] = Σ_c spectra[g(o)·cg + c] · kernels[o, c]``: each output's input channels.
 
-    Memory-bound on the kernel spectra (each read once a frame); blocking the bin rows
-    finer bought nothing but call overhead, measured. ``tmp``: scratch shaped ``acc[0]``.
+    ``spectra``: (C_in, …, Fh, B), ``kernels``: (C_out, C_in/g, Fh, B) (broadcast over the
+    middle axes, the tiles), ``acc``: (C_out, …, Fh, B); bin rows ``rows`` of each (all
+    when None). complex64 goes to the fused C loop where it was built (``isa``: a variant
+    to use, for tests); otherwise numpy, a pass per product and per sum, with ``tmp``
+    (scratch shaped ``acc[0]`` over those rows). Either way memory-bound on the kernel
+    spectra when they do not fit in the cache; blocking the bin rows finer bought numpy
+    nothing but call overhead, measured.
     """
+    a, b = rows if rows is not None else (0, spectra.shape[-2])
+    fused = native.spectral is not None and spectra.dtype == np.complex64
+    if fused or isa is not None:
+        fh, cols = spectra.shape[-2:]
+        n = spectra.size // (spectra.shape[0] * fh * cols)
+        native.spectral.accumulate(
+            spectra, kernels, acc, (spec.c_in, spec.c_out, spec.in_per_group,
+                                    spec.out_per_group, n, fh * cols), a * cols, b * cols, isa)
+        return
     cg, og = spec.in_per_group, spec.out_per_group
+    spectra, kernels, acc = spectra[..., a:b, :], kernels[..., a:b, :], acc[..., a:b, :]
+    tmp = np.empty_like(acc[0]) if tmp is None else tmp
     for o in range(spec.c_out):
         first = (o // og) * cg
         np.multiply(spectra[first], kernels[o, 0], out=acc[o])
@@ -207,8 +224,7 @@ class FFTMethod:
 
         def mac(part: int, band: int) -> None:
             a, b = bands[band]
-            accumulate(self.spec, spectra[:, a:b], k[:, :, a:b], acc[:, a:b],
-                       self._scratch[part][: b - a])
+            accumulate(self.spec, spectra, k, acc, (a, b), self._scratch[part][: b - a])
 
         threads.run_shared(mac, len(bands))
         return acc

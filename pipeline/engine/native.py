@@ -1,7 +1,9 @@
-"""The direct method's compiled kernel (``_correlate.c``), where this install built it.
+"""The engine's compiled kernels, where this install built them.
 
-``loops`` is the extension module, or None after an install without a C compiler: the
-direct method then runs channel-mixing banks by im2col + GEMM instead.
+``loops`` (``_correlate.c``): the direct method's register-blocked correlation; None after
+an install without a C compiler, and the direct method then runs channel-mixing banks by
+im2col + GEMM. ``spectral`` (``_spectral.c``): the FFT method's fused multiply-accumulate
+of complex64 spectra; None, and numpy does it a pass per product.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ try:
 except ImportError:  # installed without a C compiler
     loops = None
 
+try:
+    from . import _spectral as spectral
+except ImportError:  # installed without a C compiler
+    spectral = None
+
 
 def available() -> bool:
-    """Whether the C kernel was built with this install."""
+    """Whether the direct method's C kernel was built with this install."""
     return loops is not None
 
 

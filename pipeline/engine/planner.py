@@ -41,12 +41,12 @@ DEFAULT_CONSTANTS = {
     "sep_pixel_ns": 0.27,  # per sepFilter2D pass, per pixel·channel
     "sep_tap_ns": 0.045,  # per pixel·channel·1-D tap
     "fft_unit_ms": 0.09,  # per N·log2(N)/1e6 of one real 2-D transform (FFTW, all cores)
-    "fft_cmac_ns": 0.80,  # per spectrum product (and sum) per bin (all cores)
+    "fft_cmac_ns": 0.45,  # per spectrum product (and sum) per bin (all cores; C loop)
     "fft_fill_ns": 0.33,  # per pixel·channel written into the transform input
     # per N·log2(N)/1e6 of one tile transform of each size (FFT_ESTIMATE plans, all cores)
     **{unit_key(n): ms for n, ms in zip(TILE_SIZES, (0.069, 0.064, 0.072, 0.068, 0.056,
                                                       0.069, 0.068), strict=True)},
-    "tile_cmac_ns": 0.30,  # per spectrum product (and sum) per tile bin, in cache (all cores)
+    "tile_cmac_ns": 0.10,  # per spectrum product (and sum) per tile bin, in cache (C loop)
     "tile_copy_ns": 0.21,  # per sample copied into a tile or out of one (all cores)
     "tile_chunk_ms": 0.05,  # fixed cost of one worker's batch of tiles (calls, views)
 }

@@ -163,7 +163,7 @@ class TiledFFTMethod:
         if self.spec.shared:
             return np.multiply(spectra, self._kernels[0, 0], out=spectra)
         acc = w.tx.inverse_input()
-        accumulate(self.spec, spectra, self._kernels, acc, w.scratch)
+        accumulate(self.spec, spectra, self._kernels, acc, tmp=w.scratch)
         return acc
 
     def _chunk(self, w: _Worker, i: int, out: np.ndarray) -> bool:
