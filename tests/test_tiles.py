@@ -146,8 +146,8 @@ def own_cache(tmp_path, monkeypatch):
 
 
 def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch):
-    """Full-frame against the best tiling: timed on the first bank, remembered on disk,
-    only read by the next; the faster one runs and equals scipy."""
+    """Full-frame and the best tilings: timed on the first bank, remembered on disk, only
+    read by the next; the fastest runs and equals scipy."""
     w = rng.normal(size=(3, 2, 9, 9))
     x = rng.normal(size=(200, 260, 2)).astype(np.float32)
     builds = []
@@ -160,14 +160,16 @@ def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch
     (key, entry), = saved.items()
     names = key.split(": ", 1)[1].split(" | ")
     timed = [entry[n] for n in names]
-    assert len(timed) == 2 and all(t > 0 for t in timed)
-    assert "tiles" in names[0] and names[1] == "full-frame"
+    assert len(timed) == layout.TIMED and all(t > 0 for t in timed)
+    assert all("tiles" in n for n in names[:-1]) and names[-1] == "full-frame"
+    fastest = names[int(np.argmin(timed))]
     note = first.plan(x.shape).notes["fft"]
     assert "timed" in note
-    assert ("tiles" in note.split(" (")[0]) == (timed[0] < timed[1])  # the faster one runs
-    assert isinstance(first._engine(x.shape), TiledFFTMethod if timed[0] < timed[1]
-                      else FFTMethod)
-    assert len(builds) == 2  # the two timed; the faster one is kept, not built again
+    runs = note.split(" (")[0]  # the fastest one runs
+    assert runs == fastest if fastest != "full-frame" else runs.endswith(" transforms")
+    assert isinstance(first._engine(x.shape), FFTMethod if fastest == "full-frame"
+                      else TiledFFTMethod)
+    assert len(builds) == len(names)  # those timed; the fastest is kept, not built again
     expected = scipy_reference(x, w, pads=(4, 4, 4, 4))
     np.testing.assert_allclose(y, expected, atol=bound(w, x))
 
@@ -178,22 +180,25 @@ def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch
     assert json.loads((own_cache / layout.LAYOUT_FILE).read_text()) == saved
 
 
-@pytest.mark.parametrize("winner", [0, 1])
+@pytest.mark.parametrize("winner", [0, 1, 2])
 def test_saved_timing_decides_the_layout(rng, own_cache, winner):
-    """Whatever the model says, the layout timed faster on this machine is the one built."""
+    """Whatever the model says, the layout timed fastest on this machine is the one built."""
     w = rng.normal(size=(4, 3, 7, 7))
     x = rng.normal(size=(150, 210, 3)).astype(np.float32)
     bank = FilterBank(w, method="fft", border="reflect101")
     spec = bank._resolve(x.shape)
     k = planner.constants()
-    pair = layout._close_pair(layout.candidates(spec, k))
-    timed = [1.0, 1.0]
-    timed[1 - winner] = 9.0
+    close = layout._close_calls(layout.candidates(spec, k))
+    assert len(close) == 3
+    timed = [9.0] * len(close)
+    timed[winner] = 1.0
     (own_cache / layout.LAYOUT_FILE).write_text(
-        json.dumps({layout._key(spec, pair): dict(zip(layout._names(pair), timed))}))
+        json.dumps({layout._key(spec, close): dict(zip(layout._names(close), timed))}))
     engine = bank._engine(x.shape)
-    chosen = pair[winner][1]
+    chosen = close[winner][1]
     assert isinstance(engine, FFTMethod if chosen is None else TiledFFTMethod)
+    if chosen is not None:
+        assert engine.tiling == chosen
     expected = scipy_reference(x, w, pads=(3, 3, 3, 3), border="reflect101")
     np.testing.assert_allclose(bank(x), expected, atol=bound(w, x))
 

@@ -1,11 +1,13 @@
 """The fft method's layout: full-frame transforms or tiles of one size, once per format.
 
 The cost model ranks the layouts. It is coarse between them: layouts it put within 10 %
-of each other were measured up to 1.5x apart (cache effects it does not see). So when
-full-frame and the best tiling are within ``CLOSE_CALL`` and worth the time, both are
+of each other were measured up to 1.5x apart (cache effects it does not see: a dense
+bank's 384² tiles, 13 MB of buffers a worker, were predicted 19 ms and ran 27 ms, while
+128² tiles were predicted 23 and ran 23). So when layouts are within ``CLOSE_CALL`` of the
+best and worth the time, up to ``TIMED`` of them (full-frame and the best tilings) are
 timed on a synthetic frame, once: the result is kept in the cache folder
-(``fft_layouts.json``, keyed by the frame format, the bank's shape and the two layouts)
-and read on every later start instead of timing again.
+(``fft_layouts.json``, keyed by the frame format, the bank's shape and the layouts) and
+read on every later start instead of timing again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 LAYOUT_FILE = "fft_layouts.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
 CLOSE_CALL = 1.6  # predictions this close are settled by timing (seen 1.5x off)
-TIMING_MIN_MS = 4.0  # below this a wrong layout costs less than timing both would
+TIMING_MIN_MS = 4.0  # below this a wrong layout costs less than timing them would
+TIMED = 3  # layouts timed at most: full-frame and the best tilings
 LAYOUT_LIMIT = 256  # timings kept; the oldest go first
 
 Candidate = tuple[float, Tiling | None]  # (predicted ms, tiles or None for full-frame)
@@ -66,25 +69,23 @@ def describe(spec: BankSpec, tiling: Tiling | None) -> str:
     return f"{shape[0]}x{shape[1]} transforms"
 
 
-def _close_pair(ranked: list[Candidate]) -> list[Candidate] | None:
-    """[best tiling, full-frame] when both are within a close call of the best.
-
-    The kinds are what the model gets wrong most (it cannot see which transforms stay
-    in cache); between tile sizes it ranks well enough.
-    """
-    full = next((c for c in ranked if c[1] is None), None)
-    tiled = next((c for c in ranked if c[1] is not None), None)
-    if full is None or tiled is None or ranked[0][0] < TIMING_MIN_MS:
+def _close_calls(ranked: list[Candidate]) -> list[Candidate] | None:
+    """The layouts to time: the best tilings, then full-frame, each within a close call of
+    the best prediction (``TIMED`` at most); None when fewer than two are."""
+    if not ranked or ranked[0][0] < TIMING_MIN_MS:
         return None
-    return [tiled, full] if max(full[0], tiled[0]) <= ranked[0][0] * CLOSE_CALL else None
+    close = [c for c in ranked if c[0] <= ranked[0][0] * CLOSE_CALL]
+    full = [c for c in close if c[1] is None]
+    tiled = [c for c in close if c[1] is not None][: TIMED - len(full)]
+    return tiled + full if len(tiled) + len(full) >= 2 else None
 
 
-def _names(pair: list[Candidate]) -> list[str]:
-    return [t.describe() if t else "full-frame" for _, t in pair]  # stable names
+def _names(timed: list[Candidate]) -> list[str]:
+    return [t.describe() if t else "full-frame" for _, t in timed]  # stable names
 
 
-def _key(spec: BankSpec, pair: list[Candidate]) -> str:
-    return f"{spec_key(spec)}: {' | '.join(_names(pair))}"
+def _key(spec: BankSpec, timed: list[Candidate]) -> str:
+    return f"{spec_key(spec)}: {' | '.join(_names(timed))}"
 
 
 def choose(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling | None, float | None, str]:
@@ -95,13 +96,12 @@ def choose(spec: BankSpec, k: dict[str, float]) -> tuple[Tiling | None, float | 
         shape = likely_shape(fft_need(spec), spec.dtype)
         need = spectra_bytes(spec, shape)
         return None, None, f"kernel spectra would need {need / 2**30:.1f} GiB (limit 1 GiB)"
-    pair = _close_pair(ranked)
-    timed = saved_ms(LAYOUT_FILE, _key(spec, pair), _names(pair)) if pair else None
+    close = _close_calls(ranked)
+    timed = saved_ms(LAYOUT_FILE, _key(spec, close), _names(close)) if close else None
     if timed is not None:
-        (ms, tiling), (other_ms, other) = sorted(zip(timed, (t for _, t in pair)),
-                                                 key=lambda c: c[0])
-        return tiling, float(ms), (f"{describe(spec, tiling)} (timed {ms:.1f} ms/frame, "
-                                   f"{describe(spec, other)} {other_ms:.1f})")
+        (ms, tiling), *others = sorted(zip(timed, (t for _, t in close)), key=lambda c: c[0])
+        rest = ", ".join(f"{describe(spec, t)} {m:.1f}" for m, t in others)
+        return tiling, float(ms), f"{describe(spec, tiling)} (timed {ms:.1f} ms/frame, {rest})"
     cost, tiling = ranked[0]
     return tiling, cost, describe(spec, tiling)
 
@@ -111,18 +111,18 @@ def build(spec: BankSpec, tiling: Tiling | None) -> Any:
 
 
 def settle(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
-    """Time the best two layouts if the model's call is close and no timing is saved.
+    """Time the close layouts if the model's call is close and no timing is saved.
 
     Saves the timings (so ``choose`` reads them, now and on every later start) and returns
     the faster method, already built; None when nothing was timed.
     """
-    pair = _close_pair(candidates(spec, k))
-    if pair is None:
+    close = _close_calls(candidates(spec, k))
+    if close is None:
         return None
-    key = _key(spec, pair)
-    if saved_ms(LAYOUT_FILE, key, _names(pair)) is not None:
+    key = _key(spec, close)
+    if saved_ms(LAYOUT_FILE, key, _names(close)) is not None:
         return None
-    engines = [build(spec, tiling) for _, tiling in pair]
+    engines = [build(spec, tiling) for _, tiling in close]
     timed = interleaved_ms(engines, synthetic_frame(spec), repeat)
-    keep_ms(LAYOUT_FILE, key, _names(pair), timed, LAYOUT_LIMIT)
+    keep_ms(LAYOUT_FILE, key, _names(close), timed, LAYOUT_LIMIT)
     return engines[int(np.argmin(timed))]
