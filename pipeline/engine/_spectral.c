@@ -97,18 +97,19 @@ static MacFn mac_fn(int isa)
     return mac_generic;
 }
 
-/* Blocks of BLOCK bins, every output for each, so a block of the spectra is read from
- * the cache while the kernel spectra stream past once. */
+/* Blocks of BLOCK bins; in each, every tile and every output: a block of the kernel
+ * spectra (cg·C_out·8 KB) is read from memory once and then from the cache for the
+ * other tiles, and a block of the spectra is read from the cache for every output. */
 enum { BLOCK = 1024 };
 
 static void run(MacFn fn, const Mac *m, long long j0, long long j1)
 {
-    for (long long t = 0; t < m->n; t++)
-        for (long long a = j0; a < j1; a += BLOCK) {
-            const long long b = a + BLOCK < j1 ? a + BLOCK : j1;
+    for (long long a = j0; a < j1; a += BLOCK) {
+        const long long b = a + BLOCK < j1 ? a + BLOCK : j1;
+        for (long long t = 0; t < m->n; t++)
             for (int o = 0; o < m->cout; o++)
                 fn(m, t, o, a, b);
-        }
+    }
 }
 
 static int too_small(const Py_buffer *b, long long floats, const char *what)
