@@ -162,7 +162,15 @@ def choose(spec: BankSpec, requested: str, *, measure: bool = False,
     return Choice(best, reason, costs, notes, measured=measure)
 
 
-CLOSE_CALL = 1.3  # auto times the two best methods when their predictions are this close
+# auto times the two best methods when their predictions are this close. The model is
+# linear in taps and pixels, and a library's speed is not always: cv2.filter2D at 11x11
+# ran 0.034 ns a tap and pixel on 1280x720 frames, 0.018-0.020 on 1280x1080, 1920x720 and
+# 1920x1080 (so calibrated at 720p it predicted 27.6 ms for 13.7 at 1080p).
+CLOSE_CALL = 1.5
+# Timings this close are a tie, and a tie goes to the method with fewer moving parts
+# (in this order): no FFT buffers or kernel spectra, exact zeros, NaNs local by design.
+TIE = 1.05
+SIMPLER = ("direct", "separable", "fft")
 
 
 def _fft_in_question(requested: str, costs: dict[str, float | None]) -> bool:
@@ -177,7 +185,7 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
            built: dict[str, Any] | None = None) -> Choice:
     """``choose``, then, for 'auto', time the two best candidates when the model's call is close.
 
-    The model is coarse and this machine noisy: within 30 % a synthetic frame decides,
+    The model is coarse and this machine noisy: within 50 % a synthetic frame decides,
     once per format: the timings are kept in the cache folder (``TIMINGS_FILE``, keyed by
     the format, the bank and how each method would run) and read on later starts.
     Methods built for timing are left in ``built`` so the winner is not built twice.
@@ -200,9 +208,13 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
     else:
         timed = dict(zip(names, saved, strict=True))
     best, other = sorted(pair, key=timed.get)
+    tie = timed[other] <= timed[best] * TIE and SIMPLER.index(other) < SIMPLER.index(best)
+    if tie:
+        best, other = other, best
     costs = {**choice.costs, **timed}
     reason = (f"close call, {how}: {best} {timed[best]:.2f} ms/frame, "
-              f"{other} {timed[other]:.2f} ms/frame")
+              f"{other} {timed[other]:.2f} ms/frame"
+              f"{f' (within {TIE - 1:.0%}: the simpler method)' if tie else ''}")
     return Choice(best, reason, costs, choice.notes, measured=True)
 
 
