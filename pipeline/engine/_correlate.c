@@ -20,7 +20,7 @@
 #include <Python.h>
 #include <string.h>
 
-#include "_isa.h"
+#include "_shared.h"
 
 typedef struct {
     const float *p, *w;
@@ -131,16 +131,6 @@ static void run_rows(const Isa *isa, const Job *jb, int r0, int r1)
         isa->fn[k](jb, o0, r0, r1);
         o0 += 8 >> k;
     }
-}
-
-static int too_small(const Py_buffer *b, long long floats, const char *what)
-{
-    if (b->len < floats * (long long)sizeof(float)) {
-        PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, needs %lld", what, b->len,
-                     floats * (long long)sizeof(float));
-        return 1;
-    }
-    return 0;
 }
 
 static PyObject *correlate(PyObject *self, PyObject *args)

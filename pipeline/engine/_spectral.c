@@ -18,9 +18,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <string.h>
 
-#include "_isa.h"
+#include "_shared.h"
 
 typedef struct {
     const float *s, *k;
@@ -110,16 +109,6 @@ static void run(MacFn fn, const Mac *m, long long j0, long long j1)
             for (int o = 0; o < m->cout; o++)
                 fn(m, t, o, a, b);
     }
-}
-
-static int too_small(const Py_buffer *b, long long floats, const char *what)
-{
-    if (b->len < floats * (long long)sizeof(float)) {
-        PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, needs %lld", what, b->len,
-                     floats * (long long)sizeof(float));
-        return 1;
-    }
-    return 0;
 }
 
 static PyObject *accumulate(PyObject *self, PyObject *args)

@@ -151,7 +151,6 @@ class DirectMethod:
             threads.run_shared(work, len(self._starts), self._parts)
         return out.transpose(1, 2, 0)
 
-
     # ----------------------------------------------------------- C kernel path
     def _native(self, x: np.ndarray) -> np.ndarray:
         """Bands of output rows shared out to the workers; the kernel releases the GIL."""

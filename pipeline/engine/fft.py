@@ -139,31 +139,34 @@ def kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, in
     return (np.conj(np.fft.rfft2(placed, axes=(2, 3))) / (fh * fw)).astype(dtype)
 
 
+def fused(complex_dtype: np.dtype) -> bool:
+    """Whether ``accumulate`` runs the C loop for spectra of ``complex_dtype`` (complex64,
+    where the install built it); else numpy, which needs a scratch buffer."""
+    return native.spectral is not None and np.dtype(complex_dtype) == np.complex64
+
+
 def accumulate(spec: BankSpec, spectra: np.ndarray, kernels: np.ndarray, acc: np.ndarray,
-               rows: tuple[int, int] | None = None, tmp: np.ndarray | None = None,
-               isa: str | None = None) -> None:
+               rows: tuple[int, int] | None = None, tmp: np.ndarray | None = None) -> None:
     """``acc[o] = Σ_c spectra[g(o)·cg + c] · kernels[o, c]``: each output's input channels.
 
     ``spectra``: (C_in, …, Fh, B), ``kernels``: (C_out, C_in/g, Fh, B) (broadcast over the
     middle axes, the tiles), ``acc``: (C_out, …, Fh, B); bin rows ``rows`` of each (all
-    when None). complex64 goes to the fused C loop where it was built (``isa``: a variant
-    to use, for tests); otherwise numpy, a pass per product and per sum, with ``tmp``
-    (scratch shaped ``acc[0]`` over those rows). Either way memory-bound on the kernel
-    spectra when they do not fit in the cache; blocking the bin rows finer bought numpy
-    nothing but call overhead, measured.
+    when None). The fused C loop where ``fused``; otherwise numpy, a pass per product and
+    per sum, with ``tmp`` (scratch shaped ``acc[0]``, at least ``rows`` long). Either way
+    memory-bound on the kernel spectra when they do not fit in the cache; blocking the
+    bin rows finer bought numpy nothing but call overhead, measured.
     """
     a, b = rows if rows is not None else (0, spectra.shape[-2])
-    fused = native.spectral is not None and spectra.dtype == np.complex64
-    if fused or isa is not None:
+    if fused(spectra.dtype):
         fh, cols = spectra.shape[-2:]
         n = spectra.size // (spectra.shape[0] * fh * cols)
         native.spectral.accumulate(
             spectra, kernels, acc, (spec.c_in, spec.c_out, spec.in_per_group,
-                                    spec.out_per_group, n, fh * cols), a * cols, b * cols, isa)
+                                    spec.out_per_group, n, fh * cols), a * cols, b * cols)
         return
     cg, og = spec.in_per_group, spec.out_per_group
     spectra, kernels, acc = spectra[..., a:b, :], kernels[..., a:b, :], acc[..., a:b, :]
-    tmp = np.empty_like(acc[0]) if tmp is None else tmp
+    tmp = np.empty_like(acc[0]) if tmp is None else tmp[..., : b - a, :]
     for o in range(spec.c_out):
         first = (o // og) * cg
         np.multiply(spectra[first], kernels[o, 0], out=acc[o])
@@ -197,9 +200,10 @@ class FFTMethod:
         self._kernels = kernel_spectra(spec, self.shape, self._offset, self._tx.complex)
         # bands of bin rows, more than workers: each takes the next as it comes free
         self._bands = threads.split(self._tx.spectra.shape[1], 4 * threads.CORES)
-        acc = self._tx.inverse_input()
-        rows = max(b - a for a, b in self._bands)
-        self._scratch = [np.empty_like(acc[0, :rows]) for _ in range(threads.CORES)]
+        rows = max(b - a for a, b in self._bands)  # numpy's scratch, a worker's band
+        self._scratch = [None if fused(self._tx.complex) else
+                         np.empty_like(self._tx.inverse_input()[0, :rows])
+                         for _ in range(threads.CORES)]
         self._direct: DirectMethod | None = None
 
     def _fill(self, x: np.ndarray) -> None:
@@ -224,7 +228,7 @@ class FFTMethod:
 
         def mac(part: int, band: int) -> None:
             a, b = bands[band]
-            accumulate(self.spec, spectra, k, acc, (a, b), self._scratch[part][: b - a])
+            accumulate(self.spec, spectra, k, acc, (a, b), self._scratch[part])
 
         threads.run_shared(mac, len(bands))
         return acc

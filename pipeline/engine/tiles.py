@@ -29,6 +29,7 @@ from .direct import DirectMethod
 from .fft import (
     Transforms,
     accumulate,
+    fused,
     kernel_spectra,
     pyfftw,
     transform_ms_estimate,
@@ -119,7 +120,8 @@ class _Worker:
         self.tx = Transforms(spec.c_in, spec.c_out, tile, spec.dtype, effort, batch=(n,),
                              fftw_threads=fftw_threads)
         self.out = self.tx.empty_output()
-        self.scratch = np.empty_like(self.tx.inverse_input()[0])
+        self.scratch = None if fused(self.tx.complex) else \
+            np.empty_like(self.tx.inverse_input()[0])  # numpy's multiply-accumulate only
 
 
 class TiledFFTMethod:

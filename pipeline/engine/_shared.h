@@ -1,12 +1,13 @@
-/* Which instruction-set variant a compiled kernel runs: the best this CPU has, or one
- * named by a test. Shared by the engine's C files (_correlate.c, _spectral.c).
+/* What the engine's C kernels (_correlate.c, _spectral.c) share: which instruction-set
+ * variant runs (the best this CPU has, or one named by a test), the vector type, and the
+ * check that a buffer from Python is large enough. Include after Python.h.
  *
  * Each kernel is compiled once per variant with gcc/clang vector extensions and
  * ``target`` attributes; ISA_AVX2_ATTR / ISA_AVX512_ATTR are those attributes, and
  * ISA_X86 says whether the x86 variants exist in this build at all.
  */
-#ifndef PIPELINE_ISA_H
-#define PIPELINE_ISA_H
+#ifndef PIPELINE_SHARED_H
+#define PIPELINE_SHARED_H
 
 #include <string.h>
 
@@ -55,6 +56,18 @@ static int isa_named(const char *name)
         if (strcmp(name, isa_names[i]) == 0)
             return isa_supported(i) ? i : -1;
     return -1;
+}
+
+/* Whether buffer ``b`` holds fewer than ``floats`` floats: then a ValueError naming
+ * ``what`` is set, and the caller returns NULL. */
+static int too_small(const Py_buffer *b, long long floats, const char *what)
+{
+    if (b->len < floats * (long long)sizeof(float)) {
+        PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, needs %lld", what, b->len,
+                     floats * (long long)sizeof(float));
+        return 1;
+    }
+    return 0;
 }
 
 #endif
