@@ -349,8 +349,8 @@ def run_config(config, *, source=None, output: str | None = None,
     """
     from .config import Config, Limits, load_config
     from .sinks import open_sink
-    from .viewers import MjpegServerSink, WindowSink
     from .sources import open_source
+    from .viewers import MjpegServerSink, WindowSink
 
     limits = limits or Limits()
     if not isinstance(config, Config):

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, OutputError
-from .sinks import SinkResult, Shape
+from .sinks import Shape, SinkResult
 
 
 class WindowSink:

@@ -12,15 +12,15 @@ import pytest
 from media import decoded, write_clip
 
 from pipeline import ConfigError, InputError, OutputError, SourceLostError
-from pipeline.sinks import ImageSink, NpySink, VideoFileSink, open_sink, partial_path
-from pipeline.viewers import MjpegServerSink, WindowSink
 from pipeline.live import LiveSource, camera_source, url_source
+from pipeline.sinks import ImageSink, NpySink, VideoFileSink, open_sink, partial_path
 from pipeline.sources import (
     ImageSequenceSource,
     SyntheticSource,
     VideoFileSource,
     open_source,
 )
+from pipeline.viewers import MjpegServerSink, WindowSink
 
 
 def test_source_dispatch(tmp_path):

@@ -37,8 +37,9 @@ def trial(seed: int, sig: int, code: int, tmp: Path) -> None:
                 exit_within=1.0, stdout=r"interrupted by SIG")
     result = verify(case, tmp)
     if out.suffix == ".npy":
-        import numpy as np
         import re
+
+        import numpy as np
 
         written = int(re.search(r"(\d+) written", result.stdout).group(1))
         assert np.load(out).shape[0] == written
