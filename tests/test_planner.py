@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import FilterBank
+from pipeline.engine import cache as disk
 from pipeline.engine import calibrate, planner
 from pipeline.engine.separable import factors
 from pipeline.kernels import make_kernel
@@ -106,7 +107,7 @@ def test_close_call_timings_are_saved_for_later_starts(rng, tmp_path, monkeypatc
     monkeypatch.setattr(planner, "CLOSE_CALL", 1e9)
     spec = spec_of(FilterBank(rng.normal(size=(2, 3, 5, 5))), (40, 50, 3))
     first = planner.decide(spec, "auto")
-    saved = json.loads((tmp_path / planner.TIMINGS_FILE).read_text())
+    saved = disk.load_json(planner.TIMINGS_FILE, disk.engine_stamp())
     (key, timings), = saved.items()
     assert set(timings) <= set(first.costs) and first.method in timings
 
@@ -120,7 +121,7 @@ def test_close_call_timings_are_saved_for_later_starts(rng, tmp_path, monkeypatc
     for method, ms in timings.items():
         assert second.costs[method] == ms
     # a damaged entry is timed again, not trusted
-    (tmp_path / planner.TIMINGS_FILE).write_text(json.dumps({key: {"fft": -1}}))
+    disk.save_json(planner.TIMINGS_FILE, {key: {"fft": -1}}, disk.engine_stamp())
     with pytest.raises(AssertionError, match="timed again"):
         planner.decide(spec, "auto")
 
@@ -162,8 +163,9 @@ def test_calibration_is_saved_and_used(tmp_path, monkeypatch):
         assert saved["constants"] == measured
         assert planner.constants() == measured
         assert (tmp_path / "fftw_wisdom.json").exists()
-        assert json.loads((tmp_path / "fft_layouts.json").read_text()) == {}  # re-timed
-        assert json.loads((tmp_path / planner.TIMINGS_FILE).read_text()) == {}
+        for timings in ("fft_layouts.json", planner.TIMINGS_FILE):  # timed again
+            kept = json.loads((tmp_path / timings).read_text())
+            assert kept == {"_stamp": disk.engine_stamp()}
     finally:
         planner.constants.cache_clear()
 
@@ -175,8 +177,8 @@ def test_bad_calibration_falls_back_to_defaults(tmp_path, monkeypatch):
         (tmp_path / "calibration.json").write_text("{not json")
         assert planner.constants() == planner.DEFAULT_CONSTANTS
         planner.constants.cache_clear()
-        (tmp_path / "calibration.json").write_text(
-            json.dumps({"constants": {"call_ms": 0.5, "gemm_mac_ns": -1, "bogus": 3}}))
+        disk.save_json("calibration.json", {"constants": {
+            "call_ms": 0.5, "gemm_mac_ns": -1, "bogus": 3}}, disk.engine_stamp())
         merged = planner.constants()
         assert merged["call_ms"] == 0.5
         assert merged["gemm_mac_ns"] == planner.DEFAULT_CONSTANTS["gemm_mac_ns"]

@@ -6,14 +6,13 @@ many tiles, rows end in short chunks, and tiles overhang the frame.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from conftest import bound
 from scipy import signal
 
 from pipeline import FilterBank
+from pipeline.engine import cache as disk
 from pipeline.engine import layout, planner, tiles
 from pipeline.engine.border import NUMPY_MODE
 from pipeline.engine.fft import FFTMethod
@@ -156,7 +155,7 @@ def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch
 
     first = FilterBank(w, method="fft")
     y = first(x)
-    saved = json.loads((own_cache / layout.LAYOUT_FILE).read_text())
+    saved = disk.load_json(layout.LAYOUT_FILE, disk.engine_stamp())
     (key, entry), = saved.items()
     names = key.split(": ", 1)[1].split(" | ")
     timed = [entry[n] for n in names]
@@ -177,7 +176,7 @@ def test_close_layouts_are_timed_once_then_read_back(rng, own_cache, monkeypatch
     second = FilterBank(w, method="fft")
     np.testing.assert_allclose(second(x), y, atol=bound(w, x))
     assert len(builds) == 1 and second.plan(x.shape).notes["fft"] == note
-    assert json.loads((own_cache / layout.LAYOUT_FILE).read_text()) == saved
+    assert disk.load_json(layout.LAYOUT_FILE, disk.engine_stamp()) == saved
 
 
 @pytest.mark.parametrize("winner", [0, 1, 2])
@@ -192,8 +191,8 @@ def test_saved_timing_decides_the_layout(rng, own_cache, winner):
     assert len(close) == 3
     timed = [9.0] * len(close)
     timed[winner] = 1.0
-    (own_cache / layout.LAYOUT_FILE).write_text(
-        json.dumps({layout._key(spec, close): dict(zip(layout._names(close), timed))}))
+    disk.save_json(layout.LAYOUT_FILE, {layout._key(spec, close): dict(
+        zip(layout._names(close), timed))}, disk.engine_stamp())
     engine = bank._engine(x.shape)
     chosen = close[winner][1]
     assert isinstance(engine, FFTMethod if chosen is None else TiledFFTMethod)
@@ -221,11 +220,11 @@ def test_dense_banks_may_run_on_tiles(rng, monkeypatch):
 def test_layout_timings_are_bounded(rng, own_cache, monkeypatch):
     """Past LAYOUT_LIMIT formats the oldest timings go first."""
     monkeypatch.setattr(layout, "LAYOUT_LIMIT", 2)
-    (own_cache / layout.LAYOUT_FILE).write_text(json.dumps(
-        {"older": {"full-frame": 1.0}, "old": {"full-frame": 1.0}}))
+    older = {"older": {"full-frame": 1.0}, "old": {"full-frame": 1.0}}
+    disk.save_json(layout.LAYOUT_FILE, older, disk.engine_stamp())
     w = rng.normal(size=(2, 2, 5, 5))
     for width in (140, 150):
         FilterBank(w, method="fft")(rng.normal(size=(130, width, 2)).astype(np.float32))
-    saved = json.loads((own_cache / layout.LAYOUT_FILE).read_text())
+    saved = disk.load_json(layout.LAYOUT_FILE, disk.engine_stamp())
     assert len(saved) == 2 and "older" not in saved and "old" not in saved
     assert all(key.startswith(f"130x{width}x2") for key, width in zip(sorted(saved), (140, 150)))

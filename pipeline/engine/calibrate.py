@@ -153,12 +153,12 @@ def run(scale: float = 1.0, repeat: int = 5, progress: Progress = lambda _: None
     save_wisdom()
 
     for timings in (LAYOUT_FILE, planner.TIMINGS_FILE):  # timed again on the next start
-        disk.save_json(timings, {})
+        disk.save_json(timings, {}, disk.engine_stamp())
     disk.save_json(planner.CALIBRATION_FILE, {
         "constants": k,
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cores": threads.CORES,
         "frame": [h, w],
-    })
+    }, disk.engine_stamp())
     planner.constants.cache_clear()
     return k

@@ -20,6 +20,7 @@ from . import layout
 from .direct import DFT_TAPS, DirectMethod, default_strategy
 from .native import instruction_set
 from .separable import SeparableMethod, rank
+from .sizes import fft_shape
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
 from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
@@ -55,7 +56,7 @@ DEFAULT_CONSTANTS = {
 @cache
 def constants() -> dict[str, float]:
     """The shipped defaults updated by this machine's calibration, when there is one."""
-    saved = disk.load_json(CALIBRATION_FILE).get("constants", {})
+    saved = disk.load_json(CALIBRATION_FILE, disk.engine_stamp()).get("constants", {})
     good = {k: float(v) for k, v in saved.items()
             if k in DEFAULT_CONSTANTS and isinstance(v, int | float) and math.isfinite(v) and v > 0}
     return {**DEFAULT_CONSTANTS, **good}
@@ -198,7 +199,11 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
         return choice
     pair = {m: c for c, m in ranked[:2]}
     names = sorted(pair)
-    key = f"{spec_key(spec)}: " + " | ".join(f"{m} ({choice.notes[m]})" for m in names)
+    notes = choice.notes
+    if "fft" in pair:  # the key names the FFT shape: the measured one (kept), not the guess
+        fft_shape(layout.fft_need(spec), spec.dtype)
+        notes = {**notes, "fft": layout.choose(spec, constants())[2]}
+    key = f"{spec_key(spec)}: " + " | ".join(f"{m} ({notes[m]})" for m in names)
     saved = saved_ms(TIMINGS_FILE, key, names)
     how = "timed on a synthetic frame at an earlier start"
     if saved is None:
@@ -215,7 +220,7 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
     reason = (f"close call, {how}: {best} {timed[best]:.2f} ms/frame, "
               f"{other} {timed[other]:.2f} ms/frame"
               f"{f' (within {TIE - 1:.0%}: the simpler method)' if tie else ''}")
-    return Choice(best, reason, costs, choice.notes, measured=True)
+    return Choice(best, reason, costs, notes, measured=True)
 
 
 TIMINGS_FILE = "close_calls.json"

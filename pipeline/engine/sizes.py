@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from functools import lru_cache
 
 import numpy as np
 
@@ -104,24 +103,40 @@ def _key(need: tuple[int, int], dtype: np.dtype) -> str:
 
 
 def _saved(need: tuple[int, int], dtype: np.dtype) -> tuple[int, int] | None:
-    saved = disk.load_json(SIZES_FILE).get(_key(need, dtype))
+    saved = disk.load_json(SIZES_FILE, disk.fftw_stamp()).get(_key(need, dtype))
     if isinstance(saved, list) and len(saved) == 2 and saved[0] >= need[0] and saved[1] >= need[1]:
         return int(saved[0]), int(saved[1])
     return None
 
 
 def likely_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> tuple[int, int]:
-    """For predictions, without timing anything: the measured shape if known, else next_fast_len."""
+    """For predictions, without timing anything: the measured shape if known (in this
+    process or on disk), else next_fast_len."""
     from scipy import fft
 
-    return _saved(need, dtype) or (fft.next_fast_len(need[0], real=True),
-                                   fft.next_fast_len(need[1], real=True))
+    known = _measured.get((need, np.dtype(dtype)))
+    return known or _saved(need, dtype) or (fft.next_fast_len(need[0], real=True),
+                                            fft.next_fast_len(need[1], real=True))
 
 
-@lru_cache(maxsize=256)  # bounded: a process may see many frame sizes
 def fft_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> tuple[int, int]:
-    """The fastest FFT shape at least ``need`` (rows, cols): measured once, cached on disk."""
+    """The fastest FFT shape at least ``need`` (rows, cols): measured once, cached on disk
+    and for the rest of the process (where a read-only cache folder keeps nothing)."""
     dtype = np.dtype(dtype)
+    known = _measured.get((need, dtype))
+    if known is None:
+        known = _measured[(need, dtype)] = _fft_shape(need, dtype)
+        while len(_measured) > SIZES_LIMIT:
+            del _measured[next(iter(_measured))]
+    return known
+
+
+_measured: dict[tuple[tuple[int, int], np.dtype], tuple[int, int]] = {}
+
+
+def _fft_shape(need: tuple[int, int], dtype: np.dtype) -> tuple[int, int]:
+    """The shape kept on disk, else measured now and kept there (next_fast_len without
+    pyFFTW)."""
     saved = _saved(need, dtype)
     if saved:
         return saved
@@ -132,5 +147,6 @@ def fft_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> t
 
         return fft.next_fast_len(need[0], real=True), fft.next_fast_len(need[1], real=True)
     shape = _measure(need, dtype)
-    disk.update_json(SIZES_FILE, _key(need, dtype), list(shape), limit=SIZES_LIMIT)
+    disk.update_json(SIZES_FILE, _key(need, dtype), list(shape), limit=SIZES_LIMIT,
+                     stamp=disk.fftw_stamp())
     return shape

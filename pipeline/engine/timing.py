@@ -47,7 +47,7 @@ def interleaved_ms(engines: Sequence[Callable[[np.ndarray], object]], frame: np.
 def saved_ms(file: str, key: str, names: Sequence[str]) -> list[float] | None:
     """The ms per frame kept in cache ``file`` under ``key`` for each of ``names``, in
     that order; None unless every one is there and a positive number."""
-    entry = disk.load_json(file).get(key)
+    entry = disk.load_json(file, disk.engine_stamp()).get(key)
     values = [entry.get(n) for n in names] if isinstance(entry, dict) else [None]
     if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values):
         return None
@@ -59,4 +59,4 @@ def keep_ms(file: str, key: str, names: Sequence[str], ms: Sequence[float],
     """Keep the timings of ``names`` for later starts; past ``limit`` keys the oldest go
     (a batch may see many frame sizes)."""
     disk.update_json(file, key, {n: round(m, 3) for n, m in zip(names, ms, strict=True)},
-                     limit=limit)
+                     limit=limit, stamp=disk.engine_stamp())
