@@ -12,6 +12,7 @@ A NaN or Inf anywhere in a frame makes every bin of its spectrum non-finite; the
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -63,22 +64,27 @@ def use_pyfftw() -> bool:
 
 class Transforms:
     """Forward r2c over (C_in, *batch, Fh, Fw) and inverse c2r over (C_out, *batch, Fh,
-    Fw//2+1), both on the last two axes, planned once with ``fftw_threads`` threads."""
+    Fw//2+1), both on the last two axes, planned once with ``fftw_threads`` threads.
+    ``paired``: the inverse is c2c over (C_out, *batch, Fh, Fw) instead (each of its
+    C_out outputs holds two real results, as its real and imaginary parts)."""
 
     def __init__(self, c_in: int, c_out: int, shape: tuple[int, int], dtype: np.dtype,
                  effort: str, batch: tuple[int, ...] = (),
-                 fftw_threads: int = threads.CORES) -> None:
+                 fftw_threads: int = threads.CORES, paired: bool = False) -> None:
         fh, fw = shape
         self.shape = shape
         self.threads = fftw_threads
         self.real = np.dtype(dtype)
         self.complex = np.result_type(self.real, np.complex64)
+        self.paired = paired
         self.fftw = use_pyfftw()
         empty = pyfftw.empty_aligned if self.fftw else np.empty
         self.frames = empty((c_in, *batch, fh, fw), dtype=self.real)
         self.spectra = empty((c_in, *batch, fh, fw // 2 + 1), dtype=self.complex)
         self._out = (c_out, *batch, fh, fw)
-        self._inverse_in = empty((c_out, *batch, fh, fw // 2 + 1), dtype=self.complex)
+        self._out_dtype = self.complex if paired else self.real
+        bins = fw if paired else fw // 2 + 1
+        self._inverse_in = empty((c_out, *batch, fh, bins), dtype=self.complex)
         self.planning_s = 0.0
         if self.fftw:
             load_wisdom()
@@ -86,7 +92,7 @@ class Transforms:
             flags = (EFFORTS[effort],)
             self._forward = pyfftw.FFTW(self.frames, self.spectra, axes=(-2, -1),
                                         flags=flags, threads=fftw_threads)
-            self._inverse = pyfftw.FFTW(self._inverse_in, empty(self._out, dtype=self.real),
+            self._inverse = pyfftw.FFTW(self._inverse_in, empty(self._out, self._out_dtype),
                                         axes=(-2, -1), direction="FFTW_BACKWARD",
                                         flags=(*flags, "FFTW_DESTROY_INPUT"),
                                         threads=fftw_threads)
@@ -97,7 +103,7 @@ class Transforms:
         self._inverse_in[...] = 0
 
     def empty_output(self) -> np.ndarray:
-        return (pyfftw.empty_aligned if self.fftw else np.empty)(self._out, dtype=self.real)
+        return (pyfftw.empty_aligned if self.fftw else np.empty)(self._out, self._out_dtype)
 
     def inverse_input(self) -> np.ndarray:
         """A scratch (C_out, …, Fw//2+1) buffer the multiply-accumulate may write into."""
@@ -120,15 +126,13 @@ class Transforms:
         else:
             from scipy import fft
 
-            out[...] = fft.irfft2(spectra, s=self.shape, axes=(-2, -1), norm="forward",
-                                  workers=self.threads)
+            inverse = fft.ifft2 if self.paired else functools.partial(fft.irfft2, s=self.shape)
+            out[...] = inverse(spectra, axes=(-2, -1), norm="forward", workers=self.threads)
         return out
 
 
-def kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, int],
-                   dtype: np.dtype) -> np.ndarray:
-    """conj(rfft2(kernel placed at -``offset``, circularly)) / (Fh·Fw), of ``dtype``:
-    (1, 1, Fh, Fw//2+1) for a shared kernel, else (C_out, C_in/g, Fh, Fw//2+1)."""
+def _placed(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, int]) -> np.ndarray:
+    """The kernels (one if shared) placed at -``offset`` in ``shape`` planes, circularly."""
     fh, fw = shape
     (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
     weights = spec.weights[:1, :1] if spec.shared else spec.weights
@@ -136,7 +140,27 @@ def kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, in
     cols = (np.arange(kw) * dw - offset[1]) % fw
     placed = np.zeros(weights.shape[:2] + (fh, fw))
     placed[..., rows[:, None], cols[None, :]] = weights
-    return (np.conj(np.fft.rfft2(placed, axes=(2, 3))) / (fh * fw)).astype(dtype)
+    return placed
+
+
+def kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, int],
+                   dtype: np.dtype) -> np.ndarray:
+    """conj(rfft2(kernel placed at -``offset``, circularly)) / (Fh·Fw), of ``dtype``:
+    (1, 1, Fh, Fw//2+1) for a shared kernel, else (C_out, C_in/g, Fh, Fw//2+1)."""
+    placed = _placed(spec, shape, offset)
+    return (np.conj(np.fft.rfft2(placed, axes=(2, 3))) / math.prod(shape)).astype(dtype)
+
+
+def paired_kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, int]
+                          ) -> np.ndarray:
+    """The full-grid spectra (as ``kernel_spectra``, all Fw bins) of outputs 2j and 2j+1
+    as one: K[2j] + i·K[2j+1], complex64 (C_out/2 rounded up, C_in/g, Fh, Fw); an odd
+    last output is paired with nothing. The inverse of Σ spectrum·K is then output 2j in
+    its real part and 2j+1 in its imaginary part."""
+    full = np.conj(np.fft.fft2(_placed(spec, shape, offset), axes=(2, 3))) / math.prod(shape)
+    if len(full) % 2:
+        full = np.concatenate([full, np.zeros_like(full[:1])])
+    return (full[0::2] + 1j * full[1::2]).astype(np.complex64)
 
 
 def fused(complex_dtype: np.dtype) -> bool:
