@@ -107,17 +107,7 @@ static void scalar_rows(const Job *jb, int o0, int r0, int r1)
 }
 
 /* The blocks of variant ``isa`` (an ISA_* index this CPU runs). */
-static const Isa *isa_blocks(int isa)
-{
-#ifdef ISA_X86
-    if (isa == ISA_AVX512)
-        return &avx512;
-    if (isa == ISA_AVX2)
-        return &avx2;
-#endif
-    (void)isa;
-    return &generic;
-}
+static const Isa *isa_blocks(int isa) { return ISA_PICK(isa, &generic, &avx2, &avx512); }
 
 static void run_rows(const Isa *isa, const Job *jb, int r0, int r1)
 {
@@ -144,13 +134,9 @@ static PyObject *correlate(PyObject *self, PyObject *args)
                           &jb.hp, &jb.wp, &jb.h, &jb.wd, &jb.kh, &jb.kw, &jb.dh, &jb.dw,
                           &r0, &r1, &name))
         return NULL;
-    const int variant = isa_named(name);
+    const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
-    int bad = 0;
-    if (isa == NULL) {
-        PyErr_Format(PyExc_ValueError, "instruction set '%s' not available here", name);
-        bad = 1;
-    }
+    int bad = isa == NULL;
     if (!bad && (jb.cin < 1 || jb.cout < 1 || jb.h < 1 || jb.wd < 1 || jb.kh < 1 || jb.kw < 1 ||
         jb.dh < 1 || jb.dw < 1 || r0 < 0 || r1 > jb.h || r0 > r1 ||
         jb.hp < jb.h + (jb.kh - 1) * jb.dh || jb.wp < jb.wd + (jb.kw - 1) * jb.dw)) {

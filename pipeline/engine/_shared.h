@@ -58,6 +58,23 @@ static int isa_named(const char *name)
     return -1;
 }
 
+/* ``isa_named``, with a ValueError set where that is -1 (the caller returns NULL). */
+static int isa_or_error(const char *name)
+{
+    const int isa = isa_named(name);
+    if (isa < 0)
+        PyErr_Format(PyExc_ValueError, "instruction set '%s' not available here", name);
+    return isa;
+}
+
+/* The variant's one of three functions (the generic one where x86 variants are not built). */
+#ifdef ISA_X86
+#define ISA_PICK(isa, generic, avx2, avx512) \
+    ((isa) == ISA_AVX512 ? (avx512) : (isa) == ISA_AVX2 ? (avx2) : (generic))
+#else
+#define ISA_PICK(isa, generic, avx2, avx512) (generic)
+#endif
+
 /* Whether buffer ``b`` holds fewer than ``floats`` floats: then a ValueError naming
  * ``what`` is set, and the caller returns NULL. */
 static int too_small(const Py_buffer *b, long long floats, const char *what)

@@ -28,12 +28,72 @@ typedef struct {
     int cin, cout, cg, og;
 } Mac;
 
-/* Bins [j0, j1) of tile t, output o, in vectors of VW floats (VW / 2 bins), then a tail.
- * SWAP swaps re and im, EVEN takes even lanes from the first vector and odd lanes from
- * the second (constant masks: the compiler makes single permutes of them). */
-#define MAC(NAME, ATTR, VW, SWAP, EVEN)                                                   \
+/* The sum over cg input channels for one vector of VW floats (VW / 2 bins):
+ * out = sum_c s_c · k_c, s_c at src + c·splane and k_c at k + c·kplane. ``mirrored``: s_c
+ * is read backwards and conjugated (REV reverses the bins of a vector, CONJ negates the
+ * imaginary lanes), the paired loop's other half of a spectrum. With s = a + bi and
+ * k = c + di, p sums (a·c, b·d) and q sums (b·c, a·d); SWAP swaps re and im, EVEN takes
+ * even lanes from the first vector and odd lanes from the second (constant masks: the
+ * compiler makes single permutes of them). */
+#define VEC(NAME, ATTR, VW, SWAP, EVEN, REV, CONJ)                                        \
     typedef float NAME##_v ISA_VECTOR(VW);                                                \
     typedef int NAME##_i __attribute__((vector_size((VW) * 4)));                          \
+    ATTR static inline void NAME(int cg, const float *src, long long splane,              \
+                                 const float *k, long long kplane, float *out, int mirrored) \
+    {                                                                                     \
+        const NAME##_v conj = CONJ;                                                       \
+        NAME##_v p = {0}, q = {0};                                                        \
+        for (int c = 0; c < cg; c++) {                                                    \
+            NAME##_v s = *(const NAME##_v *)(src + c * splane);                           \
+            if (mirrored)                                                                 \
+                s = __builtin_shuffle(s, (NAME##_i)REV) * conj;                           \
+            const NAME##_v kc = *(const NAME##_v *)(k + c * kplane);                      \
+            p += s * kc;                                                                  \
+            q += __builtin_shuffle(s, (NAME##_i)SWAP) * kc;                               \
+        }                                                                                 \
+        /* re = a·c - b·d, im = a·d + b·c */                                              \
+        const NAME##_v re = p - __builtin_shuffle(p, (NAME##_i)SWAP);                     \
+        const NAME##_v im = q + __builtin_shuffle(q, (NAME##_i)SWAP);                     \
+        *(NAME##_v *)out = __builtin_shuffle(re, im, (NAME##_i)EVEN);                     \
+    }
+
+/* One bin, as VEC: s (conjugated when sign is -1) times k, summed over cg channels. */
+static inline void one_bin(int cg, const float *s, long long splane, const float *k,
+                           long long kplane, float *out, float sign)
+{
+    float re = 0.0f, im = 0.0f;
+    for (int c = 0; c < cg; c++) {
+        const float a = s[c * splane], b = sign * s[c * splane + 1];
+        const float kc = k[c * kplane], kd = k[c * kplane + 1];
+        re += a * kc - b * kd;
+        im += a * kd + b * kc;
+    }
+    out[0] = re;
+    out[1] = im;
+}
+
+#define SWAP4 {1, 0, 3, 2}
+#define EVEN4 {0, 5, 2, 7}
+#define REV4 {2, 3, 0, 1}
+#define CONJ4 {1.0f, -1.0f, 1.0f, -1.0f}
+#define SWAP8 {1, 0, 3, 2, 5, 4, 7, 6}
+#define EVEN8 {0, 9, 2, 11, 4, 13, 6, 15}
+#define REV8 {6, 7, 4, 5, 2, 3, 0, 1}
+#define CONJ8 {1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f}
+#define SWAP16 {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}
+#define EVEN16 {0, 17, 2, 19, 4, 21, 6, 23, 8, 25, 10, 27, 12, 29, 14, 31}
+#define REV16 {14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1}
+#define CONJ16 {1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, \
+                1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f}
+
+VEC(vec_generic, , 4, SWAP4, EVEN4, REV4, CONJ4)
+#ifdef ISA_X86
+VEC(vec_avx2, ISA_AVX2_ATTR, 8, SWAP8, EVEN8, REV8, CONJ8)
+VEC(vec_avx512, ISA_AVX512_ATTR, 16, SWAP16, EVEN16, REV16, CONJ16)
+#endif
+
+/* Bins [j0, j1) of tile t, output o: vectors of VW floats (VW / 2 bins), then a tail. */
+#define MAC(NAME, ATTR, VW, VECTOR)                                                       \
     ATTR static void NAME(const Mac *m, long long t, int o, long long j0, long long j1)   \
     {                                                                                     \
         const long long plane = m->n * m->bins * 2, kplane = m->bins * 2;                 \
@@ -41,60 +101,19 @@ typedef struct {
         const float *k0 = m->k + (size_t)o * m->cg * kplane;                              \
         float *out = m->acc + (size_t)o * plane + t * m->bins * 2;                        \
         long long f = j0 * 2;                                                             \
-        for (; f + (VW) <= j1 * 2; f += (VW)) {                                           \
-            /* p: (a·c, b·d), q: (b·c, a·d) per bin, summed over the input channels */    \
-            NAME##_v p = {0}, q = {0};                                                    \
-            for (int c = 0; c < m->cg; c++) {                                             \
-                const NAME##_v s = *(const NAME##_v *)(s0 + c * plane + f);               \
-                const NAME##_v k = *(const NAME##_v *)(k0 + c * kplane + f);              \
-                p += s * k;                                                               \
-                q += __builtin_shuffle(s, (NAME##_i)SWAP) * k;                            \
-            }                                                                             \
-            /* re = a·c - b·d, im = a·d + b·c */                                          \
-            const NAME##_v re = p - __builtin_shuffle(p, (NAME##_i)SWAP);                 \
-            const NAME##_v im = q + __builtin_shuffle(q, (NAME##_i)SWAP);                 \
-            const NAME##_v both = __builtin_shuffle(re, im, (NAME##_i)EVEN);              \
-            *(NAME##_v *)(out + f) = both;                                                \
-        }                                                                                 \
-        for (; f < j1 * 2; f += 2) {                                                      \
-            float re = 0.0f, im = 0.0f;                                                   \
-            for (int c = 0; c < m->cg; c++) {                                             \
-                const float a = s0[c * plane + f], b = s0[c * plane + f + 1];             \
-                const float kc = k0[c * kplane + f], kd = k0[c * kplane + f + 1];         \
-                re += a * kc - b * kd;                                                    \
-                im += a * kd + b * kc;                                                    \
-            }                                                                             \
-            out[f] = re;                                                                  \
-            out[f + 1] = im;                                                              \
-        }                                                                                 \
+        for (; f + (VW) <= j1 * 2; f += (VW))                                             \
+            VECTOR(m->cg, s0 + f, plane, k0 + f, kplane, out + f, 0);                     \
+        for (; f < j1 * 2; f += 2)                                                        \
+            one_bin(m->cg, s0 + f, plane, k0 + f, kplane, out + f, 1.0f);                 \
     }
-
-#define SWAP4 {1, 0, 3, 2}
-#define EVEN4 {0, 5, 2, 7}
-#define SWAP8 {1, 0, 3, 2, 5, 4, 7, 6}
-#define EVEN8 {0, 9, 2, 11, 4, 13, 6, 15}
-#define SWAP16 {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}
-#define EVEN16 {0, 17, 2, 19, 4, 21, 6, 23, 8, 25, 10, 27, 12, 29, 14, 31}
 
 typedef void (*MacFn)(const Mac *, long long, int, long long, long long);
 
-MAC(mac_generic, , 4, SWAP4, EVEN4)
+MAC(mac_generic, , 4, vec_generic)
 #ifdef ISA_X86
-MAC(mac_avx2, ISA_AVX2_ATTR, 8, SWAP8, EVEN8)
-MAC(mac_avx512, ISA_AVX512_ATTR, 16, SWAP16, EVEN16)
+MAC(mac_avx2, ISA_AVX2_ATTR, 8, vec_avx2)
+MAC(mac_avx512, ISA_AVX512_ATTR, 16, vec_avx512)
 #endif
-
-static MacFn mac_fn(int isa)
-{
-#ifdef ISA_X86
-    if (isa == ISA_AVX512)
-        return mac_avx512;
-    if (isa == ISA_AVX2)
-        return mac_avx2;
-#endif
-    (void)isa;
-    return mac_generic;
-}
 
 /* Blocks of BLOCK bins; in each, every tile and every output: a block of the kernel
  * spectra (cg·C_out·8 KB) is read from memory once and then from the cache for the
@@ -121,12 +140,8 @@ static PyObject *accumulate(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*w*(iiiiLL)LL|z", &s, &k, &acc, &m.cin, &m.cout, &m.cg,
                           &m.og, &m.n, &m.bins, &j0, &j1, &name))
         return NULL;
-    const int isa = isa_named(name);
-    int bad = 0;
-    if (isa < 0) {
-        PyErr_Format(PyExc_ValueError, "instruction set '%s' not available here", name);
-        bad = 1;
-    }
+    const int isa = isa_or_error(name);
+    int bad = isa < 0;
     if (!bad && (m.cin < 1 || m.cout < 1 || m.cg < 1 || m.og < 1 || m.n < 1 || m.bins < 1 ||
                  m.cin % m.cg || m.cout % m.og || m.cin / m.cg != m.cout / m.og || j0 < 0 ||
                  j1 > m.bins || j0 > j1)) {
@@ -140,7 +155,7 @@ static PyObject *accumulate(PyObject *self, PyObject *args)
         m.s = s.buf;
         m.k = k.buf;
         m.acc = acc.buf;
-        const MacFn fn = mac_fn(isa);
+        const MacFn fn = ISA_PICK(isa, mac_generic, mac_avx2, mac_avx512);
         Py_BEGIN_ALLOW_THREADS
         run(fn, &m, j0, j1);
         Py_END_ALLOW_THREADS
@@ -170,33 +185,11 @@ typedef struct {
 } Pairs;
 
 /* One output row: cols [0, h) read s's row r as it is; cols [h, tw) read row (th - r) %
- * th backwards, conjugated (REV reverses the bins of a vector, CONJ negates the imaginary
- * lanes). The sums are those of MAC above. Each part ends with a vector that overlaps
- * the one before rather than a scalar tail (it writes the same values again): the
- * parts are 65-257 bins, and scalar tails took a third of the time. */
-#define PAIRS(NAME, ATTR, VW, SWAP, EVEN, REV, CONJ)                                      \
-    typedef float NAME##_v ISA_VECTOR(VW);                                                \
-    typedef int NAME##_i __attribute__((vector_size((VW) * 4)));                          \
-    /* bins f/2 .. f/2 + VW/2 - 1 of the output row; mirrored: from source bins tw - f/2  \
-     * down to tw - f/2 - VW/2 + 1 */                                                    \
-    ATTR static inline void NAME##_vec(const Pairs *m, const float *src, const float *k0, \
-                                       float *out, long long splane, long long kplane,   \
-                                       long long f, int mirrored)                         \
-    {                                                                                     \
-        const NAME##_v conj = CONJ;                                                       \
-        NAME##_v p = {0}, q = {0};                                                        \
-        for (int c = 0; c < m->cg; c++) {                                                 \
-            NAME##_v s = *(const NAME##_v *)(src + c * splane);                           \
-            if (mirrored)                                                                 \
-                s = __builtin_shuffle(s, (NAME##_i)REV) * conj;                           \
-            const NAME##_v k = *(const NAME##_v *)(k0 + c * kplane + f);                  \
-            p += s * k;                                                                   \
-            q += __builtin_shuffle(s, (NAME##_i)SWAP) * k;                                \
-        }                                                                                 \
-        const NAME##_v re = p - __builtin_shuffle(p, (NAME##_i)SWAP);                     \
-        const NAME##_v im = q + __builtin_shuffle(q, (NAME##_i)SWAP);                     \
-        *(NAME##_v *)(out + f) = __builtin_shuffle(re, im, (NAME##_i)EVEN);               \
-    }                                                                                     \
+ * th backwards, conjugated. Each part ends with a vector that overlaps the one before
+ * rather than a scalar tail (it writes the same values again): the parts are 65-257
+ * bins, and scalar tails took a fifth of the time. A vector at output float f of the
+ * mirrored part reads source bins tw - f/2 down to tw - f/2 - VW/2 + 1. */
+#define PAIRS(NAME, ATTR, VW, VECTOR)                                                     \
     ATTR static void NAME(const Pairs *m, long long t, int j, int r)                      \
     {                                                                                     \
         const long long h = m->tw / 2 + 1, tw = m->tw;                                    \
@@ -207,56 +200,28 @@ typedef struct {
         const float *k0 = m->k + (size_t)j * m->cg * kplane + (long long)r * tw * 2;      \
         float *out = m->acc + (size_t)j * m->n * kplane + (t * m->th + r) * tw * 2;       \
         long long f = 0;                                                                  \
-        for (; f + (VW) <= 2 * h; f += (VW))                                              \
-            NAME##_vec(m, row + f, k0, out, splane, kplane, f, 0);                        \
-        if (f < 2 * h && 2 * h >= (VW)) {                                                 \
-            NAME##_vec(m, row + 2 * h - (VW), k0, out, splane, kplane, 2 * h - (VW), 0);  \
-            f = 2 * h;                                                                    \
+        for (; f < 2 * h && 2 * h >= (VW); f += (VW)) {                                   \
+            f = f + (VW) <= 2 * h ? f : 2 * h - (VW); /* the last overlaps */             \
+            VECTOR(m->cg, row + f, splane, k0 + f, kplane, out + f, 0);                   \
         }                                                                                 \
         for (; f < 2 * h; f += 2)                                                         \
-            pair_bin(m, row + f, k0 + f, out + f, splane, kplane, 1.0f);                  \
-        for (; f + (VW) <= 2 * tw; f += (VW))                                             \
-            NAME##_vec(m, mirror + 2 * (tw - f / 2 - (VW) / 2 + 1), k0, out, splane, kplane, \
-                       f, 1);                                                             \
-        if (f < 2 * tw && 2 * (tw - h) >= (VW)) {                                         \
-            f = 2 * tw - (VW);                                                            \
-            NAME##_vec(m, mirror + 2 * (tw - f / 2 - (VW) / 2 + 1), k0, out, splane, kplane, \
-                       f, 1);                                                             \
-            f = 2 * tw;                                                                   \
+            one_bin(m->cg, row + f, splane, k0 + f, kplane, out + f, 1.0f);               \
+        for (; f < 2 * tw && 2 * (tw - h) >= (VW); f += (VW)) {                           \
+            f = f + (VW) <= 2 * tw ? f : 2 * tw - (VW); /* the last overlaps */           \
+            VECTOR(m->cg, mirror + 2 * (tw - f / 2 - (VW) / 2 + 1), splane, k0 + f, kplane, \
+                   out + f, 1);                                                           \
         }                                                                                 \
         for (; f < 2 * tw; f += 2)                                                        \
-            pair_bin(m, mirror + 2 * (tw - f / 2), k0 + f, out + f, splane, kplane, -1.0f); \
+            one_bin(m->cg, mirror + 2 * (tw - f / 2), splane, k0 + f, kplane, out + f,    \
+                    -1.0f);                                                               \
     }
-
-/* One bin, summed over the input channels: s (conjugated when sign is -1) times k. */
-static inline void pair_bin(const Pairs *m, const float *s, const float *k, float *out,
-                            long long splane, long long kplane, float sign)
-{
-    float re = 0.0f, im = 0.0f;
-    for (int c = 0; c < m->cg; c++) {
-        const float a = s[c * splane], b = sign * s[c * splane + 1];
-        const float kc = k[c * kplane], kd = k[c * kplane + 1];
-        re += a * kc - b * kd;
-        im += a * kd + b * kc;
-    }
-    out[0] = re;
-    out[1] = im;
-}
-
-#define REV4 {2, 3, 0, 1}
-#define REV8 {6, 7, 4, 5, 2, 3, 0, 1}
-#define REV16 {14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1}
-#define CONJ4 {1.0f, -1.0f, 1.0f, -1.0f}
-#define CONJ8 {1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f}
-#define CONJ16 {1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, \
-                1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f}
 
 typedef void (*PairsFn)(const Pairs *, long long, int, int);
 
-PAIRS(pairs_generic, , 4, SWAP4, EVEN4, REV4, CONJ4)
+PAIRS(pairs_generic, , 4, vec_generic)
 #ifdef ISA_X86
-PAIRS(pairs_avx2, ISA_AVX2_ATTR, 8, SWAP8, EVEN8, REV8, CONJ8)
-PAIRS(pairs_avx512, ISA_AVX512_ATTR, 16, SWAP16, EVEN16, REV16, CONJ16)
+PAIRS(pairs_avx2, ISA_AVX2_ATTR, 8, vec_avx2)
+PAIRS(pairs_avx512, ISA_AVX512_ATTR, 16, vec_avx512)
 #endif
 
 /* ---- The valid part of paired output tiles into planes: dst[2j] gets the real parts
@@ -320,12 +285,8 @@ static PyObject *accumulate_pairs(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*w*(iiiiLii)ii|z", &s, &k, &acc, &m.cin, &m.pairs, &m.cg,
                           &m.og, &m.n, &m.th, &m.tw, &r0, &r1, &name))
         return NULL;
-    const int isa = isa_named(name);
-    int bad = 0;
-    if (isa < 0) {
-        PyErr_Format(PyExc_ValueError, "instruction set '%s' not available here", name);
-        bad = 1;
-    }
+    const int isa = isa_or_error(name);
+    int bad = isa < 0;
     if (!bad && (m.cin < 1 || m.pairs < 1 || m.cg < 1 || m.og < 1 || m.n < 1 || m.th < 1 ||
                  m.tw < 2 || m.tw % 2 || m.cin % m.cg || m.pairs % m.og ||
                  m.cin / m.cg != m.pairs / m.og || r0 < 0 || r1 > m.th || r0 > r1)) {
@@ -340,10 +301,7 @@ static PyObject *accumulate_pairs(PyObject *self, PyObject *args)
         m.s = s.buf;
         m.k = k.buf;
         m.acc = acc.buf;
-        PairsFn fn = pairs_generic;
-#ifdef ISA_X86
-        fn = isa == ISA_AVX512 ? pairs_avx512 : isa == ISA_AVX2 ? pairs_avx2 : fn;
-#endif
+        const PairsFn fn = ISA_PICK(isa, pairs_generic, pairs_avx2, pairs_avx512);
         Py_BEGIN_ALLOW_THREADS
         for (long long t = 0; t < m.n; t++)
             for (int r = r0; r < r1; r++)
@@ -369,12 +327,8 @@ static PyObject *split_pairs(PyObject *self, PyObject *args)
                           &m.th, &m.tw, &m.height, &m.width, &m.y0, &m.x0, &m.rows, &m.sw,
                           &name))
         return NULL;
-    const int isa = isa_named(name);
-    int bad = 0;
-    if (isa < 0) {
-        PyErr_Format(PyExc_ValueError, "instruction set '%s' not available here", name);
-        bad = 1;
-    }
+    const int isa = isa_or_error(name);
+    int bad = isa < 0;
     if (!bad && (m.pairs < 1 || (m.cout != 2 * m.pairs && m.cout != 2 * m.pairs - 1) ||
                  m.n < 1 || m.th < 1 || m.tw < 1 || m.rows < 0 || m.rows > m.th || m.sw < 0 ||
                  m.sw > m.tw || m.height < 0 || m.width < 0 || m.y0 < 0 || m.x0 < 0 ||
@@ -387,10 +341,7 @@ static PyObject *split_pairs(PyObject *self, PyObject *args)
     if (!bad) {
         m.src = src.buf;
         m.dst = dst.buf;
-        SplitFn fn = split_generic;
-#ifdef ISA_X86
-        fn = isa == ISA_AVX512 ? split_avx512 : isa == ISA_AVX2 ? split_avx2 : fn;
-#endif
+        const SplitFn fn = ISA_PICK(isa, split_generic, split_avx2, split_avx512);
         Py_BEGIN_ALLOW_THREADS
         for (int j = 0; j < m.pairs; j++)
             for (long long t = 0; t < m.n && m.x0 + t * m.sw < m.width; t++)

@@ -141,8 +141,7 @@ class _Worker:
     output tiles and its multiply-accumulate scratch."""
 
     def __init__(self, spec: BankSpec, n: int, tile: tuple[int, int], effort: str,
-                 fftw_threads: int) -> None:
-        pairs = pairs_of(spec)
+                 fftw_threads: int, pairs: int) -> None:
         self.tx = Transforms(spec.c_in, pairs or spec.c_out, tile, spec.dtype, effort,
                              batch=(n,), fftw_threads=fftw_threads, paired=pairs > 0)
         self.out = self.tx.empty_output()
@@ -168,11 +167,16 @@ class TiledFFTMethod:
                          for row, col in self._chunks]
         parts = min(threads.CORES, len(self._chunks))
         fftw_threads = threads.CORES if parts == 1 else 1
-        self._workers = [_Worker(spec, self._m, tiling.tile, effort, fftw_threads)
-                         for _ in range(parts)]
         self._pairs = pairs_of(spec)
+        self._workers = [_Worker(spec, self._m, tiling.tile, effort, fftw_threads, self._pairs)
+                         for _ in range(parts)]
         self._kernels = (paired_kernel_spectra(spec, tiling.tile, (0, 0)) if self._pairs else
                          kernel_spectra(spec, tiling.tile, (0, 0), self._workers[0].tx.complex))
+        # the C loops' shapes for paired outputs (a worker's chunk of tiles)
+        th, tw = tiling.tile
+        self._mac_shape = (spec.c_in, self._pairs, spec.in_per_group,
+                           self._pairs // spec.groups, self._m, th, tw)
+        self._split_shape = (self._pairs, spec.c_out, self._m, th, tw)
         self._direct: DirectMethod | None = None
 
     @property
@@ -194,10 +198,8 @@ class TiledFFTMethod:
             return np.multiply(spectra, self._kernels[0, 0], out=spectra)
         acc = w.tx.inverse_input()
         if self._pairs:
-            s, (th, tw) = self.spec, self.tiling.tile
-            native.spectral.accumulate_pairs(
-                spectra, self._kernels, acc, (s.c_in, self._pairs, s.in_per_group,
-                                              self._pairs // s.groups, self._m, th, tw), 0, th)
+            native.spectral.accumulate_pairs(spectra, self._kernels, acc, self._mac_shape, 0,
+                                             self.tiling.tile[0])
         else:
             accumulate(self.spec, spectra, self._kernels, acc, tmp=w.scratch)
         return acc
@@ -226,11 +228,9 @@ class TiledFFTMethod:
         cut at its edges, where the spare tiles of a short chunk lie)."""
         sh, sw = self.tiling.step
         if self._pairs:
-            (th, tw), (height, width) = self.tiling.tile, out.shape[1:]
-            native.spectral.split_pairs(w.out, out, (self._pairs, self.spec.c_out, self._m,
-                                                     th, tw),
-                                        (height, width), row * sh, col * sw,
-                                        min(sh, height - row * sh), sw)
+            height = out.shape[1]
+            native.spectral.split_pairs(w.out, out, self._split_shape, out.shape[1:], row * sh,
+                                        col * sw, min(sh, height - row * sh), sw)
             return
         band = out[:, row * sh : (row + 1) * sh, col * sw : (col + n) * sw]
         band = band.reshape(out.shape[0], sh, n, sw).transpose(0, 2, 1, 3)
