@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .cores import CoreShare
 from .encode import Encoder
 from .errors import InputError, OutputError, PipelineError
 from .frames import Frame, FrameFormat
@@ -78,6 +79,7 @@ class Run:
         self._encodes = encoder is not None and any(s.wants != "float" for s in sinks)
         self._pace = {"compute": 0.0, "encode": 0.0, "write": 0.0}  # s per frame, smoothed
         self._lock = threading.Lock()
+        self.cores = CoreShare(enabled=not live)
 
     def _total(self) -> int | None:
         count = getattr(self.source, "frame_count", None)
@@ -232,6 +234,7 @@ class Run:
                 spent = time.perf_counter() - start
                 self.stats.compute_s += spent
                 self._note("compute", spent)
+                self.cores.step(spent, self._pace["write"] + self._pace["encode"])
                 encoded = self._encode(y)[0] if self._encodes and self._encode_here() else None
                 if not self._put(self.outbox, (item, y, encoded)):
                     self.stats.discarded += 1  # computed, but the run stopped first
@@ -246,6 +249,8 @@ class Run:
                     self.progress(self.stats)
                     last_progress = now
         finally:
+            self.cores.close()
+            self.stats.cores = self.cores.describe()
             self._put_end(self.outbox)
             writer.join()
             self.stop.set()

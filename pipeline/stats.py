@@ -30,6 +30,7 @@ class Stats:
     interrupted: str | None = None
     frame_total: int | None = None
     reconnects: int = 0
+    cores: str | None = None  # how the filter shared the cores with the writer, if it did
 
     @property
     def fps(self) -> float:
@@ -52,6 +53,8 @@ class Stats:
             f"{(self.encode_s + self.write_s) / n * 1e3:.1f} ms",
             f"latency: p50 {self.latency_ms(50):.1f} ms, p99 {self.latency_ms(99):.1f} ms",
         ]
+        if self.cores:
+            lines.append(f"cores: {self.cores}")
         for r in self.results:
             lines.append(f"output: {r.name}: {r.frames} frames" + (f" ({r.detail})"
                                                                  if r.detail else ""))

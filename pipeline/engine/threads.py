@@ -5,15 +5,21 @@ more in synchronisation than they gain (measured 35 ms vs 13 ms per 720p frame),
 pools that spin after a call slow the next library's call (../shared/PERF_NOTES.md E).
 So the engine splits work itself across ``CORES`` workers and runs BLAS single-threaded
 while it does; FFTW gets ``CORES`` threads of its own for the transforms.
+
+A stream may hand cores to another stage: ``limited(n)`` caps the workers that shared
+work runs on and OpenCV's own threads at ``n`` until it exits (the runner does this when
+the video encoder, one thread, is the slowest stage). FFTW plans keep the threads they
+were made with.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache, lru_cache
 from typing import Any
 
@@ -32,6 +38,34 @@ def _cores() -> int:
 
 
 CORES = _cores()
+_limits: list[int] = []  # the caps ``limited`` holds now (runs may overlap in threads)
+_cv2_threads: list[int] = []  # OpenCV's thread count before the first cap
+_lock = threading.Lock()
+
+
+def budget() -> int:
+    """How many workers shared work runs on now: ``CORES``, or the lowest cap held."""
+    return min(_limits, default=CORES)
+
+
+@contextmanager
+def limited(n: int) -> Iterator[None]:
+    """Shared work on at most ``n`` workers, and OpenCV on at most ``n`` threads, inside.
+    Caps may nest or overlap (runs in threads); the lowest one held applies."""
+    import cv2
+
+    n = max(1, min(n, CORES))
+    with _lock:
+        if not _limits:
+            _cv2_threads[:] = [cv2.getNumThreads()]
+        _limits.append(n)
+        cv2.setNumThreads(min(budget(), _cv2_threads[0]))
+    try:
+        yield
+    finally:
+        with _lock:
+            _limits.remove(n)
+            cv2.setNumThreads(min(budget(), _cv2_threads[0]))
 
 
 @cache
@@ -72,7 +106,7 @@ def run_shared(work: Callable[[int, int], bool | None], items: int, parts: int =
             if work(part, i) is False:
                 return
 
-    run_parallel(worker, max(1, min(parts, items)))
+    run_parallel(worker, max(1, min(parts, items, budget())))
 
 
 @lru_cache(maxsize=256)  # called per frame with the same sizes: made once
