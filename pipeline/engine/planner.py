@@ -19,7 +19,7 @@ from . import cache as disk
 from . import layout
 from .direct import DFT_TAPS, DirectMethod, default_strategy
 from .native import instruction_set
-from .separable import SeparableMethod, rank
+from .separable import SeparableMethod, passes
 from .sizes import fft_shape
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
@@ -102,12 +102,14 @@ def direct_cost(spec: BankSpec, k: dict[str, float]) -> float:
     return calls * k["call_ms"] + ns * 1e-6
 
 
-def separable_cost(spec: BankSpec, k: dict[str, float], terms: int) -> float:
+def separable_cost(spec: BankSpec, k: dict[str, float], terms: int,
+                   identities: int = 0) -> float:
     (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
     pixels = _full_pixels(spec)
     channels = spec.c_in if spec.shared else 1
     taps = dh * (kh - 1) + 1 + dw * (kw - 1) + 1  # sepFilter2D does not skip zero taps
     ns = terms * channels * pixels * (k["sep_pixel_ns"] + taps * k["sep_tap_ns"])
+    ns += identities * channels * pixels * k["add_pixel_ns"]  # c·x added (cv2.scaleAdd)
     ns += max(terms - spec.c_out // (spec.c_in if spec.shared else 1), 0) * channels * pixels * \
         k["add_pixel_ns"]
     return terms * k["call_ms"] + ns * 1e-6
@@ -125,11 +127,14 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
         "gemm": "im2col + GEMM",
     }.get(default_strategy(spec), "filter2D" + (
         " on a UMat ROI" if math.prod(spec.kernel_size) >= DFT_TAPS else ""))
-    terms = rank(spec)
-    costs["separable"] = separable_cost(spec, k, terms)
+    terms, plus = passes(spec)
+    costs["separable"] = separable_cost(spec, k, terms, plus)
     distinct = 1 if spec.shared else spec.c_out * spec.in_per_group
     notes["separable"] = f"rank {terms / distinct:g} per kernel" if distinct > 1 else \
         f"rank {terms}"
+    if plus:
+        notes["separable"] += " + identity" if plus == distinct else \
+            f" + identity in {plus} of {distinct}"
     costs["fft"], notes["fft"] = layout.choose(spec, k)[1:]
     return costs, notes
 

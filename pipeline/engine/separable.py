@@ -5,6 +5,10 @@ dropped only while what they could add stays under 10 % of the SPEC accuracy bou
 (dropping σ·u·vᵀ changes an output by at most σ·‖u‖₁·‖v‖₁·max|x|), so a Gaussian or a
 Sobel is rank 1 even after a float32 round trip, and a random kernel keeps its full rank.
 Cheaper than direct when r·(kh + kw) < kh·kw.
+
+A kernel that is a weighted identity plus a low-rank rest, such as an unsharp mask
+``(1 + a)·δ - a·G``, has full rank r + 1 as a whole; it goes as the r pairs of passes of
+the rest plus ``c·x`` (one scaled add) when that is fewer passes (``decompose``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from .direct import _stack, sum_over_inputs
 from .spec import BankSpec
 
 _BOUND = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}  # 10 % of the SPEC bound
+_CANCEL = 2.0  # an identity split's parts may sum to this many times Σ|K| in magnitude
 
 
 def factors(kernel: np.ndarray, dtype: np.dtype) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -31,10 +36,66 @@ def factors(kernel: np.ndarray, dtype: np.dtype) -> list[tuple[np.ndarray, np.nd
     return [(u[:, r] * scale[r], vt[r] * scale[r]) for r in range(rank)]
 
 
-def rank(spec: BankSpec) -> int:
-    """Total 1-D pass pairs per output pixel: Σ of the ranks of the distinct kernels."""
+Pairs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _rest_at(kernel: np.ndarray, tap: tuple[int, int], r: int) -> float:
+    """The value at ``tap`` that gives ``kernel`` rank ``r``, if its other taps have that
+    rank: fitted from them (the rank-r SVD of the kernel without the tap's row and
+    column, then the tap's row and column by least squares on it). Exact for a kernel
+    that is a rank-r matrix plus a weight at ``tap``."""
+    r0, s0 = tap
+    rest = np.delete(np.delete(kernel, r0, axis=0), s0, axis=1)
+    u, sigma, vt = np.linalg.svd(rest, full_matrices=False)
+    cols, rows = u[:, :r] * sigma[:r], vt[:r].T  # rest ≈ cols @ rows.T
+    along_row = np.linalg.lstsq(rows, np.delete(kernel[r0], s0), rcond=None)[0]
+    along_col = np.linalg.lstsq(cols, np.delete(kernel[:, s0], r0), rcond=None)[0]
+    return float(along_row @ along_col)
+
+
+def decompose(kernel: np.ndarray, dtype: np.dtype,
+              tap: tuple[int, int] | None) -> tuple[Pairs, float]:
+    """The fewest 1-D pass pairs for ``kernel`` within the bound, and the weight ``c`` of
+    an identity at ``tap`` (0.0: none) that goes with them: ``kernel`` = Σ col·rowᵀ +
+    c·e(tap)."""
+    plain = factors(kernel, dtype)
+    r = len(plain) - 1  # an identity adds one to the rank of what it is added to
+    if tap is None or not 1 <= r < min(kernel.shape) - 1:  # full rank: no structure to find
+        return plain, 0.0
+    c = float(kernel[tap]) - _rest_at(kernel, tap, r)
+    rest = kernel.copy()
+    rest[tap] -= c
+    if abs(c) + np.abs(rest).sum() > _CANCEL * np.abs(kernel).sum():
+        return plain, 0.0  # parts that mostly cancel: rounding would outgrow the bound
+    pairs = factors(rest, dtype)
+    return (pairs, c) if len(pairs) <= r else (plain, 0.0)
+
+
+def identity_tap(spec: BankSpec, kernel: np.ndarray) -> tuple[int, int] | None:
+    """Where an identity term may sit: the tap over the output pixel when OpenCV makes the
+    border (the result is then ``x`` itself there), else the kernel's largest tap."""
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    if cv2_makes_border(spec.pads, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), spec.in_shape[:2],
+                        spec.border):
+        t, _, left, _ = spec.pads
+        if t % dh or left % dw:
+            return None
+        return t // dh, left // dw
+    return np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
+
+
+def decompositions(spec: BankSpec) -> list[tuple[Pairs, float]]:
+    """``decompose`` of each distinct kernel (one if shared, else per output and input)."""
     kernels = spec.weights[:1, :1] if spec.shared else spec.weights
-    return sum(len(factors(k, spec.dtype)) for k in kernels.reshape(-1, *spec.kernel_size))
+    return [decompose(k, spec.dtype, identity_tap(spec, k))
+            for k in kernels.reshape(-1, *spec.kernel_size)]
+
+
+def passes(spec: BankSpec) -> tuple[int, int]:
+    """1-D pass pairs per output pixel (Σ over the distinct kernels), and how many of those
+    kernels go with an identity term (one scaled add each)."""
+    found = decompositions(spec)
+    return sum(len(pairs) for pairs, _ in found), sum(c != 0.0 for _, c in found)
 
 
 def _dilate(v: np.ndarray, d: int) -> np.ndarray:
@@ -54,30 +115,46 @@ class SeparableMethod:
         self.spec = spec
         self._ddepth = cv2.CV_32F if spec.dtype == np.float32 else cv2.CV_64F
         dh, dw = spec.dilation
-        kernels = spec.weights[:1, :1] if spec.shared else spec.weights
-        self._terms = [
-            [[(_dilate(col, dh).astype(spec.dtype), _dilate(row, dw).astype(spec.dtype))
-              for col, row in factors(k, spec.dtype)] for k in per_output]
-            for per_output in kernels
-        ]
         (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
         # sepFilter2D makes the border itself when the padding is exactly 'same'-shaped.
         self._in_place_border = cv2_makes_border(
             spec.pads, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), spec.in_shape[:2], spec.border)
+        kernels = spec.weights[:1, :1] if spec.shared else spec.weights
+        self._terms = [[self._passes(k) for k in per_output] for per_output in kernels]
 
-    def _correlate(self, src: np.ndarray, terms: list) -> np.ndarray:
-        """Σ over rank-1 terms of the stride-1 valid correlation of ``src``."""
+    def _passes(self, kernel: np.ndarray) -> tuple[Pairs, float, tuple[int, int]]:
+        """One kernel's dilated 1-D pass pairs, and its identity term's weight and offset."""
         s = self.spec
+        (dh, dw), tap = s.dilation, identity_tap(s, kernel)
+        pairs, c = decompose(kernel, s.dtype, tap)
+        dilated = [(_dilate(col, dh).astype(s.dtype), _dilate(row, dw).astype(s.dtype))
+                   for col, row in pairs]
+        # where c·x is read: x itself when OpenCV made the border, else the tap's place
+        # in the padded source
+        in_place = self._in_place_border or not c
+        offset = (0, 0) if in_place else (int(tap[0]) * dh, int(tap[1]) * dw)
+        return dilated, c, offset
+
+    def _correlate(self, src: np.ndarray, terms: tuple[Pairs, float, tuple[int, int]]
+                   ) -> np.ndarray:
+        """Σ over rank-1 terms (and the identity term) of the stride-1 valid correlation
+        of ``src``."""
+        s = self.spec
+        pairs, c, (dy, dx) = terms
         if self._in_place_border:
             anchor, border = (s.pads[2], s.pads[0]), CV2_BORDER[s.border]
         else:
             anchor, border = (0, 0), cv2.BORDER_CONSTANT
         acc = None
-        for col, row in terms:
+        for col, row in pairs:
             y = cv2.sepFilter2D(src, self._ddepth, row, col, anchor=anchor, borderType=border)
             acc = y if acc is None else np.add(acc, y, out=acc)
-        if acc is None:  # an all-zero kernel has rank 0
+        if acc is None:  # an all-zero kernel (or an identity alone) has rank 0
             acc = np.zeros(src.shape, dtype=s.dtype)
+        if c:  # c·x at the identity's offset (none when OpenCV made the border)
+            h, w = src.shape[0] - dy, src.shape[1] - dx
+            part = acc[:h, :w]  # OpenCV returns (H, W) for an (H, W, 1) source
+            cv2.scaleAdd(src.reshape(acc.shape)[dy:, dx:], c, part, dst=part)
         return acc
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

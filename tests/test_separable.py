@@ -1,0 +1,105 @@
+"""The separable method's identity term: a kernel that is c·δ plus a low-rank rest (an
+unsharp mask) goes as the rest's 1-D passes plus one scaled add, still within the bound."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import assert_close
+from scipy import ndimage, signal
+
+from pipeline import FilterBank
+from pipeline.engine import planner
+from pipeline.engine.separable import decompose, factors
+from pipeline.kernels import make_kernel
+
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def low_rank_plus_identity(rng, shape, r, tap, c):
+    k = sum(np.outer(rng.normal(size=shape[0]), rng.normal(size=shape[1])) for _ in range(r))
+    k[tap] += c
+    return k
+
+
+@pytest.mark.parametrize(("shape", "tap", "r"), [
+    ((9, 11), (3, 5), 1), ((9, 11), (3, 5), 2), ((9, 11), (3, 5), 3),
+    ((5, 5), (2, 2), 1), ((5, 5), (2, 2), 3), ((4, 7), (0, 6), 1), ((4, 7), (0, 6), 2),
+])
+def test_decompose_finds_the_identity_and_the_rest(rng, shape, tap, r):
+    k = low_rank_plus_identity(rng, shape, r, tap, 2.5)
+    assert len(factors(k, F64)) == r + 1
+    pairs, c = decompose(k, F64, tap)
+    assert len(pairs) == r
+    np.testing.assert_allclose(c, 2.5, rtol=1e-9)
+    rebuilt = sum(np.outer(col, row) for col, row in pairs)
+    rebuilt[tap] += c
+    np.testing.assert_allclose(rebuilt, k, rtol=0, atol=1e-12 * np.abs(k).sum())
+
+
+def test_decompose_leaves_kernels_without_one_alone(rng):
+    u = np.array([0.1, 0.2, 10.0, 0.2, 0.1])
+    peaked = np.outer(u, u)  # minus its centre: 100·δ and the rest nearly cancel there
+    for k, tap in [(rng.normal(size=(7, 7)), (3, 3)),  # full rank: nothing to find
+                   (make_kernel("sharpen"), (1, 1)),  # 5·δ minus a rank-2 cross
+                   (make_kernel("gaussian", sigma=2.0), (6, 6)),  # already rank 1
+                   (low_rank_plus_identity(rng, (5, 5), 1, (2, 2), 1.0), (0, 0)),  # elsewhere
+                   (peaked - 100.0 * np.eye(5)[2][:, None] * np.eye(5)[2], (2, 2))]:  # cancels
+        pairs, c = decompose(k, F32, tap)
+        assert c == 0.0 and len(pairs) == len(factors(k, F32))
+    pairs, c = decompose(make_kernel("unsharp", sigma=2.0, amount=1.5), F32, (6, 6))
+    assert len(pairs) == 1 and c == pytest.approx(2.5, rel=1e-6)
+
+
+def test_unsharp_as_one_pass_pair_matches_opencv_unsharp_masking(rng, monkeypatch):
+    """cv2's own unsharp masking: addWeighted(x, 1 + a, GaussianBlur(x), -a)."""
+    x = (rng.random((60, 80, 3)) * 255).astype(np.float32)
+    k = make_kernel("unsharp", sigma=2.0, amount=1.5)
+    calls = []
+    real = cv2.sepFilter2D
+    monkeypatch.setattr(cv2, "sepFilter2D", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    y = FilterBank(k, align="opencv", border="reflect101", method="separable")(x)
+    assert len(calls) == 1  # one pass pair for all three channels, not two
+    blur = cv2.GaussianBlur(x, (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101)
+    assert_close(y, cv2.addWeighted(x, 2.5, blur, -1.5, 0.0), k, x)
+
+
+@pytest.mark.parametrize(("padding", "border", "mode"), [
+    ("same", "reflect101", "mirror"),  # OpenCV makes the border: the identity is x itself
+    ("same", "wrap", "wrap"),  # numpy pads: the identity is an offset view of the padding
+    ("same", "constant", "constant"),
+])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_identity_split_matches_ndimage(rng, padding, border, mode, dilation):
+    x = rng.normal(size=(40, 50, 2)) * 10
+    k = low_rank_plus_identity(rng, (5, 7), 1, (2, 3), 3.0)
+    dilated = np.zeros((4 * dilation + 1, 6 * dilation + 1))
+    dilated[::dilation, ::dilation] = k
+    expected = np.stack([ndimage.correlate(x[..., c], dilated, mode=mode, cval=1.5)
+                         for c in range(2)], axis=-1)
+    bank = FilterBank(k, align="opencv", padding=padding, border=border, border_value=1.5,
+                      dilation=dilation, method="separable")
+    assert_close(bank(x), expected, k, x)
+
+
+def test_identity_off_centre_with_valid_padding_stride_and_dense_banks(rng):
+    """'valid' padding puts the identity anywhere in the padded source; a dense bank sums
+    one such kernel per input channel; stride subsamples the result."""
+    x = rng.normal(size=(33, 41, 2)) * 10
+    w = np.stack([np.stack([low_rank_plus_identity(rng, (5, 6), 1, (i, 4 - o), 2.0 + o)
+                            for i in range(2)]) for o in range(3)])  # (3, 2, 5, 6)
+    y = FilterBank(w, padding="valid", stride=2, method="separable", dtype="float64")(x)
+    full = np.stack([sum(signal.correlate2d(x[..., i], w[o, i], mode="valid")
+                         for i in range(2)) for o in range(3)], axis=-1)
+    assert_close(y, full[::2, ::2], w, x, "float64")
+
+
+def test_the_planner_counts_the_identity_as_an_add(rng):
+    spec = FilterBank(make_kernel("unsharp", sigma=2.0, amount=1.5),
+                      border="reflect101")._resolve((720, 1280, 3))
+    k = planner.DEFAULT_CONSTANTS
+    costs, notes = planner.predict(spec, k)
+    assert notes["separable"] == "rank 1 + identity"
+    assert costs["separable"] == pytest.approx(planner.separable_cost(spec, k, 1, 1))
+    assert planner.separable_cost(spec, k, 1, 1) < planner.separable_cost(spec, k, 2)
