@@ -79,6 +79,7 @@ def main() -> None:
         n = len(frames)
         results = [chain(f) for f in frames]
         best: dict[str, float] = {}
+        shares: list[str] = []  # how each end-to-end run shared the cores (pipeline/cores.py)
         cpu: dict[str, float] = {}  # CPU seconds of all threads, in the round of the best wall
 
         def keep(name: str, seconds: float, cpu_s: float = float("nan")) -> None:
@@ -115,6 +116,7 @@ def main() -> None:
                  time.process_time() - c0)
             keep("end to end", stats.elapsed)  # streaming: first read to last frame written
             assert stats.frames_written == n
+            shares.append(stats.cores or "filter on every core")
 
     slowest = min(fps(n, best[k]) for k in ("decode only", "filter only", "encode only"))
     print(f"{args.config.name}, {width}x{height}, {n} frames, output {args.output_ext} "
@@ -134,6 +136,7 @@ def main() -> None:
     print(f"cores bound (stages' CPU time / {os.cpu_count()} cores, or the slowest stage): "
           f"{bound / n * 1e3:.2f} ms/frame; end to end / that bound: "
           f"{bound / best['end to end']:.2f}")
+    print("end to end runs: " + "; ".join(f"{s} x{shares.count(s)}" for s in dict.fromkeys(shares)))
 
 
 if __name__ == "__main__":
