@@ -64,9 +64,14 @@ def leave(code: int, interrupted: bool = False) -> None:
         os._exit(code)
     raise typer.Exit(code)
 INTERNAL = 70  # a bug: never an unhandled traceback, never 1
+LOSSY = 6  # finished, outputs final, but frames were lost on the way in (--strict only)
 SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+Strict = Annotated[bool, typer.Option("--strict", help=(
+    "Exit 6 when a job finished but lost frames on the way in: undecodable frames "
+    "skipped, or a file that ended before its declared frame count (default: exit 0 and "
+    "a warning)."))]
 MaxKernel = Annotated[int, typer.Option("--max-kernel", help="Largest kernel side in a config.")]
 MaxOutputs = Annotated[int, typer.Option("--max-outputs", help="Most output channels of a bank.")]
 MaxPixels = Annotated[float, typer.Option("--max-pixels", help="Largest frame, megapixels.")]
@@ -145,6 +150,7 @@ def run(
         "Live sources: seconds of trying before giving up."))] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show FFmpeg/OpenCV log lines.")
                        ] = False,
+    strict: Strict = False,
     debug: Debug = False,
 ) -> None:
     """Filter one stream, live or file, and print a summary."""
@@ -166,7 +172,15 @@ def run(
         say(str(stats))
         if stats.interrupted:
             leave(SIGNAL_CODES.get(stats.interrupted, 130), interrupted=True)
+        if strict and stats.losses():
+            fail(f"{source if source is not None else cfg.source}: {_lossy(stats)}")
+            leave(LOSSY)
         leave(0)
+
+
+def _lossy(stats: Any) -> str:
+    return (f"finished but lossy: {', '.join(stats.losses())}; "
+            f"{stats.frames_written} frames written and kept (--strict)")
 
 
 def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
@@ -266,7 +280,8 @@ def filters() -> None:
     out.print(table)
 
 
-def _batch_one(config_path: str, source: str, target: str, force: bool) -> tuple[str, int, str]:
+def _batch_one(config_path: str, source: str, target: str, force: bool,
+               strict: bool = False) -> tuple[str, int, str]:
     """Run one file of a batch (in a worker process): (source, exit code, message)."""
     from .runner import run_config
 
@@ -276,7 +291,10 @@ def _batch_one(config_path: str, source: str, target: str, force: bool) -> tuple
         return source, e.exit_code, str(e)
     except Exception as e:  # noqa: BLE001 - reported per file, never a traceback
         return source, INTERNAL, f"internal error: {type(e).__name__}: {e}"
-    return source, 0, f"{stats.frames_written} frames"
+    if strict and stats.losses():
+        return source, LOSSY, _lossy(stats)
+    return source, 0, f"{stats.frames_written} frames" + (
+        f" ({', '.join(stats.losses())})" if stats.losses() else "")
 
 
 @app.command()
@@ -290,6 +308,7 @@ def batch(
         "Dask scheduler address (tcp://host:8786): run on that cluster."))] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo finished outputs.")] = False,
     allow_network: Annotated[bool, typer.Option("--allow-network")] = False,
+    strict: Strict = False,
     debug: Debug = False,
 ) -> None:
     """Filter many files in parallel; finished outputs are skipped, so a rerun resumes."""
@@ -308,18 +327,19 @@ def batch(
             if target.exists() and not force:
                 results.append((src, 0, f"skipped: {target} exists"))
                 continue
-            jobs.append((str(config), src, str(target), force))
+            jobs.append((str(config), src, str(target), force, strict))
         results += _run_batch(jobs, workers, scheduler)
-        worst = 0
         for src, code, message in results:
             if code:
                 fail(f"{src}: {message}")
             else:
                 say(f"ok: {src}: {message}")
-            worst = max(worst, code)
-        failed = sum(1 for _, code, _ in results if code)
-        say(f"{len(results) - failed} ok, {failed} failed")
-        if worst:
+        codes = [code for _, code, _ in results]
+        failed, lossy = sum(c not in (0, LOSSY) for c in codes), codes.count(LOSSY)
+        say(f"{len(results) - failed - lossy} ok, " + (f"{lossy} lossy, " if lossy else "")
+            + f"{failed} failed")
+        worst = max(codes, key=lambda c: (c not in (0, LOSSY), c), default=0)  # a failure
+        if worst:  # outranks a lossy finish
             raise typer.Exit(worst)
 
 

@@ -422,7 +422,8 @@ def run_config(config, *, source=None, output: str | None = None,
         finish(sinks, stats, failed=False)
         stats.decode_errors = src.decode_errors
         stats.reconnects = getattr(src, "reconnects", 0)
-    stats.warnings = list(getattr(src, "warnings", [])) + stats.warnings
+    stats.warnings = list(getattr(src, "warnings", [])) + stats.warnings  # closed: all of them
+    stats.ended_early = getattr(src, "ended_early", False)
     if received:
         stats.interrupted = SIGNAL_NAMES.get(received[0], str(received[0]))
     return stats

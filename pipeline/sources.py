@@ -54,6 +54,7 @@ class _Source:
         self.name = name
         self.decode_errors = 0
         self.frames_read = 0
+        self.ended_early = False  # a file gave fewer frames than its header declared
         self.warnings: list[str] = []
 
     def __enter__(self) -> _Source:
@@ -147,7 +148,9 @@ class VideoFileSource(_CaptureSource):
         return self._format(self._first_frame())
 
     def close(self) -> None:
-        if self._cap is not None and self.frame_count and self.frames_read < self.frame_count:
+        seen = self.frames_read + self.decode_errors  # an undecodable frame is not missing
+        if self._cap is not None and self.frame_count and seen < self.frame_count:
+            self.ended_early = True
             self.warnings.append(
                 f"{self.path}: input ended after {self.frames_read} of "
                 f"{self.frame_count} declared frames")

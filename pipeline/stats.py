@@ -18,6 +18,7 @@ class Stats:
     dropped: int = 0  # live: older frames the newest one replaced
     discarded: int = 0  # read, but not processed because the run was stopped
     decode_errors: int = 0
+    ended_early: bool = False  # a file source gave fewer frames than it declared
     nan_pixels: int = 0
     elapsed: float = 0.0
     read_s: float = 0.0
@@ -35,6 +36,14 @@ class Stats:
     @property
     def fps(self) -> float:
         return self.frames_written / self.elapsed if self.elapsed > 0 else 0.0
+
+    def losses(self) -> list[str]:
+        """What a finished job lost on the way in (``--strict`` exits 6 on any)."""
+        lost = [f"{self.decode_errors} undecodable frame"
+                f"{'s' if self.decode_errors > 1 else ''} skipped"] if self.decode_errors else []
+        if self.ended_early:
+            lost.append("the input ended before its declared frame count")
+        return lost
 
     def latency_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) * 1e3 if self.latencies else 0.0

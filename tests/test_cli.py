@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from media import decoded, write_clips
+from media import decoded, write_clip, write_clips
 
 ROOT = Path(__file__).parent.parent
 EDGES = ROOT / "configs" / "edges.yaml"
@@ -80,6 +80,27 @@ def test_batch_is_parallel_and_resumable(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["clip0.mkv", "clip1.mkv", "clip2.mkv"]
     again = cli("batch", EDGES, *inputs, "--out", out)
     assert again.returncode == 0 and again.stdout.count("skipped") == 3
+
+
+def test_batch_strict_reports_lossy_files_and_failures_outrank_them(tmp_path):
+    inputs = write_clips(tmp_path, "clip", 2, n=20, width=64, height=48)
+    cut = tmp_path / "cut.mkv"
+    write_clip(cut, n=60, width=64, height=48)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    out = tmp_path / "out"
+    out.mkdir()
+    lax = cli("batch", EDGES, *inputs, cut, "--out", out)
+    assert lax.returncode == 0, lax.stderr
+    assert "3 ok, 0 failed" in lax.stdout and "input ended before" in lax.stdout
+    strict = cli("batch", EDGES, *inputs, cut, "--out", out, "--force", "--strict")
+    assert strict.returncode == 6, strict.stderr
+    assert "2 ok, 1 lossy, 0 failed" in strict.stdout
+    assert "cut.mkv: finished but lossy: the input ended before" in strict.stderr
+    assert (out / "cut.mkv").exists()  # lossy, but finished: the output is kept
+    (tmp_path / "broken.avi").write_text("not a video")
+    worse = cli("batch", EDGES, cut, tmp_path / "broken.avi", "--out", out, "--force",
+                "--strict")
+    assert worse.returncode == 3 and "0 ok, 1 lossy, 1 failed" in worse.stdout
 
 
 def test_bench_calibrates(tmp_path):

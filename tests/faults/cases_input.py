@@ -109,6 +109,17 @@ fault("I6a", "input", "MKV cut at 50 %")(_cut_half(".mkv"))
 fault("I6b", "input", "AVI cut at 50 %")(_cut_half(".avi"))
 
 
+@fault("I6c", "input", "MKV cut at 50 %, --strict: exit 6, every decodable frame kept")
+def i6c(tmp):
+    video = tmp / "half.mkv"
+    write_clip(video, n=60)
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    decodable = len(frames_in(video))
+    return job(tmp, video, 6, rf"half\.mkv: finished but lossy: the input ended before its "
+               rf"declared frame count; {decodable} frames written and kept \(--strict\)",
+               ("playable", decodable), extra=("--strict",))
+
+
 def _damaged(index):
     def build(tmp):
         video = tmp / "damaged.mp4"
@@ -125,6 +136,22 @@ def _damaged(index):
 for _i in (5, 17, 30, 44, 58):  # one fault, several positions (RELIABILITY: I7 seeds)
     fault(f"I7.{_i}", "input", f"MP4 damaged at frame {_i}: every decodable frame kept")(
         _damaged(_i))
+
+
+@fault("I7c", "input", "MP4 damaged at frame 30, --strict: exit 6, the other 59 kept")
+def i7c(tmp):
+    video = tmp / "damaged.mp4"
+    write_clip(video, n=60)
+    damage_frame(video, 30, seed=30)
+    return job(tmp, video, 6, r"damaged\.mp4: finished but lossy: 1 undecodable frame "
+               r"skipped; 59 frames written", ("playable", 59), extra=("--strict",))
+
+
+@fault("I7d", "input", "a sound MP4 with --strict: exit 0 (nothing lost, nothing claimed)")
+def i7d(tmp):
+    video = tmp / "sound.mp4"
+    write_clip(video, n=30)
+    return job(tmp, video, 0, None, ("playable", 30), extra=("--strict",))
 
 
 @fault("I7b", "input", "AVI header claims 10 frames of 60")
