@@ -301,6 +301,9 @@ class FilterBank:
             built: dict[str, Any] = {}  # methods timed by decide(): not built a second time
             choice = planner.decide(spec, self.method, measure=self.measure, built=built)
             engine = built.get(choice.method) or planner.build(spec, choice.method)
+            if hasattr(engine, "fuse") and (self._bias is not None or
+                                            self.activation.name != "none"):
+                engine.fuse(self._bias, self.activation.name, self._planar_epilogue)
             entry = (spec, choice, engine)
             self._engines[shape] = entry
             if len(self._engines) > _ENGINE_CACHE:
@@ -339,10 +342,19 @@ class FilterBank:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """``frame``: (H, W) or (H, W, C_in), uint8/uint16/float -> (H', W', C_out) float."""
         x = _as_compute(frame, self.dtype)
-        y = self._engine(x.shape)(x)
+        engine = self._engine(x.shape)
+        y = engine(x)
+        if getattr(engine, "fused", False):  # bias and activation applied band by band
+            return y
         if self._bias is not None:
             y += self._bias
         return _activate(y, self.activation)
+
+    def _planar_epilogue(self, block: np.ndarray) -> None:
+        """Bias and activation, in place, on a ``(C_out, rows, W')`` block of results."""
+        if self._bias is not None:
+            block += self._bias[:, None, None]
+        _activate(block, self.activation)
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.weights.shape))

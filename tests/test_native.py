@@ -106,3 +106,62 @@ def test_unknown_variant_refused():
     with pytest.raises(ValueError, match="not available"):
         _correlate.correlate(one, one, np.empty(1, np.float32), (1,) * 10, 0, 1, "sse9")
 
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(w=st.sampled_from([5, 16, 33, 64, 70]), og=st.integers(1, 11),
+       relu=st.booleans(), variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**16))
+def test_bias_and_relu_as_values_are_stored(w, og, relu, variant, seed):
+    """The fused epilogue, per variant: torch's conv2d + bias, then relu; NaN stays NaN."""
+    rng = np.random.default_rng(seed)
+    h, cg, kh, kw = 4, 2, 3, 3
+    x = rng.normal(size=(cg, h + kh - 1, w + kw - 1)).astype(np.float32)
+    x[0, 2, min(3, w)] = np.nan
+    weights = rng.normal(size=(og, cg, kh, kw)).astype(np.float32)
+    bias = rng.normal(size=og).astype(np.float32) * 3
+    out = np.full((og, h, w), -7.0, np.float32)
+    tap_major = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))
+    _correlate.correlate(x, tap_major, out, (cg, og, *x.shape[1:], h, w, kh, kw, 1, 1), 0, h,
+                         variant, bias, relu)
+    expected = torch.nn.functional.conv2d(
+        torch.from_numpy(x[None].astype(np.float64)),
+        torch.from_numpy(weights.astype(np.float64)), torch.from_numpy(bias.astype(np.float64)))
+    expected = (torch.relu(expected) if relu else expected)[0].numpy()
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert_close(np.nan_to_num(out), np.nan_to_num(expected), weights, np.nan_to_num(x))
+
+
+def test_a_short_bias_is_refused():
+    one, two = np.ones(1, np.float32), np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="bias holds 4 bytes, needs 8"):
+        _correlate.correlate(one, two, np.empty(2, np.float32), (1, 2, 1, 1, 1, 1, 1, 1, 1, 1),
+                             0, 1, None, one, True)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", None])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_bank_fuses_bias_and_activation_into_the_kernel(rng, monkeypatch, activation, groups):
+    """Through the public API, against torch: bias and ReLU go into the C kernel's stores,
+    other activations run band by band; either way no pass over the whole result after."""
+    from pipeline import bank as bank_module
+
+    x = rng.normal(size=(37, 90, 4)).astype(np.float32) * 4
+    w = rng.normal(size=(6, 4 // groups, 3, 3))
+    b = rng.normal(size=6) * 2
+    fb = FilterBank(w, b, groups=groups, padding="same", activation=activation,
+                    method="direct")
+    whole: list[tuple[int, ...]] = []  # shapes _activate saw
+    real = bank_module._activate
+    monkeypatch.setattr(bank_module, "_activate",
+                        lambda y, act: (whole.append(y.shape), real(y, act))[1])
+    y = fb(x)
+    assert fb._engine(x.shape).fused
+    assert (37, 90, 6) not in whole  # never over the whole result
+    assert bool(whole) == (activation == "sigmoid")  # relu and none: inside the kernel
+    xt = torch.from_numpy(np.pad(x, ((1, 1), (1, 1), (0, 0))).transpose(2, 0, 1)[None]
+                          .astype(np.float64))
+    ref = torch.nn.functional.conv2d(xt, torch.from_numpy(w), torch.from_numpy(b),
+                                     groups=groups)
+    ref = {"relu": torch.relu, "sigmoid": torch.sigmoid, None: lambda t: t}[activation](ref)
+    assert_close(y, ref[0].numpy().transpose(1, 2, 0), w, x)

@@ -5,6 +5,8 @@
  * p: (C_in, Hp, Wp) float32 planes, already padded (engine/border.py fill_planar);
  * w: (C_in, kh, kw, C_out) float32, so the weights of one tap for a block of output
  *    channels are adjacent; out: (C_out, H, W) float32; rows r0 <= r < r1 are computed.
+ * Optionally a bias (C_out floats) and a ReLU are applied as each value is stored: the
+ * bank's epilogue, without another pass over the result.
  *
  * Why it exists: a 3 -> 8 bank with a 3x3 kernel is 27 multiply-adds per output value.
  * im2col + BLAS moves 27 copies of the frame through memory and runs BLAS on a skinny
@@ -26,11 +28,14 @@ typedef struct {
     const float *p, *w;
     float *out;
     int cin, cout, hp, wp, h, wd, kh, kw, dh, dw;
+    const float *bias; /* NULL: none; else added to each output channel as it is stored */
+    int relu;          /* then max(., 0) as it is stored (NaN stays NaN, as in torch) */
 } Job;
 
 /* One output-channel block [o0, o0 + OB) over rows [r0, r1), vectors of VW floats. */
 #define BLOCK(NAME, ATTR, VW, OB, XB)                                                    \
     typedef float NAME##_v ISA_VECTOR(VW);                                               \
+    typedef int NAME##_m ISA_VECTOR(VW);                                                 \
     ATTR static void NAME(const Job *jb, int o0, int r0, int r1)                         \
     {                                                                                    \
         enum { CHUNK = (VW) * (XB) };                                                    \
@@ -58,10 +63,16 @@ typedef struct {
                             }                                                            \
                         }                                                                \
                     }                                                                    \
-                for (int o = 0; o < (OB); o++)                                           \
-                    for (int b = 0; b < (XB); b++)                                       \
+                for (int o = 0; o < (OB); o++) {                                         \
+                    const float bias = jb->bias ? jb->bias[o0 + o] : 0.0f;               \
+                    for (int b = 0; b < (XB); b++) {                                     \
+                        NAME##_v y = acc[o][b] + bias;                                   \
+                        if (jb->relu) /* clear the bits where y < 0: NaN is kept */     \
+                            y = (NAME##_v)((NAME##_m)y & ~(y < (NAME##_v){0}));          \
                         *(NAME##_v *)(jb->out + (o0 + o) * oplane + (size_t)r * wd + x + \
-                                      b * (VW)) = acc[o][b];                             \
+                                      b * (VW)) = y;                                     \
+                    }                                                                    \
+                }                                                                        \
             }                                                                            \
         }                                                                                \
     }
@@ -102,7 +113,8 @@ static void scalar_rows(const Job *jb, int o0, int r0, int r1)
                             acc += jb->w[((c * jb->kh + i) * jb->kw + j) * jb->cout + o] *
                                    jb->p[c * plane + (size_t)(r + i * jb->dh) * jb->wp +
                                          x + j * jb->dw];
-                jb->out[o * oplane + (size_t)r * jb->wd + x] = acc;
+                acc += jb->bias ? jb->bias[o] : 0.0f;
+                jb->out[o * oplane + (size_t)r * jb->wd + x] = jb->relu && acc < 0 ? 0.0f : acc;
             }
 }
 
@@ -125,18 +137,27 @@ static void run_rows(const Isa *isa, const Job *jb, int r0, int r1)
 
 static PyObject *correlate(PyObject *self, PyObject *args)
 {
-    Py_buffer p, w, out;
+    Py_buffer p, w, out, bias = {0};
     Job jb;
     int r0, r1;
     const char *name = NULL;
+    PyObject *bias_obj = Py_None;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*w*(iiiiiiiiii)ii|z", &p, &w, &out, &jb.cin, &jb.cout,
+    jb.relu = 0;
+    if (!PyArg_ParseTuple(args, "y*y*w*(iiiiiiiiii)ii|zOp", &p, &w, &out, &jb.cin, &jb.cout,
                           &jb.hp, &jb.wp, &jb.h, &jb.wd, &jb.kh, &jb.kw, &jb.dh, &jb.dw,
-                          &r0, &r1, &name))
+                          &r0, &r1, &name, &bias_obj, &jb.relu))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
+    jb.bias = NULL;
+    if (!bad && bias_obj != Py_None) {
+        if (PyObject_GetBuffer(bias_obj, &bias, PyBUF_SIMPLE) < 0)
+            bad = 1;
+        else
+            jb.bias = bias.buf;
+    }
     if (!bad && (jb.cin < 1 || jb.cout < 1 || jb.h < 1 || jb.wd < 1 || jb.kh < 1 || jb.kw < 1 ||
         jb.dh < 1 || jb.dw < 1 || r0 < 0 || r1 > jb.h || r0 > r1 ||
         jb.hp < jb.h + (jb.kh - 1) * jb.dh || jb.wp < jb.wd + (jb.kw - 1) * jb.dw)) {
@@ -145,7 +166,8 @@ static PyObject *correlate(PyObject *self, PyObject *args)
     }
     bad = bad || too_small(&p, (long long)jb.cin * jb.hp * jb.wp, "planes") ||
           too_small(&w, (long long)jb.cin * jb.kh * jb.kw * jb.cout, "weights") ||
-          too_small(&out, (long long)jb.cout * jb.h * jb.wd, "out");
+          too_small(&out, (long long)jb.cout * jb.h * jb.wd, "out") ||
+          (jb.bias != NULL && too_small(&bias, jb.cout, "bias"));
     if (!bad) {
         jb.p = p.buf;
         jb.w = w.buf;
@@ -157,6 +179,8 @@ static PyObject *correlate(PyObject *self, PyObject *args)
     PyBuffer_Release(&p);
     PyBuffer_Release(&w);
     PyBuffer_Release(&out);
+    if (bias.obj != NULL)
+        PyBuffer_Release(&bias);
     if (bad)
         return NULL;
     Py_RETURN_NONE;
@@ -171,7 +195,8 @@ static PyObject *instruction_set(PyObject *self, PyObject *noargs)
 
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
-     "correlate(planes, weights, out, (cin, cout, hp, wp, h, w, kh, kw, dh, dw), r0, r1[, isa])"},
+     "correlate(planes, weights, out, (cin, cout, hp, wp, h, w, kh, kw, dh, dw), r0, r1"
+     "[, isa[, bias[, relu]]])"},
     {"instruction_set", instruction_set, METH_NOARGS, "the variant used on this CPU"},
     {NULL, NULL, 0, NULL}};
 

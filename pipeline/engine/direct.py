@@ -73,6 +73,28 @@ class DirectMethod:
                                   kh, kw, *spec.dilation)
             self._native_bands = threads.split(spec.out_shape[0],
                                                _NATIVE_BANDS_PER_CORE * threads.CORES)
+        self._epilogue: Callable[[np.ndarray], object] | None = None
+        self._native_bias: list[np.ndarray | None] = [None] * spec.groups
+        self._relu = False
+        self.fused = False  # whether results come with the bank's bias and activation
+
+    def fuse(self, bias: np.ndarray | None, activation: str,
+             epilogue: Callable[[np.ndarray], object]) -> bool:
+        """Take on the bank's bias and activation, if this method can without another pass
+        over the whole result: the C kernel adds a bias and applies a ReLU as it stores
+        each value; other activations run as ``epilogue`` (in place, on a ``(C_out, rows,
+        W')`` block) on each band of rows as it is finished, while it is still in cache.
+        True if this method will (then its results are final)."""
+        self.fused = self.strategy == "native"
+        if self.fused and activation in ("none", "relu"):
+            og = self.spec.out_per_group
+            self._native_bias = [None if bias is None else
+                                 np.ascontiguousarray(bias[g * og : (g + 1) * og], np.float32)
+                                 for g in range(self.spec.groups)]
+            self._relu = activation == "relu"
+        elif self.fused:
+            self._epilogue = epilogue
+        return self.fused
 
     def _cv2_can_border(self) -> bool:
         """Whether filter2D may make the border itself (no padded copy of the frame)."""
@@ -162,7 +184,10 @@ class DirectMethod:
         def work(_: int, index: int) -> None:
             for g, (planes, weights) in enumerate(self._native_groups):
                 loops.correlate(planes, weights, out[g * og : (g + 1) * og],
-                                self._native_shape, *bands[index])
+                                self._native_shape, *bands[index], None,
+                                self._native_bias[g], self._relu)
+            if self._epilogue is not None:
+                self._epilogue(out[:, slice(*bands[index])])
 
         threads.run_shared(work, len(bands))
         return out.transpose(1, 2, 0)
