@@ -14,7 +14,8 @@ the two paces alone do not say which arrangement is faster). If it could, the fi
 runs on ``CORES - 1`` cores (``threads.limited``) for a trial of ``WARMUP`` frames and
 keeps that if it then keeps up with the writer; otherwise it gets every core back.
 Either way that is final: a stream never flips back and forth. Live sources are left
-alone (their latency is the filter's time).
+alone (their latency is the filter's time). The cap is the process's: runs that share a
+process (threads) share it, the lowest holding (``threads.limited``).
 """
 
 from __future__ import annotations
