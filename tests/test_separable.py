@@ -103,3 +103,51 @@ def test_the_planner_counts_the_identity_as_an_add(rng):
     assert notes["separable"] == "rank 1 + identity"
     assert costs["separable"] == pytest.approx(planner.separable_cost(spec, k, 1, 1))
     assert planner.separable_cost(spec, k, 1, 1) < planner.separable_cost(spec, k, 2)
+
+
+def separable_engine(weights, shape, **options):
+    return FilterBank(weights, method="separable", **options)._engine(shape)
+
+
+@pytest.mark.parametrize(("weights", "shape", "options"), [
+    ("unsharp", (70, 50, 3), {"align": "opencv", "border": "reflect101"}),  # OpenCV's border
+    ("unsharp", (70, 50, 3), {"border": "wrap", "stride": 2}),  # a padded source
+    ("gauss", (70, 50, 1), {"border": "zero", "dilation": 2}),  # (H, W, 1): OpenCV's (H, W)
+    ("dense", (70, 50, 2), {"padding": "valid"}),  # per plane, identity terms
+    ("zero", (70, 50, 3), {}),  # rank 0
+])
+def test_bands_give_the_same_numbers_as_whole_frames(rng, weights, shape, options):
+    w = {"unsharp": make_kernel("unsharp", sigma=1.5, amount=1.0),
+         "gauss": make_kernel("gaussian", sigma=1.2),
+         "dense": np.stack([np.stack([low_rank_plus_identity(rng, (5, 5), 1, (2, 2), 2.0)
+                                      for _ in range(2)]) for _ in range(3)]),
+         "zero": np.zeros((3, 3))}[weights]
+    engine = separable_engine(w, shape, **options)
+    x = rng.normal(size=shape).astype(np.float32)
+    engine._bands = 1
+    whole = engine(x)
+    for bands in (2, 3, 7):
+        engine._bands = bands
+        np.testing.assert_array_equal(engine(x), whole)
+
+
+def test_bands_are_timed_once_and_taken_only_when_clearly_faster(monkeypatch):
+    from pipeline.engine import separable, threads
+
+    monkeypatch.setattr(threads, "CORES", 2)
+    timed: list[int] = []
+
+    def fake(engines, frame, repeat):
+        timed.append(len(engines))
+        return [10.0, 5.0]
+
+    monkeypatch.setattr(separable, "interleaved_ms", fake)
+    k = make_kernel("gaussian", sigma=2.0)
+    assert separable_engine(k, (301, 67, 3))._bands == 4 and timed == [2]
+    assert separable_engine(k, (301, 67, 3))._bands == 4 and timed == [2]  # kept: not again
+    monkeypatch.setattr(separable, "interleaved_ms", lambda *a, **kw: [10.0, 9.0])
+    assert separable_engine(k, (302, 67, 3))._bands == 1  # 10 % is not clearly faster
+    monkeypatch.setattr(separable, "interleaved_ms", lambda *a, **kw: 1 / 0)
+    assert separable_engine(k, (100, 67, 3))._bands == 1  # too short to band: not timed
+    monkeypatch.setattr(threads, "CORES", 1)
+    assert separable_engine(k, (303, 67, 3))._bands == 1  # one core: not timed

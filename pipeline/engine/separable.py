@@ -16,12 +16,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import threads
 from .border import CV2_BORDER, cv2_makes_border, pad
 from .direct import _stack, sum_over_inputs
 from .spec import BankSpec
+from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
 _BOUND = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}  # 10 % of the SPEC bound
 _CANCEL = 2.0  # an identity split's parts may sum to this many times Σ|K| in magnitude
+BANDS_FILE = "separable_bands.json"  # whole vs banded timings, per format and bank
+_BANDS_PER_CORE = 2
+_BAND_ROWS = 64  # frames shorter than this per band stay whole
+_CLEARLY = 0.85  # bands are taken when they time this much of whole frames or less
 
 
 def factors(kernel: np.ndarray, dtype: np.dtype) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -121,6 +127,8 @@ class SeparableMethod:
             spec.pads, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), spec.in_shape[:2], spec.border)
         kernels = spec.weights[:1, :1] if spec.shared else spec.weights
         self._terms = [[self._passes(k) for k in per_output] for per_output in kernels]
+        self._bands = 1
+        self._bands = self._choose_bands()
 
     def _passes(self, kernel: np.ndarray) -> tuple[Pairs, float, tuple[int, int]]:
         """One kernel's dilated 1-D pass pairs, and its identity term's weight and offset."""
@@ -157,14 +165,59 @@ class SeparableMethod:
             cv2.scaleAdd(src.reshape(acc.shape)[dy:, dx:], c, part, dst=part)
         return acc
 
+    def _banded(self, src: np.ndarray, terms: tuple[Pairs, float, tuple[int, int]]
+                ) -> np.ndarray:
+        """``_correlate`` by bands of rows on the engine's workers, each band read with the
+        rows its kernel reaches beyond it: the same numbers, on every core."""
+        s = self.spec
+        h = src.shape[0]
+        reach = s.dilation[0] * (s.kernel_size[0] - 1)
+        above, below = (s.pads[0], s.pads[1]) if self._in_place_border else (0, reach)
+        out = np.empty(src.shape if src.ndim == 2 or src.shape[2] > 1 else src.shape[:2],
+                       dtype=s.dtype)  # as OpenCV returns it
+        bands = threads.split(h, self._bands)
+
+        def work(_: int, i: int) -> None:
+            r0, r1 = bands[i]
+            a = max(0, r0 - above)
+            y = self._correlate(src[a : min(h, r1 + below)], terms)
+            out[r0:r1] = y.reshape((-1, *out.shape[1:]))[r0 - a : r1 - a]
+
+        threads.run_shared(work, len(bands))
+        return out
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         s = self.spec
         src = x if self._in_place_border else pad(x, s.pads, s.border, s.border_value)
+        correlate = self._banded if self._bands > 1 else self._correlate
         (sh, sw), (h_out, w_out, c_out) = s.stride, s.out_shape
         if s.shared:
-            y = self._correlate(src, self._terms[0][0]).reshape(src.shape[:2] + (-1,))
+            y = correlate(src, self._terms[0][0]).reshape(src.shape[:2] + (-1,))
             return np.ascontiguousarray(y[: h_out * sh : sh, : w_out * sw : sw])
         sums = sum_over_inputs(
-            s, src, lambda plane, o, ci: self._correlate(plane, self._terms[o][ci]))
+            s, src, lambda plane, o, ci: correlate(plane, self._terms[o][ci]))
         outputs = [np.ascontiguousarray(y[: h_out * sh : sh, : w_out * sw : sw]) for y in sums]
         return _stack(outputs, (h_out, w_out, c_out))
+
+    def _choose_bands(self) -> int:
+        """Bands of rows to run on, 1 for whole frames: OpenCV threads sepFilter2D itself
+        on some frame shapes and not on others (one thread at 720x1280x3 here, two at
+        1080x1920x3), so whole and banded are timed once on a synthetic frame, kept in
+        the cache folder, and bands taken only when clearly faster (720p Gaussian 13x13:
+        3.8 -> 2.4 ms; 1080p: no gain)."""
+        s = self.spec
+        bands = _BANDS_PER_CORE * threads.CORES
+        if threads.CORES < 2 or s.padded_shape[0] < bands * _BAND_ROWS:
+            return 1
+        key, names = f"separable bands {spec_key(s)}", ("whole", "banded")
+        ms = saved_ms(BANDS_FILE, key, names)
+        if ms is None:
+            def run(n: int):
+                def call(x: np.ndarray) -> np.ndarray:
+                    self._bands = n
+                    return self(x)
+                return call
+
+            ms = interleaved_ms([run(1), run(bands)], synthetic_frame(s), repeat=3)
+            keep_ms(BANDS_FILE, key, names, ms, limit=256)
+        return bands if ms[1] < _CLEARLY * ms[0] else 1
