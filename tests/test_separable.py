@@ -149,5 +149,7 @@ def test_bands_are_timed_once_and_taken_only_when_clearly_faster(monkeypatch):
     assert separable_engine(k, (302, 67, 3))._bands == 1  # 10 % is not clearly faster
     monkeypatch.setattr(separable, "interleaved_ms", lambda *a, **kw: 1 / 0)
     assert separable_engine(k, (100, 67, 3))._bands == 1  # too short to band: not timed
+    with threads.limited(1):
+        assert separable_engine(k, (303, 67, 3))._bands == 1  # capped now: not timed
     monkeypatch.setattr(threads, "CORES", 1)
-    assert separable_engine(k, (303, 67, 3))._bands == 1  # one core: not timed
+    assert separable_engine(k, (304, 67, 3))._bands == 1  # one core: not timed

@@ -207,8 +207,8 @@ class SeparableMethod:
         3.8 -> 2.4 ms; 1080p: no gain)."""
         s = self.spec
         bands = _BANDS_PER_CORE * threads.CORES
-        if threads.CORES < 2 or s.padded_shape[0] < bands * _BAND_ROWS:
-            return 1
+        if threads.budget() < 2 or s.padded_shape[0] < bands * _BAND_ROWS:
+            return 1  # one core (or capped to one now: a timing would not hold later)
         key, names = f"separable bands {spec_key(s)}", ("whole", "banded")
         ms = saved_ms(BANDS_FILE, key, names)
         if ms is None:
