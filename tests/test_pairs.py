@@ -165,3 +165,73 @@ def test_short_chunks_cut_at_the_edge(rng, monkeypatch):
     engine = TiledFFTMethod(spec, tiling_for(spec, 32))
     assert engine._m == 3 and engine.tiling.grid[1] % 3 != 0
     assert_close(engine(x), scipy_reference(x, w, pads=(1, 1, 1, 1)), w, x)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs=st.integers(1, 3), odd=st.booleans(), tw=st.sampled_from(WIDTHS),
+       relu=st.booleans(), variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**16))
+def test_split_pairs_adds_bias_and_relu_as_it_stores(pairs, odd, tw, relu, variant, seed):
+    """The fused epilogue of paired tiles: + bias per output, then max(., 0); NaN kept."""
+    rng = np.random.default_rng(seed)
+    c_out, n, th = 2 * pairs - odd, 2, 3
+    src = complex_normal(rng, (pairs, n, th, tw))
+    src[0, 0, 1, 0] = complex(np.nan, np.nan)
+    bias = rng.normal(size=c_out).astype(np.float32)
+    dst = np.full((c_out, th, n * tw), -9.0, np.float32)
+    _spectral.split_pairs(src, dst, (pairs, c_out, n, th, tw), (th, n * tw), 0, 0, th, tw,
+                          variant, bias, relu)
+    parts = np.stack([src.real, src.imag], axis=1).reshape(2 * pairs, n, th, tw)[:c_out]
+    expected = parts.transpose(0, 2, 1, 3).reshape(c_out, th, n * tw) + bias[:, None, None]
+    expected = np.where(expected < 0, 0, expected) if relu else expected  # NaN kept
+    np.testing.assert_array_equal(np.isnan(dst), np.isnan(expected))
+    assert np.isnan(dst).any()
+    np.testing.assert_allclose(np.nan_to_num(dst), np.nan_to_num(expected), rtol=1e-6,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize(("c_out", "activation"), [(8, "relu"), (5, None), (6, "tanh")])
+def test_tiled_banks_fuse_bias_and_activation(rng, monkeypatch, c_out, activation):
+    """Through the public API: bias and ReLU in the paired scatter, other activations on
+    each chunk as it lands, never a pass over the whole result; a frame holding NaN goes
+    to the direct method and still gets both."""
+    from pipeline import bank as bank_module
+
+    w = rng.normal(size=(c_out, 3, 7, 7))
+    b = rng.normal(size=c_out) * 3
+    x = rng.normal(size=(150, 230, 3)).astype(np.float32)
+    fb = FilterBank(w, b, padding=3, activation=activation, method="fft")
+    spec = fb._resolve(x.shape)
+    engine = TiledFFTMethod(spec, tiling_for(spec, 48))
+    fb._engines[x.shape] = (spec, None, engine)
+    engine.fuse(fb._bias, fb.activation.name, fb._planar_epilogue)
+    whole: list[tuple[int, ...]] = []
+    real = bank_module._activate
+    monkeypatch.setattr(bank_module, "_activate",
+                        lambda y, act: (whole.append(y.shape), real(y, act))[1])
+    act = {"relu": lambda t: np.maximum(t, 0), "tanh": np.tanh, None: lambda t: t}[activation]
+    expected = act(scipy_reference(x, w, pads=(3,) * 4) + b)
+    assert_close(fb(x), expected, w, x)
+    assert (150, 230, c_out) not in whole and (c_out, 150, 230) not in whole
+    assert bool(whole) == (activation == "tanh")
+    x[70, 100, 0] = np.nan
+    y = fb(x)
+    assert np.isnan(y[70, 100]).any()
+    y[67:74, 97:104] = 0.0
+    expected[67:74, 97:104] = 0.0
+    assert_close(y, expected, w, np.nan_to_num(x))
+
+
+def test_unpaired_tiles_apply_the_epilogue_chunk_by_chunk(rng):
+    """A bank that does not pair (3 outputs a group in 2 groups): bias and ReLU on each
+    chunk as it lands, in Python; the same numbers as scipy's."""
+    w = rng.normal(size=(6, 2, 5, 5))
+    b = rng.normal(size=6) * 3
+    x = rng.normal(size=(120, 200, 4)).astype(np.float32)
+    fb = FilterBank(w, b, groups=2, padding=2, activation="relu", method="fft")
+    spec = fb._resolve(x.shape)
+    assert pairs_of(spec) == 0
+    engine = TiledFFTMethod(spec, tiling_for(spec, 48))
+    fb._engines[x.shape] = (spec, None, engine)
+    assert engine.fuse(fb._bias, "relu", fb._planar_epilogue) and engine._epilogue is not None
+    expected = np.maximum(scipy_reference(x, w, groups=2, pads=(2,) * 4) + b, 0)
+    assert_close(fb(x), expected, w, x)

@@ -233,6 +233,8 @@ typedef struct {
     float *dst;
     long long n, height, width, y0, x0;
     int pairs, cout, th, tw, rows, sw;
+    const float *bias; /* NULL: none; else added to each output channel as it is stored */
+    int relu;          /* then max(., 0) as it is stored (NaN stays NaN, as in torch) */
 } Split;
 
 #define SPLIT(NAME, ATTR, VW, EVENS, ODDS)                                                \
@@ -245,18 +247,29 @@ typedef struct {
         const float *src = m->src + ((j * m->n + t) * m->th + r) * (long long)m->tw * 2;  \
         float *re = m->dst + ((2LL * j) * m->height + m->y0 + r) * m->width + x;          \
         float *im = 2 * j + 1 < m->cout ? re + m->height * m->width : NULL;               \
+        const float bre = m->bias ? m->bias[2 * j] : 0.0f;                                \
+        const float bim = m->bias && im ? m->bias[2 * j + 1] : 0.0f;                      \
         long long c = 0;                                                                  \
         for (; im && c < cols && cols >= (VW); c += (VW)) {                               \
             c = c + (VW) <= cols ? c : cols - (VW); /* the last overlaps: same values */  \
             const NAME##_v a = *(const NAME##_v *)(src + 2 * c);                          \
             const NAME##_v b = *(const NAME##_v *)(src + 2 * c + (VW));                   \
-            *(NAME##_v *)(re + c) = __builtin_shuffle(a, b, (NAME##_i)EVENS);             \
-            *(NAME##_v *)(im + c) = __builtin_shuffle(a, b, (NAME##_i)ODDS);              \
+            NAME##_v vr = __builtin_shuffle(a, b, (NAME##_i)EVENS) + bre;                 \
+            NAME##_v vi = __builtin_shuffle(a, b, (NAME##_i)ODDS) + bim;                  \
+            if (m->relu) { /* clear the bits where the value < 0: NaN is kept */         \
+                vr = (NAME##_v)((NAME##_i)vr & ~(vr < (NAME##_v){0}));                    \
+                vi = (NAME##_v)((NAME##_i)vi & ~(vi < (NAME##_v){0}));                    \
+            }                                                                             \
+            *(NAME##_v *)(re + c) = vr;                                                   \
+            *(NAME##_v *)(im + c) = vi;                                                   \
         }                                                                                 \
         for (; c < cols; c++) {                                                           \
-            re[c] = src[2 * c];                                                           \
-            if (im)                                                                       \
-                im[c] = src[2 * c + 1];                                                   \
+            const float vr = src[2 * c] + bre;                                            \
+            re[c] = m->relu && vr < 0 ? 0.0f : vr;                                        \
+            if (im) {                                                                     \
+                const float vi = src[2 * c + 1] + bim;                                    \
+                im[c] = m->relu && vi < 0 ? 0.0f : vi;                                    \
+            }                                                                             \
         }                                                                                 \
     }
 
@@ -319,16 +332,25 @@ static PyObject *accumulate_pairs(PyObject *self, PyObject *args)
 
 static PyObject *split_pairs(PyObject *self, PyObject *args)
 {
-    Py_buffer src, dst;
+    Py_buffer src, dst, bias = {0};
     Split m;
     const char *name = NULL;
+    PyObject *bias_obj = Py_None;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*w*(iiLii)(LL)LLii|z", &src, &dst, &m.pairs, &m.cout, &m.n,
-                          &m.th, &m.tw, &m.height, &m.width, &m.y0, &m.x0, &m.rows, &m.sw,
-                          &name))
+    m.relu = 0;
+    if (!PyArg_ParseTuple(args, "y*w*(iiLii)(LL)LLii|zOp", &src, &dst, &m.pairs, &m.cout,
+                          &m.n, &m.th, &m.tw, &m.height, &m.width, &m.y0, &m.x0, &m.rows,
+                          &m.sw, &name, &bias_obj, &m.relu))
         return NULL;
     const int isa = isa_or_error(name);
     int bad = isa < 0;
+    m.bias = NULL;
+    if (!bad && bias_obj != Py_None) {
+        if (PyObject_GetBuffer(bias_obj, &bias, PyBUF_SIMPLE) < 0)
+            bad = 1;
+        else
+            m.bias = bias.buf;
+    }
     if (!bad && (m.pairs < 1 || (m.cout != 2 * m.pairs && m.cout != 2 * m.pairs - 1) ||
                  m.n < 1 || m.th < 1 || m.tw < 1 || m.rows < 0 || m.rows > m.th || m.sw < 0 ||
                  m.sw > m.tw || m.height < 0 || m.width < 0 || m.y0 < 0 || m.x0 < 0 ||
@@ -337,7 +359,8 @@ static PyObject *split_pairs(PyObject *self, PyObject *args)
         bad = 1;
     }
     bad = bad || too_small(&src, 2LL * m.pairs * m.n * m.th * m.tw, "tiles") ||
-          too_small(&dst, (long long)m.cout * m.height * m.width, "planes");
+          too_small(&dst, (long long)m.cout * m.height * m.width, "planes") ||
+          (m.bias != NULL && too_small(&bias, m.cout, "bias"));
     if (!bad) {
         m.src = src.buf;
         m.dst = dst.buf;
@@ -351,6 +374,8 @@ static PyObject *split_pairs(PyObject *self, PyObject *args)
     }
     PyBuffer_Release(&src);
     PyBuffer_Release(&dst);
+    if (bias.obj != NULL)
+        PyBuffer_Release(&bias);
     if (bad)
         return NULL;
     Py_RETURN_NONE;
@@ -363,7 +388,7 @@ static PyMethodDef methods[] = {
      "accumulate_pairs(spectra, kernels, acc, (cin, pairs, cg, og, n, th, tw), r0, r1[, isa])"},
     {"split_pairs", split_pairs, METH_VARARGS,
      "split_pairs(tiles, planes, (pairs, cout, n, th, tw), (height, width), y0, x0, rows, sw"
-     "[, isa])"},
+     "[, isa[, bias[, relu]]])"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_spectral",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +179,25 @@ class TiledFFTMethod:
                            self._pairs // spec.groups, self._m, th, tw)
         self._split_shape = (self._pairs, spec.c_out, self._m, th, tw)
         self._direct: DirectMethod | None = None
+        self._epilogue: Callable[[np.ndarray], object] | None = None
+        self._split_bias: np.ndarray | None = None
+        self._whole_epilogue: Callable[[np.ndarray], object] | None = None  # NaN frames
+        self._relu = False
+        self.fused = False  # whether results come with the bank's bias and activation
+
+    def fuse(self, bias: np.ndarray | None, activation: str,
+             epilogue: Callable[[np.ndarray], object]) -> bool:
+        """Take on the bank's bias and activation: paired tiles add the bias and apply a
+        ReLU as the scatter stores each value (a 3 -> 8 bank at 720p spent 3.6 ms a frame
+        on them after); otherwise ``epilogue`` (in place on a ``(C_out, rows, cols)``
+        block) runs on each chunk's tiles as they land in the result."""
+        self.fused, self._whole_epilogue = True, epilogue
+        if self._pairs and activation in ("none", "relu"):  # the paired scatter's stores
+            self._split_bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+            self._relu = activation == "relu"
+        else:
+            self._epilogue = epilogue
+        return True
 
     @property
     def planning_s(self) -> float:
@@ -213,7 +233,11 @@ class TiledFFTMethod:
         if not np.isfinite(spectra[:, :n, 0, 0]).all():
             return False
         w.tx.inverse(self._multiply(w, spectra), w.out)
-        self._scatter(w, *self._chunks[i], n, out)
+        row, col = self._chunks[i]
+        self._scatter(w, row, col, n, out)
+        if self._epilogue is not None:
+            (sh, sw) = self.tiling.step
+            self._epilogue(out[:, row * sh : (row + 1) * sh, col * sw : (col + n) * sw])
         return True
 
     def _gather(self, w: _Worker, i: int) -> int:
@@ -230,7 +254,8 @@ class TiledFFTMethod:
         if self._pairs:
             height = out.shape[1]
             native.spectral.split_pairs(w.out, out, self._split_shape, out.shape[1:], row * sh,
-                                        col * sw, min(sh, height - row * sh), sw)
+                                        col * sw, min(sh, height - row * sh), sw, None,
+                                        self._split_bias, self._relu)
             return
         band = out[:, row * sh : (row + 1) * sh, col * sw : (col + n) * sw]
         band = band.reshape(out.shape[0], sh, n, sw).transpose(0, 2, 1, 3)
@@ -251,7 +276,10 @@ class TiledFFTMethod:
 
         threads.run_shared(work, len(self._chunks), len(self._workers))
         if not all(finite):
-            return self._directly(x)
+            y = self._directly(x)
+            if self._whole_epilogue is not None:  # the fallback's result is not fused
+                self._whole_epilogue(y.transpose(2, 0, 1))
+            return y
         (st_h, st_w), (h_out, w_out, _) = s.stride, s.out_shape
         return out[:, : self._full[0] : st_h, : self._full[1] : st_w][:, :h_out, :w_out] \
             .transpose(1, 2, 0)
