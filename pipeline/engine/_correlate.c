@@ -151,13 +151,7 @@ static PyObject *correlate(PyObject *self, PyObject *args)
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
-    jb.bias = NULL;
-    if (!bad && bias_obj != Py_None) {
-        if (PyObject_GetBuffer(bias_obj, &bias, PyBUF_SIMPLE) < 0)
-            bad = 1;
-        else
-            jb.bias = bias.buf;
-    }
+    jb.bias = optional_floats(bias_obj, &bias, &bad);
     if (!bad && (jb.cin < 1 || jb.cout < 1 || jb.h < 1 || jb.wd < 1 || jb.kh < 1 || jb.kw < 1 ||
         jb.dh < 1 || jb.dw < 1 || r0 < 0 || r1 > jb.h || r0 > r1 ||
         jb.hp < jb.h + (jb.kh - 1) * jb.dh || jb.wp < jb.wd + (jb.kw - 1) * jb.dw)) {

@@ -87,4 +87,17 @@ static int too_small(const Py_buffer *b, long long floats, const char *what)
     return 0;
 }
 
+/* ``obj``'s floats (None: NULL, and ``view`` left empty), viewed into ``view``; sets *bad
+ * (a Python error is set) if it has no buffer. Release ``view`` when ``view->obj``. */
+static const float *optional_floats(PyObject *obj, Py_buffer *view, int *bad)
+{
+    if (*bad || obj == Py_None)
+        return NULL;
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        *bad = 1;
+        return NULL;
+    }
+    return view->buf;
+}
+
 #endif

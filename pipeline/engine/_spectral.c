@@ -344,13 +344,7 @@ static PyObject *split_pairs(PyObject *self, PyObject *args)
         return NULL;
     const int isa = isa_or_error(name);
     int bad = isa < 0;
-    m.bias = NULL;
-    if (!bad && bias_obj != Py_None) {
-        if (PyObject_GetBuffer(bias_obj, &bias, PyBUF_SIMPLE) < 0)
-            bad = 1;
-        else
-            m.bias = bias.buf;
-    }
+    m.bias = optional_floats(bias_obj, &bias, &bad);
     if (!bad && (m.pairs < 1 || (m.cout != 2 * m.pairs && m.cout != 2 * m.pairs - 1) ||
                  m.n < 1 || m.th < 1 || m.tw < 1 || m.rows < 0 || m.rows > m.th || m.sw < 0 ||
                  m.sw > m.tw || m.height < 0 || m.width < 0 || m.y0 < 0 || m.x0 < 0 ||
