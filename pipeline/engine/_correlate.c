@@ -67,8 +67,8 @@ typedef struct {
                     const float bias = jb->bias ? jb->bias[o0 + o] : 0.0f;               \
                     for (int b = 0; b < (XB); b++) {                                     \
                         NAME##_v y = acc[o][b] + bias;                                   \
-                        if (jb->relu) /* clear the bits where y < 0: NaN is kept */     \
-                            y = (NAME##_v)((NAME##_m)y & ~(y < (NAME##_v){0}));          \
+                        if (jb->relu)                                                    \
+                            y = ISA_RELU(y, NAME##_v, NAME##_m);                         \
                         *(NAME##_v *)(jb->out + (o0 + o) * oplane + (size_t)r * wd + x + \
                                       b * (VW)) = y;                                     \
                     }                                                                    \
@@ -170,14 +170,7 @@ static PyObject *correlate(PyObject *self, PyObject *args)
         run_rows(isa, &jb, r0, r1);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&p);
-    PyBuffer_Release(&w);
-    PyBuffer_Release(&out);
-    if (bias.obj != NULL)
-        PyBuffer_Release(&bias);
-    if (bad)
-        return NULL;
-    Py_RETURN_NONE;
+    return finish(bad, (Py_buffer *const[]){&p, &w, &out, &bias}, 4);
 }
 
 static PyObject *instruction_set(PyObject *self, PyObject *noargs)

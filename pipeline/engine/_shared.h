@@ -87,6 +87,22 @@ static int too_small(const Py_buffer *b, long long floats, const char *what)
     return 0;
 }
 
+/* ``y`` (a vector of type VT, MT the int vector of its size) with its negative lanes
+ * cleared: a ReLU that keeps NaN, as torch's does (NaN < 0 is false). */
+#define ISA_RELU(y, VT, MT) ((VT)((MT)(y) & ~((y) < (VT){0})))
+
+/* The end of a call from Python: release the buffers it viewed (an empty view, obj
+ * NULL, is skipped) and return NULL (an error is set) if ``bad``, else None. */
+static PyObject *finish(int bad, Py_buffer *const views[], int n)
+{
+    for (int i = 0; i < n; i++)
+        if (views[i]->obj != NULL)
+            PyBuffer_Release(views[i]);
+    if (bad)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ``obj``'s floats (None: NULL, and ``view`` left empty), viewed into ``view``; sets *bad
  * (a Python error is set) if it has no buffer. Release ``view`` when ``view->obj``. */
 static const float *optional_floats(PyObject *obj, Py_buffer *view, int *bad)

@@ -160,12 +160,7 @@ static PyObject *accumulate(PyObject *self, PyObject *args)
         run(fn, &m, j0, j1);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&s);
-    PyBuffer_Release(&k);
-    PyBuffer_Release(&acc);
-    if (bad)
-        return NULL;
-    Py_RETURN_NONE;
+    return finish(bad, (Py_buffer *const[]){&s, &k, &acc}, 3);
 }
 
 /* ---- Paired outputs (tiles): two real outputs are the real and imaginary parts of one
@@ -256,9 +251,9 @@ typedef struct {
             const NAME##_v b = *(const NAME##_v *)(src + 2 * c + (VW));                   \
             NAME##_v vr = __builtin_shuffle(a, b, (NAME##_i)EVENS) + bre;                 \
             NAME##_v vi = __builtin_shuffle(a, b, (NAME##_i)ODDS) + bim;                  \
-            if (m->relu) { /* clear the bits where the value < 0: NaN is kept */         \
-                vr = (NAME##_v)((NAME##_i)vr & ~(vr < (NAME##_v){0}));                    \
-                vi = (NAME##_v)((NAME##_i)vi & ~(vi < (NAME##_v){0}));                    \
+            if (m->relu) {                                                                \
+                vr = ISA_RELU(vr, NAME##_v, NAME##_i);                                    \
+                vi = ISA_RELU(vi, NAME##_v, NAME##_i);                                    \
             }                                                                             \
             *(NAME##_v *)(re + c) = vr;                                                   \
             *(NAME##_v *)(im + c) = vi;                                                   \
@@ -322,12 +317,7 @@ static PyObject *accumulate_pairs(PyObject *self, PyObject *args)
                     fn(&m, t, j, r);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&s);
-    PyBuffer_Release(&k);
-    PyBuffer_Release(&acc);
-    if (bad)
-        return NULL;
-    Py_RETURN_NONE;
+    return finish(bad, (Py_buffer *const[]){&s, &k, &acc}, 3);
 }
 
 static PyObject *split_pairs(PyObject *self, PyObject *args)
@@ -366,13 +356,7 @@ static PyObject *split_pairs(PyObject *self, PyObject *args)
                     fn(&m, j, t, r);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&src);
-    PyBuffer_Release(&dst);
-    if (bias.obj != NULL)
-        PyBuffer_Release(&bias);
-    if (bad)
-        return NULL;
-    Py_RETURN_NONE;
+    return finish(bad, (Py_buffer *const[]){&src, &dst, &bias}, 3);
 }
 
 static PyMethodDef methods[] = {
