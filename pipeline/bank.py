@@ -16,6 +16,7 @@ import numpy as np
 from scipy import special
 
 from .engine import planner
+from .engine.epilogue import Epilogue
 from .engine.spec import BankSpec
 from .errors import ConfigError, FrameError
 from .kernels import to_oihw
@@ -303,7 +304,7 @@ class FilterBank:
             engine = built.get(choice.method) or planner.build(spec, choice.method)
             if hasattr(engine, "fuse") and (self._bias is not None or
                                             self.activation.name != "none"):
-                engine.fuse(self._bias, self.activation.name, self._planar_epilogue)
+                engine.fuse(self._epilogue())
             entry = (spec, choice, engine)
             self._engines[shape] = entry
             if len(self._engines) > _ENGINE_CACHE:
@@ -350,11 +351,15 @@ class FilterBank:
             y += self._bias
         return _activate(y, self.activation)
 
-    def _planar_epilogue(self, block: np.ndarray) -> None:
-        """Bias and activation, in place, on a ``(C_out, rows, W')`` block of results."""
-        if self._bias is not None:
-            block += self._bias[:, None, None]
-        _activate(block, self.activation)
+    def _epilogue(self) -> Epilogue:
+        """The bias and activation, for a method to apply as it stores its results."""
+        def apply(block: np.ndarray) -> None:  # in place, on a (C_out, rows, W') block
+            if self._bias is not None:
+                block += self._bias[:, None, None]
+            _activate(block, self.activation)
+
+        bias = None if self._bias is None else np.ascontiguousarray(self._bias, np.float32)
+        return Epilogue(apply, bias, self.activation.name)
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.weights.shape))

@@ -203,7 +203,7 @@ def test_tiled_banks_fuse_bias_and_activation(rng, monkeypatch, c_out, activatio
     spec = fb._resolve(x.shape)
     engine = TiledFFTMethod(spec, tiling_for(spec, 48))
     fb._engines[x.shape] = (spec, None, engine)
-    engine.fuse(fb._bias, fb.activation.name, fb._planar_epilogue)
+    engine.fuse(fb._epilogue())
     whole: list[tuple[int, ...]] = []
     real = bank_module._activate
     monkeypatch.setattr(bank_module, "_activate",
@@ -232,6 +232,6 @@ def test_unpaired_tiles_apply_the_epilogue_chunk_by_chunk(rng):
     assert pairs_of(spec) == 0
     engine = TiledFFTMethod(spec, tiling_for(spec, 48))
     fb._engines[x.shape] = (spec, None, engine)
-    assert engine.fuse(fb._bias, "relu", fb._planar_epilogue) and engine._epilogue is not None
+    assert engine.fuse(fb._epilogue()) and engine._epilogue is not None
     expected = np.maximum(scipy_reference(x, w, groups=2, pads=(2,) * 4) + b, 0)
     assert_close(fb(x), expected, w, x)

@@ -25,6 +25,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import native, threads
 from .border import CV2_BORDER, cv2_makes_border, fill_planar, pad
+from .epilogue import Epilogue
 from .native import loops
 from .spec import BankSpec
 
@@ -78,22 +79,19 @@ class DirectMethod:
         self._relu = False
         self.fused = False  # whether results come with the bank's bias and activation
 
-    def fuse(self, bias: np.ndarray | None, activation: str,
-             epilogue: Callable[[np.ndarray], object]) -> bool:
+    def fuse(self, epilogue: Epilogue) -> bool:
         """Take on the bank's bias and activation, if this method can without another pass
-        over the whole result: the C kernel adds a bias and applies a ReLU as it stores
-        each value; other activations run as ``epilogue`` (in place, on a ``(C_out, rows,
-        W')`` block) on each band of rows as it is finished, while it is still in cache.
-        True if this method will (then its results are final)."""
+        over the whole result: the C kernel applies what its stores can, the rest runs on
+        each band of rows as it is finished. True if this method will (then its results
+        are final)."""
         self.fused = self.strategy == "native"
-        if self.fused and activation in ("none", "relu"):
-            og = self.spec.out_per_group
-            self._native_bias = [None if bias is None else
-                                 np.ascontiguousarray(bias[g * og : (g + 1) * og], np.float32)
+        if self.fused and epilogue.in_stores:
+            og, bias = self.spec.out_per_group, epilogue.bias
+            self._native_bias = [None if bias is None else bias[g * og : (g + 1) * og]
                                  for g in range(self.spec.groups)]
-            self._relu = activation == "relu"
+            self._relu = epilogue.relu
         elif self.fused:
-            self._epilogue = epilogue
+            self._epilogue = epilogue.apply
         return self.fused
 
     def _cv2_can_border(self) -> bool:

@@ -13,6 +13,8 @@ the rest plus ``c·x`` (one scaled add) when that is fewer passes (``decompose``
 
 from __future__ import annotations
 
+from functools import partial
+
 import cv2
 import numpy as np
 
@@ -77,13 +79,18 @@ def decompose(kernel: np.ndarray, dtype: np.dtype,
     return (pairs, c) if len(pairs) <= r else (plain, 0.0)
 
 
+def opencv_borders(spec: BankSpec) -> bool:
+    """Whether sepFilter2D makes the border itself: 'same'-shaped padding it knows."""
+    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    return cv2_makes_border(spec.pads, (dh * (kh - 1) + 1, dw * (kw - 1) + 1),
+                            spec.in_shape[:2], spec.border)
+
+
 def identity_tap(spec: BankSpec, kernel: np.ndarray) -> tuple[int, int] | None:
     """Where an identity term may sit: the tap over the output pixel when OpenCV makes the
     border (the result is then ``x`` itself there), else the kernel's largest tap."""
-    (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
-    if cv2_makes_border(spec.pads, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), spec.in_shape[:2],
-                        spec.border):
-        t, _, left, _ = spec.pads
+    if opencv_borders(spec):
+        (dh, dw), (t, _, left, _) = spec.dilation, spec.pads
         if t % dh or left % dw:
             return None
         return t // dh, left // dw
@@ -120,14 +127,9 @@ class SeparableMethod:
     def __init__(self, spec: BankSpec) -> None:
         self.spec = spec
         self._ddepth = cv2.CV_32F if spec.dtype == np.float32 else cv2.CV_64F
-        dh, dw = spec.dilation
-        (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
-        # sepFilter2D makes the border itself when the padding is exactly 'same'-shaped.
-        self._in_place_border = cv2_makes_border(
-            spec.pads, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), spec.in_shape[:2], spec.border)
+        self._in_place_border = opencv_borders(spec)
         kernels = spec.weights[:1, :1] if spec.shared else spec.weights
         self._terms = [[self._passes(k) for k in per_output] for per_output in kernels]
-        self._bands = 1
         self._bands = self._choose_bands()
 
     def _passes(self, kernel: np.ndarray) -> tuple[Pairs, float, tuple[int, int]]:
@@ -165,8 +167,8 @@ class SeparableMethod:
             cv2.scaleAdd(src.reshape(acc.shape)[dy:, dx:], c, part, dst=part)
         return acc
 
-    def _banded(self, src: np.ndarray, terms: tuple[Pairs, float, tuple[int, int]]
-                ) -> np.ndarray:
+    def _banded(self, src: np.ndarray, terms: tuple[Pairs, float, tuple[int, int]],
+                parts: int) -> np.ndarray:
         """``_correlate`` by bands of rows on the engine's workers, each band read with the
         rows its kernel reaches beyond it: the same numbers, on every core."""
         s = self.spec
@@ -175,7 +177,7 @@ class SeparableMethod:
         above, below = (s.pads[0], s.pads[1]) if self._in_place_border else (0, reach)
         out = np.empty(src.shape if src.ndim == 2 or src.shape[2] > 1 else src.shape[:2],
                        dtype=s.dtype)  # as OpenCV returns it
-        bands = threads.split(h, self._bands)
+        bands = threads.split(h, parts)
 
         def work(_: int, i: int) -> None:
             r0, r1 = bands[i]
@@ -187,9 +189,12 @@ class SeparableMethod:
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._run(x, self._bands)
+
+    def _run(self, x: np.ndarray, bands: int) -> np.ndarray:
         s = self.spec
         src = x if self._in_place_border else pad(x, s.pads, s.border, s.border_value)
-        correlate = self._banded if self._bands > 1 else self._correlate
+        correlate = partial(self._banded, parts=bands) if bands > 1 else self._correlate
         (sh, sw), (h_out, w_out, c_out) = s.stride, s.out_shape
         if s.shared:
             y = correlate(src, self._terms[0][0]).reshape(src.shape[:2] + (-1,))
@@ -212,12 +217,7 @@ class SeparableMethod:
         key, names = f"separable bands {spec_key(s)}", ("whole", "banded")
         ms = saved_ms(BANDS_FILE, key, names)
         if ms is None:
-            def run(n: int):
-                def call(x: np.ndarray) -> np.ndarray:
-                    self._bands = n
-                    return self(x)
-                return call
-
-            ms = interleaved_ms([run(1), run(bands)], synthetic_frame(s), repeat=3)
+            ms = interleaved_ms([lambda x: self._run(x, 1), lambda x: self._run(x, bands)],
+                                synthetic_frame(s), repeat=3)
             keep_ms(BANDS_FILE, key, names, ms, limit=256)
         return bands if ms[1] < _CLEARLY * ms[0] else 1

@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import as_strided
 from . import native, threads
 from .border import fill_planar
 from .direct import DirectMethod
+from .epilogue import Epilogue
 from .fft import (
     Transforms,
     accumulate,
@@ -179,25 +180,27 @@ class TiledFFTMethod:
                            self._pairs // spec.groups, self._m, th, tw)
         self._split_shape = (self._pairs, spec.c_out, self._m, th, tw)
         self._direct: DirectMethod | None = None
-        self._epilogue: Callable[[np.ndarray], object] | None = None
-        self._split_bias: np.ndarray | None = None
-        self._whole_epilogue: Callable[[np.ndarray], object] | None = None  # NaN frames
+        self._given: Epilogue | None = None  # the bank's, once fused
+        self._epilogue: Callable[[np.ndarray], object] | None = None  # on each chunk
+        self._split_bias: np.ndarray | None = None  # in the paired scatter's stores
         self._relu = False
-        self.fused = False  # whether results come with the bank's bias and activation
 
-    def fuse(self, bias: np.ndarray | None, activation: str,
-             epilogue: Callable[[np.ndarray], object]) -> bool:
-        """Take on the bank's bias and activation: paired tiles add the bias and apply a
-        ReLU as the scatter stores each value (a 3 -> 8 bank at 720p spent 3.6 ms a frame
-        on them after); otherwise ``epilogue`` (in place on a ``(C_out, rows, cols)``
-        block) runs on each chunk's tiles as they land in the result."""
-        self.fused, self._whole_epilogue = True, epilogue
-        if self._pairs and activation in ("none", "relu"):  # the paired scatter's stores
-            self._split_bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
-            self._relu = activation == "relu"
+    def fuse(self, epilogue: Epilogue) -> bool:
+        """Take on the bank's bias and activation: paired tiles apply what the C stores can
+        as the scatter stores each value; the rest (or all of it, unpaired) runs on each
+        chunk's tiles as they land in the result. A frame holding NaN, computed directly,
+        gets all of it."""
+        self._given = epilogue
+        if self._pairs and epilogue.in_stores:
+            self._split_bias, self._relu = epilogue.bias, epilogue.relu
         else:
-            self._epilogue = epilogue
+            self._epilogue = epilogue.apply
         return True
+
+    @property
+    def fused(self) -> bool:
+        """Whether results come with the bank's bias and activation."""
+        return self._given is not None
 
     @property
     def planning_s(self) -> float:
@@ -277,8 +280,8 @@ class TiledFFTMethod:
         threads.run_shared(work, len(self._chunks), len(self._workers))
         if not all(finite):
             y = self._directly(x)
-            if self._whole_epilogue is not None:  # the fallback's result is not fused
-                self._whole_epilogue(y.transpose(2, 0, 1))
+            if self._given is not None:  # the fallback's result is not fused
+                self._given.apply(y.transpose(2, 0, 1))
             return y
         (st_h, st_w), (h_out, w_out, _) = s.stride, s.out_shape
         return out[:, : self._full[0] : st_h, : self._full[1] : st_w][:, :h_out, :w_out] \
