@@ -14,5 +14,5 @@ FLAGS = [] if sys.platform == "win32" else ["-O3"]
 setup(ext_modules=[
     Extension(f"pipeline.engine.{name}", [f"pipeline/engine/{name}.c"],
               depends=["pipeline/engine/_shared.h"], extra_compile_args=FLAGS, optional=True)
-    for name in ("_correlate", "_spectral")
+    for name in ("_correlate", "_spectral", "_depthwise")
 ])

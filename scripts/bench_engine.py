@@ -12,7 +12,8 @@ FFT shape) and, when the fft method runs on tiles, its own floor (the tiles' tra
 Every repetition times every contender once, in turn, so a noisy neighbour slows them
 all alike; the table shows medians and ratios from this one run. "auto is" names how auto
 runs: filter2D and sepF2D are the peers' own calls (a ratio there is a tie, within noise),
-sepF2D+ adds an identity term, C kernel the direct method's, fft / fft tiles the FFT's.
+sepF2D+ adds an identity term, C kernel and dw kernel (depthwise) the direct method's own,
+fft / fft tiles the FFT's.
 Run by hand:
 
     python scripts/bench_engine.py            # both cases, every k
@@ -109,6 +110,7 @@ def runs_as(plan) -> str:
     note = plan.notes.get(plan.method, "")
     if plan.method == "direct":
         return "filter2D" if note.startswith("filter2D") else \
+            "dw kernel" if note.startswith("depthwise") else \
             "C kernel" if "C kernel" in note else "GEMM"
     if plan.method == "separable":
         return "sepF2D+" if "identity" in note else "sepF2D"

@@ -117,6 +117,16 @@ def run(scale: float = 1.0, repeat: int = 5, progress: Progress = lambda _: None
             v * 1e9 for v in _solve(blocked["small"], blocked["large"], outputs, outputs * 27,
                                     outputs, outputs * 3 * 49))
 
+    if native.depthwise is not None:
+        progress("depthwise C kernel per output and per multiply-accumulate")
+        small, large = (_spec(h, w, 3, 3, n, shared=True, border="reflect101") for n in (3, 9))
+        dw = {n: _median_s(lambda d=DirectMethod(s, "depthwise"): d(x3), repeat)
+              for n, s in (("small", small), ("large", large))}
+        outputs = px * 3
+        k["dw_out_ns"], k["dw_mac_ns"] = (
+            v * 1e9 for v in _solve(dw["small"], dw["large"], outputs, outputs * 9,
+                                    outputs, outputs * 81))
+
     progress("FFT transforms, spectrum products and fill")
     method = FFTMethod(_spec(h, w, 3, 3, 15, shared=True))
     tx = method._tx

@@ -39,6 +39,8 @@ DEFAULT_CONSTANTS = {
     "gemm_mac_ns": 0.022,  # per multiply-accumulate (all cores)
     "native_out_ns": 0.28,  # C kernel: per output value (planar fill, result written; all cores)
     "native_mac_ns": 0.0099,  # C kernel: per multiply-accumulate (all cores)
+    "dw_out_ns": 0.24,  # depthwise C kernel: per output value (frame read, result written)
+    "dw_mac_ns": 0.011,  # depthwise C kernel: per multiply-accumulate (all cores)
     "sep_pixel_ns": 0.27,  # per sepFilter2D pass, per pixel·channel
     "sep_tap_ns": 0.045,  # per pixel·channel·1-D tap
     "fft_unit_ms": 0.09,  # per N·log2(N)/1e6 of one real 2-D transform (FFTW, all cores)
@@ -88,6 +90,8 @@ def direct_cost(spec: BankSpec, k: dict[str, float]) -> float:
     macs = h * w * c_out * spec.in_per_group * taps
     if strategy == "native":
         return (h * w * c_out * k["native_out_ns"] + macs * k["native_mac_ns"]) * 1e-6
+    if strategy == "depthwise":
+        return (h * w * c_out * k["dw_out_ns"] + macs * k["dw_mac_ns"]) * 1e-6
     if strategy == "gemm":
         gathered = h * w * spec.in_per_group * spec.groups * taps
         return (gathered * k["gemm_gather_ns"] + macs * k["gemm_mac_ns"]) * 1e-6
@@ -124,6 +128,7 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     costs["direct"] = direct_cost(spec, k)
     notes["direct"] = {
         "native": f"register-blocked C kernel ({instruction_set()})",
+        "depthwise": f"depthwise C kernel, border as it reads ({instruction_set()})",
         "gemm": "im2col + GEMM",
     }.get(default_strategy(spec), "filter2D" + (
         " on a UMat ROI" if math.prod(spec.kernel_size) >= DFT_TAPS else ""))
