@@ -13,7 +13,7 @@ Every repetition times every contender once, in turn, so a noisy neighbour slows
 all alike; the table shows medians and ratios from this one run. "auto is" names how auto
 runs: filter2D and sepF2D are the peers' own calls (a ratio there is a tie, within noise),
 sepF2D+ adds an identity term, C kernel and dw kernel (depthwise) the direct method's own,
-fft / fft tiles the FFT's.
+sep kernel the separable method's own (depthwise), fft / fft tiles the FFT's.
 Run by hand:
 
     python scripts/bench_engine.py            # both cases, every k
@@ -113,7 +113,8 @@ def runs_as(plan) -> str:
             "dw kernel" if note.startswith("depthwise") else \
             "C kernel" if "C kernel" in note else "GEMM"
     if plan.method == "separable":
-        return "sepF2D+" if "identity" in note else "sepF2D"
+        call = "sep kernel" if "C kernel" in note else "sepF2D"
+        return call + ("+" if "identity" in note else "")
     return "fft tiles" if "tiles" in note else "fft"
 
 

@@ -17,10 +17,10 @@ import pytest
 from conftest import assert_close
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy import signal
+from scipy import ndimage, signal
 
 from pipeline import FilterBank
-from pipeline.engine import _depthwise, direct, native
+from pipeline.engine import _depthwise, depthwise, native
 
 BORDERS = {"constant": 0, "replicate": 1, "symmetric": 2, "reflect101": 3, "wrap": 4}
 NUMPY = {"constant": "constant", "replicate": "edge", "symmetric": "symmetric",
@@ -38,8 +38,9 @@ def _runs(variant: str) -> bool:
 VARIANTS = [v for v in ("generic", "avx2", "avx512") if _runs(v)]
 
 
-def reference(x, w, pads, border, value, dilation, bias, relu):
-    """x (H, W, C), w (C, kh, kw), pads (t, b, l, r): numpy.pad, then scipy per channel."""
+def reference(x, w, pads, border, value, dilation, bias, relu, before=None):
+    """x (H, W, C), w (C, kh, kw), pads (t, b, l, r): numpy.pad, then scipy per channel;
+    ``before`` (what the output held) added in, before the ReLU, if given."""
     t, b, left, r = pads
     extra = {"constant_values": value} if border == "constant" else {}
     xp = np.pad(x.astype(np.float64), ((t, b), (left, r), (0, 0)), mode=NUMPY[border], **extra)
@@ -49,7 +50,7 @@ def reference(x, w, pads, border, value, dilation, bias, relu):
         k = np.zeros((dh * (w.shape[1] - 1) + 1, dw * (w.shape[2] - 1) + 1))
         k[::dh, ::dw] = w[c]
         out.append(signal.correlate2d(xp[..., c], k, mode="valid") + bias[c])
-    y = np.stack(out, axis=-1)
+    y = np.stack(out, axis=-1) + (0.0 if before is None else before)
     return np.maximum(y, 0) if relu else y
 
 
@@ -64,10 +65,11 @@ def test_kernel_built_with_the_best_variant():
     c=st.sampled_from([1, 2, 3, 4, 6]), kh=st.integers(1, 5), kw=st.integers(1, 5),
     dh=st.integers(1, 3), dw=st.integers(1, 3), border=st.sampled_from(sorted(BORDERS)),
     pad_seed=st.integers(0, 2**16), shared=st.booleans(), relu=st.booleans(),
-    with_bias=st.booleans(), variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**16),
+    with_bias=st.booleans(), accumulate=st.booleans(), variant=st.sampled_from(VARIANTS),
+    seed=st.integers(0, 2**16),
 )
 def test_variants_match_scipy(h, w, c, kh, kw, dh, dw, border, pad_seed, shared, relu,
-                              with_bias, variant, seed):
+                              with_bias, accumulate, variant, seed):
     rng = np.random.default_rng(seed)
     if _depthwise.block(variant)[0] % c:
         return  # the method does not send these channel counts to this variant
@@ -83,12 +85,14 @@ def test_variants_match_scipy(h, w, c, kh, kw, dh, dw, border, pad_seed, shared,
     weights = np.ascontiguousarray(np.broadcast_to(weights, (c, kh, kw)))
     bias = (rng.normal(size=c) if with_bias else np.zeros(c)).astype(np.float32)
     value = 2.5
-    out = np.full((ho, wo, c), np.nan, np.float32)
+    before = rng.normal(size=(ho, wo, c)).astype(np.float32) if accumulate else None
+    out = before.copy() if accumulate else np.full((ho, wo, c), np.nan, np.float32)
     for r0, r1 in ((0, ho // 2), (ho // 2, ho)):  # two calls: the row range is honoured
         _depthwise.correlate(x, weights, out, (h, w, c, ho, wo, kh, kw, dh, dw, t, left),
                              BORDERS[border], value, shared, r0, r1, variant,
-                             bias if with_bias else None, relu)
-    expected = reference(x, weights, (t, b, left, r), border, value, (dh, dw), bias, relu)
+                             bias if with_bias else None, relu, accumulate)
+    expected = reference(x, weights, (t, b, left, r), border, value, (dh, dw), bias, relu,
+                         before)
     assert_close(out, expected, weights, np.maximum(np.abs(x), value))
 
 
@@ -109,7 +113,7 @@ def test_nan_stays_nan_through_relu(variant):
 @pytest.mark.parametrize(("geometry", "rows", "match"), [
     ((10, 20, 3, 10, 20, 3, 3, 1, 1, 1, 1), (0, 11), "inconsistent"),
     ((10, 20, 5, 10, 20, 3, 3, 1, 1, 1, 1), (0, 10), "inconsistent"),  # 5 channels
-    ((10, 20, 3, 10, 20, 3, 3, 1, 1, -1, 1), (0, 10), "inconsistent"),
+    ((10, 20, 3, 10, 20, 3, 3, 0, 1, 1, 1), (0, 10), "inconsistent"),  # dilation 0
     ((10, 21, 3, 10, 20, 3, 3, 1, 1, 1, 1), (0, 10), "src holds"),
     ((10, 20, 3, 11, 20, 3, 3, 1, 1, 1, 1), (0, 10), "out holds"),
 ])
@@ -158,9 +162,10 @@ def test_depthwise_bank_bias_and_activation(rng, monkeypatch, activation):
     engine = bank._engine(x.shape)
     assert engine.strategy == "depthwise" and engine.fused
     shapes = []
-    if engine._epilogue is not None:
-        inner = engine._epilogue
-        monkeypatch.setattr(engine, "_epilogue", lambda b: (shapes.append(b.shape), inner(b)))
+    kernel = engine._depthwise
+    if kernel._epilogue is not None:
+        inner = kernel._epilogue
+        monkeypatch.setattr(kernel, "_epilogue", lambda b: (shapes.append(b.shape), inner(b)))
     y = bank(x)
     assert all(s[1] < x.shape[0] for s in shapes)  # bands of rows, not the whole frame
     assert (activation == "tanh") == bool(shapes)
@@ -178,8 +183,83 @@ def test_channels_the_kernel_cannot_take_go_to_filter2d(rng):
 
 
 def test_row_bands_start_at_whole_row_blocks():
-    bands = direct._row_bands(1081, 16, 4)
+    bands = depthwise.row_bands(1081, 16, 4)
     assert bands[0][0] == 0 and bands[-1][1] == 1081 and len(bands) == 16
     assert all(a % 4 == 0 for a, _ in bands)
     assert all(z == a2 for (_, z), (a2, _) in zip(bands, bands[1:], strict=False))
-    assert direct._row_bands(3, 16, 4) == ((0, 3),)
+    assert depthwise.row_bands(3, 16, 4) == ((0, 3),)
+
+
+# ----------------------------------------------------------------------- separable
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.integers(1, 11), w=st.sampled_from([16, 17, 31, 33, 48, 70]),
+    c=st.sampled_from([1, 2, 3, 4, 6]), kh=st.integers(1, 7), kw=st.integers(1, 7),
+    dh=st.integers(1, 3), dw=st.integers(1, 3), border=st.sampled_from(sorted(BORDERS)),
+    pad_seed=st.integers(0, 2**16), shared=st.booleans(), relu=st.booleans(),
+    with_bias=st.booleans(), accumulate=st.booleans(), variant=st.sampled_from(VARIANTS),
+    seed=st.integers(0, 2**16),
+)
+def test_separable_variants_match_scipy(h, w, c, kh, kw, dh, dw, border, pad_seed, shared,
+                                        relu, with_bias, accumulate, variant, seed):
+    """The vertical pass into row buffers, their margins, the horizontal pass: the outer
+    product's correlation, any pads, added into the output or not."""
+    rng = np.random.default_rng(seed)
+    floats = _depthwise.block(variant)[0]
+    if floats % c:
+        return
+    reach = {"reflect101": 1}.get(border, 0)
+    prng = np.random.default_rng(pad_seed)
+    t, b = (int(prng.integers(0, max(h - reach, 0) + 1)) for _ in range(2))
+    left, r = (int(prng.integers(0, max(w - reach, 0) + 1)) for _ in range(2))
+    ho, wo = h + t + b - dh * (kh - 1), w + left + r - dw * (kw - 1)
+    if ho < 1 or min(w, wo) * c < floats:
+        return  # the method sends narrower frames to sepFilter2D
+    x = rng.normal(size=(h, w, c)).astype(np.float32)
+    cols = np.ascontiguousarray(np.broadcast_to(rng.normal(size=(1 if shared else c, kh)),
+                                                (c, kh)), dtype=np.float32)
+    rows = np.ascontiguousarray(np.broadcast_to(rng.normal(size=(1 if shared else c, kw)),
+                                                (c, kw)), dtype=np.float32)
+    bias = (rng.normal(size=c) if with_bias else np.zeros(c)).astype(np.float32)
+    before = rng.normal(size=(ho, wo, c)).astype(np.float32) if accumulate else None
+    out = before.copy() if accumulate else np.full((ho, wo, c), np.nan, np.float32)
+    for r0, r1 in ((0, ho // 2), (ho // 2, ho)):
+        _depthwise.separable(x, cols, rows, out, (h, w, c, ho, wo, kh, kw, dh, dw, t, left),
+                             BORDERS[border], 2.5, shared, r0, r1, variant,
+                             bias if with_bias else None, relu, accumulate)
+    weights = cols[:, :, None] * rows[:, None, :]
+    expected = reference(x, weights, (t, b, left, r), border, 2.5, (dh, dw), bias, relu,
+                         before)
+    assert_close(out, expected, weights, np.maximum(np.abs(x), 2.5))
+
+
+ND_MODE = {"reflect101": "mirror", "symmetric": "reflect", "replicate": "nearest",
+           "constant": "constant", "wrap": "wrap"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(("k", "dh", "width"), [(31, 1, 1500), (51, 1, 1550), (31, 2, 1530)])
+@pytest.mark.parametrize("border", ["reflect101", "symmetric", "replicate", "constant", "wrap"])
+def test_separable_strips_of_wide_frames_match_ndimage(rng, variant, k, dh, width, border):
+    """Frames wide enough for the vertical pass to go strip by strip of columns (its
+    window of rows over a whole row would not stay in cache), each strip's buffers with
+    the columns the horizontal pass reads past it, margins where it meets the edge."""
+    h, c = 37, 3
+    x = rng.normal(size=(h, width, c)).astype(np.float32)
+    col, row = rng.normal(size=k).astype(np.float32), rng.normal(size=k).astype(np.float32)
+    reach = dh * (k - 1)
+    pad = reach // 2  # odd kernels: centred, pads within the frame's 37 rows
+    out = np.empty_like(x)
+    _depthwise.separable(x, np.ascontiguousarray(np.broadcast_to(col, (c, k))),
+                         np.ascontiguousarray(np.broadcast_to(row, (c, k))), out,
+                         (h, width, c, h, width, k, k, dh, 1, pad, k // 2), BORDERS[border],
+                         1.5, True, 0, h, variant)
+    dilated = np.zeros(reach + 1)
+    dilated[::dh] = col
+    y = ndimage.correlate1d(x.astype(np.float64), dilated, axis=0, mode=ND_MODE[border],
+                            cval=1.5)
+    # past the left and right edges every row is the constant: the column pass gives c·Σcol
+    y = ndimage.correlate1d(y, row, axis=1, mode=ND_MODE[border], cval=1.5 * col.sum())
+    assert_close(out, y, np.outer(col, row), np.maximum(np.abs(x), 1.5))

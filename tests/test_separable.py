@@ -10,8 +10,8 @@ from conftest import assert_close
 from scipy import ndimage, signal
 
 from pipeline import FilterBank
-from pipeline.engine import planner
-from pipeline.engine.separable import decompose, factors
+from pipeline.engine import native, planner
+from pipeline.engine.separable import SeparableMethod, decompose, factors
 from pipeline.kernels import make_kernel
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -52,15 +52,25 @@ def test_decompose_leaves_kernels_without_one_alone(rng):
     assert len(pairs) == 1 and c == pytest.approx(2.5, rel=1e-6)
 
 
-def test_unsharp_as_one_pass_pair_matches_opencv_unsharp_masking(rng, monkeypatch):
+@pytest.mark.parametrize("strategy", ["native", "opencv"])
+def test_unsharp_as_one_pass_pair_matches_opencv_unsharp_masking(rng, monkeypatch, strategy):
     """cv2's own unsharp masking: addWeighted(x, 1 + a, GaussianBlur(x), -a)."""
     x = (rng.random((60, 80, 3)) * 255).astype(np.float32)
     k = make_kernel("unsharp", sigma=2.0, amount=1.5)
+    engine = separable_engine(k, x.shape, strategy, align="opencv", border="reflect101")
     calls = []
-    real = cv2.sepFilter2D
-    monkeypatch.setattr(cv2, "sepFilter2D", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
-    y = FilterBank(k, align="opencv", border="reflect101", method="separable")(x)
-    assert len(calls) == 1  # one pass pair for all three channels, not two
+    if strategy == "opencv":
+        real = cv2.sepFilter2D
+        monkeypatch.setattr(cv2, "sepFilter2D",
+                            lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    else:
+        kernels = native.depthwise
+        monkeypatch.setattr(native, "depthwise", type("Spy", (), {
+            "separable": lambda *a: (calls.append(1), kernels.separable(*a))[1],
+            "correlate": kernels.correlate}))
+    y = engine(x)
+    # one pass pair for all three channels, not two (per band of rows in the C kernel)
+    assert len(calls) == (1 if strategy == "opencv" else len(engine._native._bands))
     blur = cv2.GaussianBlur(x, (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101)
     assert_close(y, cv2.addWeighted(x, 2.5, blur, -1.5, 0.0), k, x)
 
@@ -100,13 +110,22 @@ def test_the_planner_counts_the_identity_as_an_add(rng):
                       border="reflect101")._resolve((720, 1280, 3))
     k = planner.DEFAULT_CONSTANTS
     costs, notes = planner.predict(spec, k)
-    assert notes["separable"] == "rank 1 + identity"
+    assert notes["separable"].startswith("rank 1 + identity, C kernel")
     assert costs["separable"] == pytest.approx(planner.separable_cost(spec, k, 1, 1))
     assert planner.separable_cost(spec, k, 1, 1) < planner.separable_cost(spec, k, 2)
+    on_5 = FilterBank(make_kernel("unsharp", sigma=2.0, amount=1.5),
+                      border="reflect101")._resolve((720, 1280, 5))  # sepFilter2D's cost
+    assert planner.predict(on_5, k)[1]["separable"] == "rank 1 + identity, sepFilter2D"
+    assert planner.separable_cost(on_5, k, 1, 1) < planner.separable_cost(on_5, k, 2)
 
 
-def separable_engine(weights, shape, **options):
-    return FilterBank(weights, method="separable", **options)._engine(shape)
+def separable_engine(weights, shape, strategy=None, **options):
+    """The bank's separable method for frames of ``shape``; ``strategy`` forces 'native'
+    (the C kernel) or 'opencv' (sepFilter2D)."""
+    bank = FilterBank(weights, method="separable", **options)
+    if strategy is None:
+        return bank._engine(shape)
+    return SeparableMethod(bank._planned(shape)[0], strategy)
 
 
 @pytest.mark.parametrize(("weights", "shape", "options"), [
@@ -122,7 +141,7 @@ def test_bands_give_the_same_numbers_as_whole_frames(rng, weights, shape, option
          "dense": np.stack([np.stack([low_rank_plus_identity(rng, (5, 5), 1, (2, 2), 2.0)
                                       for _ in range(2)]) for _ in range(3)]),
          "zero": np.zeros((3, 3))}[weights]
-    engine = separable_engine(w, shape, **options)
+    engine = separable_engine(w, shape, "opencv", **options)
     x = rng.normal(size=shape).astype(np.float32)
     engine._bands = 1
     whole = engine(x)
@@ -142,14 +161,60 @@ def test_bands_are_timed_once_and_taken_only_when_clearly_faster(monkeypatch):
         return [10.0, 5.0]
 
     monkeypatch.setattr(separable, "interleaved_ms", fake)
-    k = make_kernel("gaussian", sigma=2.0)
-    assert separable_engine(k, (301, 67, 3))._bands == 4 and timed == [2]
-    assert separable_engine(k, (301, 67, 3))._bands == 4 and timed == [2]  # kept: not again
+    k = make_kernel("gaussian", sigma=2.0)  # on 5 channels: sepFilter2D (48 % 5 != 0)
+    assert separable_engine(k, (301, 67, 5))._bands == 4 and timed == [2]
+    assert separable_engine(k, (301, 67, 5))._bands == 4 and timed == [2]  # kept: not again
     monkeypatch.setattr(separable, "interleaved_ms", lambda *a, **kw: [10.0, 9.0])
-    assert separable_engine(k, (302, 67, 3))._bands == 1  # 10 % is not clearly faster
+    assert separable_engine(k, (302, 67, 5))._bands == 1  # 10 % is not clearly faster
     monkeypatch.setattr(separable, "interleaved_ms", lambda *a, **kw: 1 / 0)
-    assert separable_engine(k, (100, 67, 3))._bands == 1  # too short to band: not timed
+    assert separable_engine(k, (100, 67, 5))._bands == 1  # too short to band: not timed
     with threads.limited(1):
-        assert separable_engine(k, (303, 67, 3))._bands == 1  # capped now: not timed
+        assert separable_engine(k, (303, 67, 5))._bands == 1  # capped now: not timed
     monkeypatch.setattr(threads, "CORES", 1)
-    assert separable_engine(k, (304, 67, 3))._bands == 1  # one core: not timed
+    assert separable_engine(k, (304, 67, 5))._bands == 1  # one core: not timed
+
+
+@pytest.mark.parametrize("k", [3, 7, 15])
+@pytest.mark.parametrize("border", ["reflect101", "replicate", "symmetric", "zero"])
+def test_gaussian_goes_to_the_c_kernel_and_matches_sepfilter2d(rng, k, border):
+    x = rng.normal(size=(45, 83, 3)).astype(np.float32)
+    g = cv2.getGaussianKernel(k, k / 6, ktype=cv2.CV_32F)
+    engine = separable_engine(g @ g.T, x.shape, align="opencv", border=border)
+    assert engine.strategy == "native"
+    from pipeline.engine.border import CV2_BORDER
+
+    assert_close(engine(x), cv2.sepFilter2D(x, -1, g, g, borderType=CV2_BORDER[border]),
+                 g @ g.T, x)
+
+
+def test_banks_the_c_kernel_cannot_take_go_to_sepfilter2d(rng):
+    g = make_kernel("gaussian", sigma=1.0)
+    assert separable_engine(g, (30, 40, 5)).strategy == "opencv"  # 5 does not divide 48
+    assert separable_engine(g, (30, 40, 3), stride=2).strategy == "opencv"
+    assert separable_engine(g, (30, 40, 3), dtype="float64").strategy == "opencv"
+    assert separable_engine(np.zeros((3, 3)), (30, 40, 3)).strategy == "opencv"  # rank 0
+    assert separable_engine(g, (30, 10, 3)).strategy == "opencv"  # narrower than a block
+    assert separable_engine(g, (30, 40, 3)).strategy == "native"
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_c_kernel_applies_bias_and_activation(rng, monkeypatch, activation):
+    """A rank-2 kernel plus an identity: the bias and ReLU go with the last term's stores
+    (added into the others'), tanh runs per band, never over the whole result."""
+    x = rng.normal(size=(50, 70, 3)).astype(np.float32)
+    k = low_rank_plus_identity(rng, (5, 5), 2, (2, 2), 3.0)
+    bank = FilterBank(k, bias=0.7, activation=activation, border="symmetric",
+                      method="separable")
+    engine = bank._engine(x.shape)
+    assert engine.strategy == "native" and engine.fused
+    assert len(engine._native._pairs) == 2 and engine._native._identity is not None
+    shapes = []
+    if engine._native._epilogue is not None:
+        inner = engine._native._epilogue
+        monkeypatch.setattr(engine._native, "_epilogue",
+                            lambda b: (shapes.append(b.shape), inner(b)))
+    y = bank(x)
+    assert (activation == "tanh") == bool(shapes) and all(s[1] < 50 for s in shapes)
+    xp = np.pad(x.astype(np.float64), ((2, 2), (2, 2), (0, 0)), mode="symmetric")
+    z = np.stack([signal.correlate2d(xp[..., c], k, mode="valid") for c in range(3)], -1) + 0.7
+    assert_close(y, np.maximum(z, 0) if activation == "relu" else np.tanh(z), k, x)

@@ -38,6 +38,7 @@ typedef struct {
     const float *w8;   /* (C, kh, kw) weights */
     const float *bias; /* NULL or C floats */
     int relu, shared;
+    int accumulate; /* add to what ``out`` holds (before the ReLU) */
 } Job;
 
 /* The source index that padded index ``p`` (may be outside [0, n)) reads, or -1 for the
@@ -71,11 +72,40 @@ typedef struct {
     float *btab;  /* [XB·VW] */
     float *crow;  /* a constant row: (wo + reach)·C floats of ``value`` or NULL */
     float *scratch; /* edge blocks: [rows][span] */
+    float *obuf;    /* a last partial block's outputs: [R][XB·VW] */
     int span;
 } Tables;
 
-/* One block: XB vectors of R output rows. rows[t] (+ off) are the window's input rows:
- * R + kh - 1 of them (dh = 1) when R > 1, else kh (row i·dh). */
+/* Output row q of the block gets tap (i, j) of the window row loaded into v. */
+#define DW_TAP(SHARED, VW, I, J, Q)                                                         \
+    do {                                                                                    \
+        if (SHARED) {                                                                       \
+            const float s_ = jb->w8[(I) * kw + (J)];                                        \
+            for (int b = 0; b < XB; b++)                                                    \
+                acc[Q][b] += s_ * v[b];                                                     \
+        } else {                                                                            \
+            const V *wv = (const V *)(tb->wtab + (size_t)((I) * kw + (J)) * XB * (VW));     \
+            for (int b = 0; b < XB; b++)                                                    \
+                acc[Q][b] += wv[b] * v[b];                                                  \
+        }                                                                                   \
+    } while (0)
+
+/* Window row T's taps into output rows Q0 <= q < Q1 of the block. */
+#define DW_ROW(SHARED, VW, T, Q0, Q1)                                                       \
+    do {                                                                                    \
+        const float *row_ = rows[T] + off;                                                  \
+        for (int j = 0; j < kw; j++) {                                                      \
+            V v[XB];                                                                        \
+            for (int b = 0; b < XB; b++)                                                    \
+                v[b] = *(const V *)(row_ + j * step + b * (VW));                            \
+            _Pragma("GCC unroll 16") for (int q_ = (Q0); q_ < (Q1); q_++)                   \
+                DW_TAP(SHARED, VW, (T) - q_, j, q_);                                        \
+        }                                                                                   \
+    } while (0)
+
+/* One block: XB vectors of R output rows, from float ``off`` of the window's input rows
+ * (rows[t] + off) into float ``ooff`` of the output rows (outs[q]): R + kh - 1 input rows
+ * (dh = 1) when R > 1, else kh (row i·dh). */
 #define BLOCK(NAME, ATTR, VW, R, SHARED)                                                    \
     ATTR static void NAME(const Job *jb, const Tables *tb, const float *const *rows,        \
                           ptrdiff_t off, float *const *outs, ptrdiff_t ooff)               \
@@ -86,40 +116,84 @@ typedef struct {
         const ptrdiff_t step = (ptrdiff_t)jb->dw * jb->c;                                   \
         V acc[R][XB];                                                                       \
         memset(acc, 0, sizeof acc);                                                         \
-        for (int t = 0; t < nt; t++) {                                                      \
-            const float *row = rows[t] + off;                                               \
-            for (int j = 0; j < kw; j++) {                                                  \
-                V v[XB];                                                                    \
-                for (int b = 0; b < XB; b++)                                                \
-                    v[b] = *(const V *)(row + j * step + b * (VW));                         \
-                for (int q = 0; q < (R); q++) {                                             \
-                    const int i = t - q;                                                    \
-                    if (i < 0 || i >= kh)                                                   \
-                        continue;                                                           \
-                    if (SHARED) {                                                           \
-                        const float s = jb->w8[i * kw + j];                                 \
-                        for (int b = 0; b < XB; b++)                                        \
-                            acc[q][b] += s * v[b];                                          \
-                    } else {                                                                \
-                        const V *wv = (const V *)(tb->wtab + (size_t)(i * kw + j) * XB * (VW)); \
-                        for (int b = 0; b < XB; b++)                                        \
-                            acc[q][b] += wv[b] * v[b];                                      \
-                    }                                                                       \
+        if (kh == 1) { /* R rows side by side (a horizontal pass) */                       \
+            _Pragma("GCC unroll 16") for (int p = 0; p < (R); p++)                          \
+                DW_ROW(SHARED, VW, p, p, p + 1);                                            \
+        } else if (kh >= (R) - 1) {                                                         \
+            /* window row t adds into rows q = t - kh + 1 .. t of the R: the first R - 1   \
+             * and last R - 1 window rows (into fewer rows) unrolled, so no test is made   \
+             * per row (a multiply by a zero weight instead would spread a NaN) */         \
+            _Pragma("GCC unroll 16") for (int u = 0; u < (R) - 1; u++)                      \
+                DW_ROW(SHARED, VW, u, 0, u + 1);                                            \
+            for (int t = (R) - 1; t < kh; t++)                                              \
+                DW_ROW(SHARED, VW, t, 0, (R));                                              \
+            _Pragma("GCC unroll 16") for (int u = 1; u < (R); u++)                          \
+                DW_ROW(SHARED, VW, kh - 1 + u, u, (R));                                     \
+        } else {                                                                            \
+            for (int t = 0; t < nt; t++) {                                                  \
+                const float *row = rows[t] + off;                                           \
+                for (int j = 0; j < kw; j++) {                                              \
+                    V v[XB];                                                                \
+                    for (int b = 0; b < XB; b++)                                            \
+                        v[b] = *(const V *)(row + j * step + b * (VW));                     \
+                    for (int q = 0; q < (R); q++)                                           \
+                        if (t - q >= 0 && t - q < kh)                                       \
+                            DW_TAP(SHARED, VW, t - q, j, q);                                \
                 }                                                                           \
             }                                                                               \
         }                                                                                   \
         const V *bv = (const V *)tb->btab;                                                  \
         for (int q = 0; q < (R); q++)                                                       \
             for (int b = 0; b < XB; b++) {                                                  \
+                V *dst = (V *)(outs[q] + ooff + b * (VW));                                  \
                 V y = acc[q][b] + bv[b];                                                    \
+                if (jb->accumulate)                                                         \
+                    y += *dst;                                                              \
                 if (jb->relu)                                                               \
                     y = ISA_RELU(y, V, M);                                                  \
-                *(V *)(outs[q] + ooff + b * (VW)) = y;                                      \
+                *dst = y;                                                                   \
             }                                                                               \
     }
 
 typedef void (*BlockFn)(const Job *, const Tables *, const float *const *, ptrdiff_t,
                         float *const *, ptrdiff_t);
+
+/* The last ``n`` floats (fewer than a block) of R output rows at ``ooff``, by a whole
+ * block computed into tb->obuf from what ``outs`` holds there (for ``accumulate``), then
+ * copied back: a block ending at the row's end would overlap the one before, and add the
+ * overlap twice. The input rows are read a block past ``off`` (the caller makes them). */
+static void tail(BlockFn fn, int block, int nr, const Job *jb, const Tables *tb,
+                 const float *const *rows, ptrdiff_t off, float *const *outs, ptrdiff_t ooff,
+                 ptrdiff_t n)
+{
+    float *bufs[nr];
+    for (int q = 0; q < nr; q++) {
+        bufs[q] = tb->obuf + (size_t)q * block;
+        memcpy(bufs[q], outs[q] + ooff, sizeof(float) * n);
+        memset(bufs[q] + n, 0, sizeof(float) * (block - n));
+    }
+    fn(jb, tb, rows, off, bufs, 0);
+    for (int q = 0; q < nr; q++)
+        memcpy(outs[q] + ooff, bufs[q], sizeof(float) * n);
+}
+
+/* Blocks of ``fn`` over ``len`` floats (at least one block) from ``off`` / ``ooff``: whole
+ * blocks, then one ending at ``len`` that overlaps them, or, where the job adds into its
+ * output, a ``tail`` (its input rows must then be readable a block past ``len``). */
+static void sweep(BlockFn fn, int block, int nr, const Job *jb, const Tables *tb,
+                  const float *const *rows, ptrdiff_t off, float *const *outs, ptrdiff_t ooff,
+                  ptrdiff_t len)
+{
+    const ptrdiff_t whole = len - len % block;
+    for (ptrdiff_t x = 0; x < whole; x += block)
+        fn(jb, tb, rows, off + x, outs, ooff + x);
+    if (whole == len)
+        return;
+    if (jb->accumulate)
+        tail(fn, block, nr, jb, tb, rows, off + whole, outs, ooff + whole, len - whole);
+    else
+        fn(jb, tb, rows, off + len - block, outs, ooff + len - block);
+}
 
 typedef struct {
     BlockFn rows[2][2]; /* [shared][0: R rows, 1: one row] */
@@ -184,17 +258,32 @@ static void run_rows(const Isa *isa, const Job *jb, const Tables *tb, int r0, in
         }
         for (int q = 0; q < nr; q++)
             outs[q] = jb->out + (size_t)(r + q) * width;
-        for (ptrdiff_t start = 0; start < width; start += block) {
-            const ptrdiff_t x = start + block <= width ? start : width - block;
+        /* whole blocks k·block, k < whole, are interior (read from the frame itself) for
+         * k0 <= k < k1; the others, and a last partial block, are read from the scratch
+         * rows with their border made first */
+        const ptrdiff_t whole = width / block, k0 = (lead + block - 1) / block;
+        ptrdiff_t k1 = frame - reach - block + lead >= 0 ? (frame - reach - block + lead) / block + 1 : 0;
+        k1 = k1 < whole ? k1 : whole;
+        if (k1 > k0)
+            sweep(fn, block, nr, jb, tb, rows, k0 * block - lead, outs, k0 * block,
+                  (k1 - k0) * block);
+        for (ptrdiff_t k = 0; k < whole + (width % block != 0); k++) {
+            if (k >= k0 && k < k1)
+                continue;
+            const int part = k == whole; /* the last block: it overlaps, or is a tail */
+            const ptrdiff_t x = part && !jb->accumulate ? width - block : k * block;
             const ptrdiff_t s = x - lead;
-            if (s >= 0 && s + reach + block <= frame) {
+            if (!part && s >= 0 && s + reach + block <= frame) {
                 fn(jb, tb, rows, s, outs, x);
-            } else {
-                for (int t = 0; t < nt; t++)
-                    edge_copy(jb, rows[t] == tb->crow ? NULL : rows[t], s, block + (int)reach,
-                              tb->scratch + (size_t)t * tb->span);
-                fn(jb, tb, srows, 0, outs, x);
+                continue;
             }
+            for (int t = 0; t < nt; t++)
+                edge_copy(jb, rows[t] == tb->crow ? NULL : rows[t], s, block + (int)reach,
+                          tb->scratch + (size_t)t * tb->span);
+            if (part && jb->accumulate)
+                tail(fn, block, nr, jb, tb, srows, 0, outs, x, width - x);
+            else
+                fn(jb, tb, srows, 0, outs, x);
         }
         r += nr;
     }
@@ -217,8 +306,9 @@ static void scalar_rows(const Job *jb, const Tables *tb, int r0, int r1)
                         acc += jb->w8[(ch * jb->kh + i) * jb->kw + j] * v;
                     }
                 }
-                acc += tb->btab[ch];
-                jb->out[((size_t)r * jb->wo + x) * c + ch] = jb->relu && acc < 0 ? 0.0f : acc;
+                float *dst = jb->out + ((size_t)r * jb->wo + x) * c + ch;
+                acc += tb->btab[ch] + (jb->accumulate ? *dst : 0.0f);
+                *dst = jb->relu && acc < 0 ? 0.0f : acc;
             }
 }
 
@@ -233,7 +323,8 @@ static int make_tables(const Job *jb, const Isa *isa, Tables *tb)
     tb->wtab = malloc(sizeof(float) * ((size_t)taps * block + block));
     tb->scratch = malloc(sizeof(float) * (size_t)nmax * tb->span);
     tb->crow = malloc(sizeof(float) * ((size_t)jb->w * jb->c + 1));
-    if (!tb->wtab || !tb->scratch || !tb->crow)
+    tb->obuf = malloc(sizeof(float) * (size_t)isa->r * block);
+    if (!tb->wtab || !tb->scratch || !tb->crow || !tb->obuf)
         return -1;
     tb->btab = tb->wtab + (size_t)taps * block;
     for (int l = 0; l < block; l++) {
@@ -252,34 +343,136 @@ static void free_tables(Tables *tb)
     free(tb->wtab);
     free(tb->scratch);
     free(tb->crow);
+    free(tb->obuf);
 }
+
+/* The vertical pass's window of rows (R + kh - 1 of them) over one strip of columns is
+ * kept under this many floats, so that as the window slides down by R rows the rows it
+ * shares with the last position are read from L2, not memory: a 51-row window of a whole
+ * 1080p row is 1.2 MB and did not stay (vertical pass 2.5x slower than in cache). */
+enum { WINDOW_FLOATS = 1 << 17 };
+
+/* Strips of output columns: bounds[s] .. bounds[s + 1], s < n; wide enough that a strip's
+ * source columns hold the border's own (reflections reach at most a pad) and a block. */
+typedef struct {
+    int n, widest;
+    int bounds[65];
+} Strips;
+
+static void make_strips(const Job *jb, int bpx, int window_rows, Strips *st)
+{
+    const int reach = (jb->kw - 1) * jb->dw;
+    int n = (int)(((long long)window_rows * (jb->wo + reach) * jb->c + WINDOW_FLOATS - 1) /
+                  WINDOW_FLOATS);
+    const int least = 2 * bpx + jb->left + reach + (jb->w + jb->left + reach - jb->wo);
+    if (jb->border == B_WRAP) /* a wrap reads the far edge: one strip holds both */
+        n = 1;
+    while (n > 1 && jb->wo / n - bpx < least)
+        n--;
+    n = n < 1 ? 1 : n > 64 ? 64 : n;
+    st->n = n;
+    st->widest = 0;
+    for (int s = 0; s <= n; s++) {
+        const int x = s == n ? jb->wo : (int)((long long)jb->wo * s / n / bpx * bpx);
+        st->bounds[s] = x;
+        if (s > 0 && x - st->bounds[s - 1] > st->widest)
+            st->widest = x - st->bounds[s - 1];
+    }
+}
+
+/* Separable, strip by strip of columns and R rows at a time: the vertical pass of ``col``
+ * (a job of kh x 1 taps) over the strip's source columns into row buffers, their margins
+ * past the frame's edges made from them (a column outside the frame sums the same rows),
+ * then the horizontal pass of ``row`` (a job of 1 x kw taps) from the buffers into
+ * ``out``. Both are the blocks above. */
+static void run_separable(const Isa *isa, const Job *jv, const Tables *tv, const Job *jh,
+                          const Tables *th, const Strips *st, float *tmp, size_t span,
+                          const float *colsum, int r0, int r1)
+{
+    const int c = jv->c, block = XB * isa->vw, left = jh->left, w = jv->w, kh = jv->kh;
+    const int reach = (jh->kw - 1) * jh->dw;
+    const ptrdiff_t width = (ptrdiff_t)jh->wo * c;
+    const float *rows[isa->r + kh];
+    const float *hrows[isa->r];
+    float *vouts[isa->r], *houts[isa->r];
+    for (int s = 0; s < st->n; s++) {
+        const int x0 = st->bounds[s], x1 = st->bounds[s + 1];
+        /* buffer column 0 is padded column x0, source column x0 - left */
+        const int a = x0 - left > 0 ? x0 - left : 0;
+        const int b = x1 + reach - left < w ? x1 + reach - left : w;
+        const ptrdiff_t va = (ptrdiff_t)a * c, vb = (ptrdiff_t)b * c;
+        for (int r = r0; r < r1;) {
+            const int many = isa->r > 1 && jv->dh == 1 && r + isa->r <= r1;
+            const int nr = many ? isa->r : 1, nt = many ? nr + kh - 1 : kh;
+            const BlockFn fv = isa->rows[jv->shared][many ? 0 : 1];
+            for (int t = 0; t < nt; t++)
+                rows[t] = source_row(jv, tv, many ? r + t : r + t * jv->dh);
+            for (int q = 0; q < nr; q++)
+                vouts[q] = tmp + q * span + (size_t)(a - (x0 - left)) * c;
+            sweep(fv, block, nr, jv, tv, rows, va, vouts, 0, vb - va);
+            for (int q = 0; q < nr; q++) {
+                float *buf = tmp + q * span;
+                const int end = x1 + reach; /* padded columns of this buffer: x0 .. end */
+                for (int e = 0; e < 2; e++) { /* the columns left of the frame, then right */
+                    const int from = e ? (x0 > w + left ? x0 : w + left) : x0;
+                    const int to = e ? end : (end < left ? end : left);
+                    for (int p = from; p < to; p++) {
+                        float *dst = buf + (size_t)(p - x0) * c;
+                        const int xs = border_index(p - left, w, jv->border);
+                        if (xs < 0)
+                            for (int ch = 0; ch < c; ch++)
+                                dst[ch] = jv->value * colsum[ch];
+                        else
+                            memcpy(dst, buf + (size_t)(xs + left - x0) * c, sizeof(float) * c);
+                    }
+                }
+            }
+            for (int q = 0; q < nr; q++) {
+                hrows[q] = tmp + q * span;
+                houts[q] = jh->out + (size_t)(r + q) * width;
+            }
+            sweep(isa->rows[jh->shared][many ? 0 : 1], block, nr, jh, th, hrows, 0, houts,
+                  (ptrdiff_t)x0 * c, (ptrdiff_t)(x1 - x0) * c);
+            r += nr;
+        }
+    }
+}
+
+/* The checks both entry points make; a ValueError is set where one fails. */
+static int bad_job(const Job *jb, const Isa *isa, int r0, int r1)
+{
+    if (jb->h < 1 || jb->w < 1 || jb->c < 1 || jb->ho < 1 || jb->wo < 1 || jb->kh < 1 ||
+        jb->kw < 1 || jb->dh < 1 || jb->dw < 1 || jb->border < B_CONSTANT ||
+        jb->border > B_WRAP || r0 < 0 || r1 > jb->ho || r0 > r1 ||
+        (XB * isa->vw) % jb->c != 0) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent depthwise shape");
+        return 1;
+    }
+    return 0;
+}
+
+#define JOB_FORMAT "(iiiiiiiiiii)ifpii|zOpp"
+#define JOB_FIELDS(jb)                                                                         \
+    &(jb).h, &(jb).w, &(jb).c, &(jb).ho, &(jb).wo, &(jb).kh, &(jb).kw, &(jb).dh, &(jb).dw,   \
+        &(jb).top, &(jb).left, &(jb).border, &(jb).value, &(jb).shared
 
 static PyObject *correlate(PyObject *self, PyObject *args)
 {
     Py_buffer src, w, out, bias = {0};
-    Job jb;
+    Job jb = {0};
     int r0, r1;
     const char *name = NULL;
     PyObject *bias_obj = Py_None;
     (void)self;
-    jb.relu = 0;
-    if (!PyArg_ParseTuple(args, "y*y*w*(iiiiiiiiiii)ifpii|zOp", &src, &w, &out, &jb.h, &jb.w,
-                          &jb.c, &jb.ho, &jb.wo, &jb.kh, &jb.kw, &jb.dh, &jb.dw, &jb.top,
-                          &jb.left, &jb.border, &jb.value, &jb.shared, &r0, &r1, &name,
-                          &bias_obj, &jb.relu))
+    if (!PyArg_ParseTuple(args, "y*y*w*" JOB_FORMAT, &src, &w, &out, JOB_FIELDS(jb), &r0, &r1,
+                          &name, &bias_obj, &jb.relu, &jb.accumulate))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
     jb.bias = optional_floats(bias_obj, &bias, &bad);
-    if (!bad && (jb.h < 1 || jb.w < 1 || jb.c < 1 || jb.ho < 1 || jb.wo < 1 || jb.kh < 1 ||
-                 jb.kw < 1 || jb.dh < 1 || jb.dw < 1 || jb.top < 0 || jb.left < 0 ||
-                 jb.border < B_CONSTANT || jb.border > B_WRAP || r0 < 0 || r1 > jb.ho ||
-                 r0 > r1 || (XB * isa->vw) % jb.c != 0)) {
-        PyErr_SetString(PyExc_ValueError, "inconsistent depthwise shape");
-        bad = 1;
-    }
-    bad = bad || too_small(&src, (long long)jb.h * jb.w * jb.c, "src") ||
+    bad = bad || bad_job(&jb, isa, r0, r1) ||
+          too_small(&src, (long long)jb.h * jb.w * jb.c, "src") ||
           too_small(&w, (long long)jb.c * jb.kh * jb.kw, "weights") ||
           too_small(&out, (long long)jb.ho * jb.wo * jb.c, "out") ||
           (jb.bias != NULL && too_small(&bias, jb.c, "bias"));
@@ -289,7 +482,6 @@ static PyObject *correlate(PyObject *self, PyObject *args)
         jb.w8 = w.buf;
         jb.out = out.buf;
         if (make_tables(&jb, isa, &tb) < 0) {
-            free_tables(&tb);
             PyErr_NoMemory();
             bad = 1;
         } else {
@@ -299,10 +491,78 @@ static PyObject *correlate(PyObject *self, PyObject *args)
             else
                 run_rows(isa, &jb, &tb, r0, r1);
             Py_END_ALLOW_THREADS
-            free_tables(&tb);
         }
+        free_tables(&tb);
     }
     return finish(bad, (Py_buffer *const[]){&src, &w, &out, &bias}, 4);
+}
+
+static PyObject *separable(PyObject *self, PyObject *args)
+{
+    Py_buffer src, col, row, out, bias = {0};
+    Job jb = {0};
+    int r0, r1;
+    const char *name = NULL;
+    PyObject *bias_obj = Py_None;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*" JOB_FORMAT, &src, &col, &row, &out, JOB_FIELDS(jb),
+                          &r0, &r1, &name, &bias_obj, &jb.relu, &jb.accumulate))
+        return NULL;
+    const int variant = isa_or_error(name);
+    const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
+    int bad = isa == NULL;
+    jb.bias = optional_floats(bias_obj, &bias, &bad);
+    bad = bad || bad_job(&jb, isa, r0, r1);
+    if (!bad && ((ptrdiff_t)jb.w * jb.c < XB * isa->vw || (ptrdiff_t)jb.wo * jb.c < XB * isa->vw)) {
+        PyErr_SetString(PyExc_ValueError, "frame narrower than one block");
+        bad = 1;
+    }
+    bad = bad || too_small(&src, (long long)jb.h * jb.w * jb.c, "src") ||
+          too_small(&col, (long long)jb.c * jb.kh, "col") ||
+          too_small(&row, (long long)jb.c * jb.kw, "row") ||
+          too_small(&out, (long long)jb.ho * jb.wo * jb.c, "out") ||
+          (jb.bias != NULL && too_small(&bias, jb.c, "bias"));
+    if (!bad) {
+        Job jv = jb, jh = jb; /* vertical: kh x 1 over the frame's width; horizontal: 1 x kw */
+        Tables tv, th;
+        jb.src = src.buf;
+        jv.src = src.buf;
+        jv.w8 = col.buf;
+        jv.kw = jv.dw = 1;
+        jv.wo = jb.w;
+        jv.left = 0;
+        jv.bias = NULL;
+        jv.relu = jv.accumulate = 0;
+        jh.w8 = row.buf;
+        jh.out = out.buf;
+        jh.kh = jh.dh = 1;
+        Strips st;
+        const int window = jb.dh == 1 ? isa->r + jb.kh - 1 : (jb.kh - 1) * jb.dh + 1;
+        make_strips(&jb, XB * isa->vw / jb.c, window, &st);
+        /* a buffer row, and a block past it (read by a tail: sweep) */
+        const size_t span = ((size_t)(st.widest + (jb.kw - 1) * jb.dw) * jb.c + XB * isa->vw +
+                             15) & ~(size_t)15;
+        float *tmp = malloc(sizeof(float) * (span * isa->r + jb.c));
+        float *colsum = tmp ? tmp + span * isa->r : NULL;
+        const int tv_bad = make_tables(&jv, isa, &tv), th_bad = make_tables(&jh, isa, &th);
+        if (tmp == NULL || tv_bad || th_bad) {
+            PyErr_NoMemory();
+            bad = 1;
+        } else {
+            for (int ch = 0; ch < jb.c; ch++) {
+                colsum[ch] = 0.0f;
+                for (int i = 0; i < jb.kh; i++)
+                    colsum[ch] += ((const float *)col.buf)[ch * jb.kh + i];
+            }
+            Py_BEGIN_ALLOW_THREADS
+            run_separable(isa, &jv, &tv, &jh, &th, &st, tmp, span, colsum, r0, r1);
+            Py_END_ALLOW_THREADS
+        }
+        free(tmp);
+        free_tables(&tv);
+        free_tables(&th);
+    }
+    return finish(bad, (Py_buffer *const[]){&src, &col, &row, &out, &bias}, 5);
 }
 
 static PyObject *block(PyObject *self, PyObject *args)
@@ -321,7 +581,10 @@ static PyObject *block(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
      "correlate(src, weights, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
-     "value, shared, r0, r1[, isa[, bias[, relu]]])"},
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate]]]])"},
+    {"separable", separable, METH_VARARGS,
+     "separable(src, col, row, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate]]]])"},
     {"block", block, METH_VARARGS,
      "block([isa]) -> (floats, rows): a block's floats (C must divide them) and the rows "
      "summed at once"},

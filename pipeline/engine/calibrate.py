@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ from .border import fill_planar
 from .direct import DirectMethod
 from .fft import FFTMethod, save_wisdom, transform_ms_estimate
 from .layout import LAYOUT_FILE
+from .separable import SeparableMethod
 from .spec import BankSpec
 from .tiles import TiledFFTMethod, measure_units, tiling_for
 
@@ -47,6 +49,13 @@ def _spec(h: int, w: int, c_in: int, c_out: int, k: int, shared: bool = False,
                     weights=weights, groups=c_in if shared else 1, shared=shared,
                     pads=(p, k - 1 - p, p, k - 1 - p), border=border, border_value=0.0,
                     stride=(1, 1), dilation=(1, 1), dtype=np.dtype(np.float32))
+
+
+def _gaussian(spec: BankSpec) -> BankSpec:
+    """``spec`` with a Gaussian kernel (rank 1: one pass pair) of its size."""
+    k = spec.kernel_size[0]
+    g = cv2.getGaussianKernel(k, k / 6, ktype=cv2.CV_64F)
+    return replace(spec, weights=np.broadcast_to(g @ g.T, spec.weights.shape))
 
 
 def _solve(t1: float, t2: float, a1: float, b1: float, a2: float, b2: float) -> tuple[float, float]:
@@ -126,6 +135,15 @@ def run(scale: float = 1.0, repeat: int = 5, progress: Progress = lambda _: None
         k["dw_out_ns"], k["dw_mac_ns"] = (
             v * 1e9 for v in _solve(dw["small"], dw["large"], outputs, outputs * 9,
                                     outputs, outputs * 81))
+
+        progress("separable C kernel per output and per 1-D tap")
+        small, large = (_gaussian(_spec(h, w, 3, 3, n, shared=True, border="reflect101"))
+                        for n in (3, 15))
+        sep = {n: _median_s(lambda m=SeparableMethod(s, "native"): m(x3), repeat)
+               for n, s in (("small", small), ("large", large))}
+        k["sepc_out_ns"], k["sepc_tap_ns"] = (
+            v * 1e9 for v in _solve(sep["small"], sep["large"], outputs, outputs * 6,
+                                    outputs, outputs * 30))
 
     progress("FFT transforms, spectrum products and fill")
     method = FFTMethod(_spec(h, w, 3, 3, 15, shared=True))

@@ -7,10 +7,8 @@ the padded frame goes in as a UMat and the kernel runs on an ROI of it: OpenCV r
 pixels around the ROI (our padding) instead of making a border, and stays direct.
 
 Depthwise banks (one kernel per channel, float32, unit stride) go to the C kernel of
-``_depthwise.c`` where it was built: it reads the interleaved frame as it is and makes the
-border as it reads (no padded copy, no split into planes), bands of output rows shared
-out to the engine's workers, with the bank's bias and ReLU applied as values are stored.
-A 3-channel 1080p frame, random k×k kernel: 0.65–0.9× the time of filter2D (README).
+``_depthwise.c`` where it was built (``depthwise.py``): it reads the interleaved frame as
+it is and makes the border as it reads, with no padded copy and no split into planes.
 
 Channel-mixing banks and other dilations go to the register-blocked C kernel of
 ``_correlate.c`` (float32, unit stride): the padded frame is split into channel planes
@@ -29,8 +27,8 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import native, threads
-from .border import CV2_BORDER, cv2_makes_border, fill_planar, margins_fit, pad
+from . import depthwise, native, threads
+from .border import CV2_BORDER, cv2_makes_border, fill_planar, pad
 from .epilogue import Epilogue
 from .native import loops
 from .spec import BankSpec
@@ -81,16 +79,8 @@ class DirectMethod:
             self._native_bands = threads.split(spec.out_shape[0],
                                                _NATIVE_BANDS_PER_CORE * threads.CORES)
         if self.strategy == "depthwise":
-            t, _, left, _ = spec.pads
-            h_out, w_out = spec.out_shape[:2]
-            self._dw_weights = np.ascontiguousarray(self._kernels[:, 0], dtype=np.float32)
-            self._dw_shape = (*spec.in_shape, h_out, w_out, kh, kw, *spec.dilation, t, left)
-            self._dw_border = (_DW_BORDER[spec.border],
-                               0.0 if spec.border == "zero" else float(spec.border_value))
-            self._dw_bands = _row_bands(h_out, _NATIVE_BANDS_PER_CORE * threads.CORES,
-                                        native.depthwise.block()[1])
+            self._depthwise = depthwise.Kernel2D(spec)
         self._epilogue: Callable[[np.ndarray], object] | None = None
-        self._bias: np.ndarray | None = None  # (C_out,) float32 added as values are stored
         self._native_bias: list[np.ndarray | None] = [None] * spec.groups
         self._relu = False
         self.fused = False  # whether results come with the bank's bias and activation
@@ -101,11 +91,10 @@ class DirectMethod:
         each band of rows as it is finished. True if this method will (then its results
         are final)."""
         self.fused = self.strategy in ("native", "depthwise")
-        if self.fused and epilogue.in_stores:
+        if self.strategy == "depthwise":
+            self._depthwise.fuse(epilogue)
+        elif self.fused and epilogue.in_stores:
             og, bias = self.spec.out_per_group, epilogue.bias
-            if bias is not None:  # a shared kernel's bias may be one value for all channels
-                bias = np.ascontiguousarray(np.broadcast_to(bias, (self.spec.c_out,)))
-            self._bias = bias
             self._native_bias = [None if bias is None else bias[g * og : (g + 1) * og]
                                  for g in range(self.spec.groups)]
             self._relu = epilogue.relu
@@ -212,49 +201,12 @@ class DirectMethod:
         return out.transpose(1, 2, 0)
 
 
-    # ------------------------------------------------------ depthwise kernel path
-    def _depthwise(self, x: np.ndarray) -> np.ndarray:
-        """Bands of output rows of the interleaved result, shared out to the workers."""
-        s = self.spec
-        out = np.empty(s.out_shape, dtype=np.float32)
-        bands, border, value = self._dw_bands, *self._dw_border
-
-        def work(_: int, index: int) -> None:
-            r0, r1 = bands[index]
-            native.depthwise.correlate(x, self._dw_weights, out, self._dw_shape, border, value,
-                                       s.shared, r0, r1, None, self._bias, self._relu)
-            if self._epilogue is not None:  # it takes a planar (C, rows, W') view
-                self._epilogue(out[r0:r1].transpose(2, 0, 1))
-
-        threads.run_shared(work, len(bands))
-        return out
-
-
 _NATIVE_BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer
-_DW_BORDER = {"zero": 0, "constant": 0, "replicate": 1, "symmetric": 2, "reflect101": 3,
-              "wrap": 4}  # _depthwise.c's codes
-
-
-def _row_bands(rows: int, parts: int, step: int) -> tuple[tuple[int, int], ...]:
-    """``threads.split`` of ``rows`` with every band but the last a multiple of ``step``
-    (the rows the depthwise kernel sums at once: fewer rows left over to sum one by one)."""
-    blocks = threads.split(-(-rows // step), parts)
-    return tuple((a * step, min(z * step, rows)) for a, z in blocks if a * step < rows)
-
-
-def depthwise_fits(spec: BankSpec) -> bool:
-    """Whether the depthwise C kernel computes ``spec``: one kernel per channel (C_out =
-    C_in = groups), float32, unit stride, a channel count that divides its block, and
-    pads within one reflection of the frame."""
-    return (spec.groups == spec.c_in == spec.c_out and spec.dtype == np.float32
-            and spec.stride == (1, 1) and native.depthwise_fits(spec.c_in)
-            and margins_fit(spec.pads, spec.in_shape[:2], spec.border))
-
 
 def default_strategy(spec: BankSpec) -> str:
     """The depthwise C kernel where it fits; filter2D when every output reads one channel
     at unit steps; else the C kernel (float32, unit stride) when it was built; else GEMM."""
-    if depthwise_fits(spec):
+    if depthwise.fits(spec):
         return "depthwise"
     if spec.unit_steps and (spec.shared or spec.in_per_group == 1):
         return "filter2d"

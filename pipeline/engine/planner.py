@@ -20,6 +20,7 @@ from . import layout
 from .direct import DFT_TAPS, DirectMethod, default_strategy
 from .native import instruction_set
 from .separable import SeparableMethod, passes
+from .separable import default_strategy as separable_strategy
 from .sizes import fft_shape
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
@@ -43,6 +44,8 @@ DEFAULT_CONSTANTS = {
     "dw_mac_ns": 0.011,  # depthwise C kernel: per multiply-accumulate (all cores)
     "sep_pixel_ns": 0.27,  # per sepFilter2D pass, per pixel·channel
     "sep_tap_ns": 0.045,  # per pixel·channel·1-D tap
+    "sepc_out_ns": 0.33,  # separable C kernel: per output value per pass pair (all cores)
+    "sepc_tap_ns": 0.017,  # separable C kernel: per output value per 1-D tap (all cores)
     "fft_unit_ms": 0.09,  # per N·log2(N)/1e6 of one real 2-D transform (FFTW, all cores)
     "fft_cmac_ns": 0.45,  # per spectrum product (and sum) per bin (all cores; C loop)
     "fft_fill_ns": 0.33,  # per pixel·channel written into the transform input
@@ -109,6 +112,11 @@ def direct_cost(spec: BankSpec, k: dict[str, float]) -> float:
 def separable_cost(spec: BankSpec, k: dict[str, float], terms: int,
                    identities: int = 0) -> float:
     (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
+    if separable_strategy(spec) == "native":  # a shared kernel: terms and identities are its own
+        h, w, c = spec.out_shape
+        outputs = h * w * c
+        ns = terms * outputs * (k["sepc_out_ns"] + (kh + kw) * k["sepc_tap_ns"])
+        return (ns + identities * outputs * k["dw_out_ns"]) * 1e-6
     pixels = _full_pixels(spec)
     channels = spec.c_in if spec.shared else 1
     taps = dh * (kh - 1) + 1 + dw * (kw - 1) + 1  # sepFilter2D does not skip zero taps
@@ -140,6 +148,8 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     if plus:
         notes["separable"] += " + identity" if plus == distinct else \
             f" + identity in {plus} of {distinct}"
+    notes["separable"] += f", C kernel ({instruction_set()})" \
+        if separable_strategy(spec) == "native" else ", sepFilter2D"
     costs["fft"], notes["fft"] = layout.choose(spec, k)[1:]
     return costs, notes
 

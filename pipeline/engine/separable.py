@@ -1,4 +1,4 @@
-"""The separable method: a rank-r kernel as r pairs of 1-D passes (OpenCV sepFilter2D).
+"""The separable method: a rank-r kernel as r pairs of 1-D passes.
 
 Each kernel's singular value decomposition gives its numerical rank: trailing terms are
 dropped only while what they could add stays under 10 % of the SPEC accuracy bound
@@ -9,6 +9,11 @@ Cheaper than direct when r·(kh + kw) < kh·kw.
 A kernel that is a weighted identity plus a low-rank rest, such as an unsharp mask
 ``(1 + a)·δ - a·G``, has full rank r + 1 as a whole; it goes as the r pairs of passes of
 the rest plus ``c·x`` (one scaled add) when that is fewer passes (``decompose``).
+
+One kernel on every channel of a float32 frame goes to the C kernel of ``_depthwise.c``
+(``depthwise.Pairs``): vertical then horizontal pass per band of rows, the border made as
+rows are read, the identity term and the bank's bias and ReLU summed in. Other banks go
+to OpenCV's sepFilter2D, plane by plane where the kernels differ.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from functools import partial
 import cv2
 import numpy as np
 
-from . import threads
+from . import depthwise, threads
 from .border import CV2_BORDER, cv2_makes_border, pad
 from .direct import _stack, sum_over_inputs
+from .epilogue import Epilogue
 from .spec import BankSpec
 from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
@@ -119,18 +125,40 @@ def _dilate(v: np.ndarray, d: int) -> np.ndarray:
     return out
 
 
+def default_strategy(spec: BankSpec) -> str:
+    """'native' (the C kernel) for one nonzero kernel on every channel where it fits, else
+    'opencv' (sepFilter2D)."""
+    fits = spec.shared and depthwise.fits(spec) and depthwise.Pairs.wide_enough(spec)
+    return "native" if fits and np.any(spec.weights[0, 0]) else "opencv"
+
+
 class SeparableMethod:
-    """Sum of rank-1 sepFilter2D passes: call with ``x: (H, W, C_in)`` of spec.dtype."""
+    """Sum of rank-1 passes: call with ``x: (H, W, C_in)`` of spec.dtype."""
 
     name = "separable"
 
-    def __init__(self, spec: BankSpec) -> None:
+    def __init__(self, spec: BankSpec, strategy: str | None = None) -> None:
         self.spec = spec
+        self.strategy = strategy or default_strategy(spec)
+        self.fused = False  # whether results come with the bank's bias and activation
+        if self.strategy == "native":
+            kernel = spec.weights[0, 0]
+            tap = identity_tap(spec, kernel)
+            self._native = depthwise.Pairs(spec, *decompose(kernel, spec.dtype, tap), tap)
+            return
         self._ddepth = cv2.CV_32F if spec.dtype == np.float32 else cv2.CV_64F
         self._in_place_border = opencv_borders(spec)
         kernels = spec.weights[:1, :1] if spec.shared else spec.weights
         self._terms = [[self._passes(k) for k in per_output] for per_output in kernels]
         self._bands = self._choose_bands()
+
+    def fuse(self, epilogue: Epilogue) -> bool:
+        """Take on the bank's bias and activation where the C kernel runs (in its stores,
+        or band by band); True if this method will (then its results are final)."""
+        self.fused = self.strategy == "native"
+        if self.fused:
+            self._native.fuse(epilogue)
+        return self.fused
 
     def _passes(self, kernel: np.ndarray) -> tuple[Pairs, float, tuple[int, int]]:
         """One kernel's dilated 1-D pass pairs, and its identity term's weight and offset."""
@@ -189,6 +217,8 @@ class SeparableMethod:
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.strategy == "native":
+            return self._native(x)
         return self._run(x, self._bands)
 
     def _run(self, x: np.ndarray, bands: int) -> np.ndarray:
