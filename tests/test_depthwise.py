@@ -263,3 +263,19 @@ def test_separable_strips_of_wide_frames_match_ndimage(rng, variant, k, dh, widt
     # past the left and right edges every row is the constant: the column pass gives c·Σcol
     y = ndimage.correlate1d(y, row, axis=1, mode=ND_MODE[border], cval=1.5 * col.sum())
     assert_close(out, y, np.outer(col, row), np.maximum(np.abs(x), 1.5))
+
+
+def test_without_the_kernels_banks_go_to_opencv(rng, monkeypatch):
+    """An install without a C compiler: filter2D and sepFilter2D, the same numbers."""
+    x = rng.normal(size=(30, 70, 3)).astype(np.float32)
+    kernel, g = rng.normal(size=(5, 5)), cv2.getGaussianKernel(7, 1.2, ktype=cv2.CV_64F)
+    built = [FilterBank(k, border="reflect101", method=m) for k, m in
+             ((kernel, "direct"), (g @ g.T, "separable"))]
+    assert [b._engine(x.shape).strategy for b in built] == ["depthwise", "native"]
+    expected = [b(x) for b in built]
+    monkeypatch.setattr(native, "depthwise", None)
+    fresh = [FilterBank(k, border="reflect101", method=m) for k, m in
+             ((kernel, "direct"), (g @ g.T, "separable"))]
+    assert [b._engine(x.shape).strategy for b in fresh] == ["filter2d", "opencv"]
+    for bank, y, k in zip(fresh, expected, (kernel, g @ g.T), strict=True):
+        assert_close(bank(x), y, k, x)
