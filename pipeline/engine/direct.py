@@ -1,4 +1,5 @@
-"""The direct (spatial) method: OpenCV filter2D per kernel, or im2col + BLAS GEMM.
+"""The direct (spatial) method: the depthwise C kernel, OpenCV filter2D per kernel, the
+channel-mixing C kernel, or im2col + BLAS GEMM.
 
 filter2D switches to its own single-threaded float64 DFT once a kernel has 130 taps or
 more (50 for other depth pairs): slower than staying direct up to k ≈ 19, and it spreads
