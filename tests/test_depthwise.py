@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, bound
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage, signal
@@ -52,6 +52,14 @@ def reference(x, w, pads, border, value, dilation, bias, relu, before=None):
         out.append(signal.correlate2d(xp[..., c], k, mode="valid") + bias[c])
     y = np.stack(out, axis=-1) + (0.0 if before is None else before)
     return np.maximum(y, 0) if relu else y
+
+
+def assert_close_added(out, expected, weights, x, bias, before):
+    """``assert_close``, widened by float32's rounding of what was added to the
+    correlation (the bias, and what the output held before)."""
+    added = np.abs(bias).max() + (0.0 if before is None else np.abs(before).max())
+    np.testing.assert_allclose(out, expected, rtol=0,
+                               atol=bound(weights, x) + 2 * np.finfo(np.float32).eps * added)
 
 
 def test_kernel_built_with_the_best_variant():
@@ -93,7 +101,7 @@ def test_variants_match_scipy(h, w, c, kh, kw, dh, dw, border, pad_seed, shared,
                              bias if with_bias else None, relu, accumulate)
     expected = reference(x, weights, (t, b, left, r), border, value, (dh, dw), bias, relu,
                          before)
-    assert_close(out, expected, weights, np.maximum(np.abs(x), value))
+    assert_close_added(out, expected, weights, np.maximum(np.abs(x), value), bias, before)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -232,7 +240,7 @@ def test_separable_variants_match_scipy(h, w, c, kh, kw, dh, dw, border, pad_see
     weights = cols[:, :, None] * rows[:, None, :]
     expected = reference(x, weights, (t, b, left, r), border, 2.5, (dh, dw), bias, relu,
                          before)
-    assert_close(out, expected, weights, np.maximum(np.abs(x), 2.5))
+    assert_close_added(out, expected, weights, np.maximum(np.abs(x), 2.5), bias, before)
 
 
 ND_MODE = {"reflect101": "mirror", "symmetric": "reflect", "replicate": "nearest",
@@ -279,3 +287,30 @@ def test_without_the_kernels_banks_go_to_opencv(rng, monkeypatch):
     assert [b._engine(x.shape).strategy for b in fresh] == ["filter2d", "opencv"]
     for bank, y, k in zip(fresh, expected, (kernel, g @ g.T), strict=True):
         assert_close(bank(x), y, k, x)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("pads", ["valid", "full", "lopsided", "past left", "past right",
+                                  "far right"])
+@pytest.mark.parametrize("border", ["reflect101", "constant"])
+def test_separable_wide_frames_with_other_pads(rng, variant, pads, border):
+    """Pads other than 'same' on a frame wide enough for strips: none, the kernel's whole
+    reach, all of it on one side, or more than it (an edge strip must still hold its
+    border's columns)."""
+    h, w, c, k = 40, 1500, 3, 31
+    x = rng.normal(size=(h, w, c)).astype(np.float32)
+    col, row = rng.normal(size=k).astype(np.float32), rng.normal(size=k).astype(np.float32)
+    t, b, left, r = {"valid": (0, 0, 0, 0), "full": (30, 30, 30, 30),
+                     "lopsided": (0, 30, 30, 0), "past left": (0, 0, 45, 0),
+                     "past right": (0, 0, 0, 45), "far right": (0, 0, 0, 1400)}[pads]
+    ho, wo = h + t + b - (k - 1), w + left + r - (k - 1)
+    out = np.empty((ho, wo, c), np.float32)
+    _depthwise.separable(x, np.ascontiguousarray(np.broadcast_to(col, (c, k))),
+                         np.ascontiguousarray(np.broadcast_to(row, (c, k))), out,
+                         (h, w, c, ho, wo, k, k, 1, 1, t, left), BORDERS[border], 1.5, True,
+                         0, ho, variant)
+    extra = {"constant_values": 1.5} if border == "constant" else {}
+    xp = np.pad(x.astype(np.float64), ((t, b), (left, r), (0, 0)), mode=NUMPY[border], **extra)
+    y = sum(col[i] * xp[i : i + ho] for i in range(k))  # valid correlation, axis by axis
+    y = sum(row[j] * y[:, j : j + wo] for j in range(k))
+    assert_close(out, y, np.outer(col, row), np.maximum(np.abs(x), 1.5))

@@ -360,7 +360,8 @@ static void free_tables(Tables *tb)
 enum { WINDOW_FLOATS = 1 << 17 };
 
 /* Strips of output columns: bounds[s] .. bounds[s + 1], s < n; wide enough that a strip's
- * source columns hold the border's own (reflections reach at most a pad) and a block. */
+ * source columns hold the border's own (reflections reach at most a pad, at most the
+ * kernel's reach) and a block. */
 typedef struct {
     int n, widest;
     int bounds[65];
@@ -371,8 +372,11 @@ static void make_strips(const Job *jb, int bpx, int window_rows, Strips *st)
     const int reach = (jb->kw - 1) * jb->dw;
     int n = (int)(((long long)window_rows * (jb->wo + reach) * jb->c + WINDOW_FLOATS - 1) /
                   WINDOW_FLOATS);
-    const int least = 2 * bpx + jb->left + reach + (jb->w + jb->left + reach - jb->wo);
-    if (jb->border == B_WRAP) /* a wrap reads the far edge: one strip holds both */
+    const int right = jb->w + reach - jb->left - jb->wo; /* the right pad */
+    const int least = 2 * bpx + reach;
+    /* a wrap reads the far edge (one strip holds both); pads past the kernel's reach
+     * would leave an edge strip with fewer source columns than a block */
+    if (jb->border == B_WRAP || jb->left > reach || right > reach || right < 0)
         n = 1;
     while (n > 1 && jb->wo / n - bpx < least)
         n--;
