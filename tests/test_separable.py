@@ -218,3 +218,16 @@ def test_c_kernel_applies_bias_and_activation(rng, monkeypatch, activation):
     xp = np.pad(x.astype(np.float64), ((2, 2), (2, 2), (0, 0)), mode="symmetric")
     z = np.stack([signal.correlate2d(xp[..., c], k, mode="valid") for c in range(3)], -1) + 0.7
     assert_close(y, np.maximum(z, 0) if activation == "relu" else np.tanh(z), k, x)
+
+
+@pytest.mark.parametrize("padding", ["valid", "full"])
+def test_c_kernel_identity_off_centre(rng, padding):
+    """'valid' and 'full' padding put the identity's tap off the output pixel: the C
+    kernel reads it as a 1x1 kernel on a frame shifted by the tap's offset."""
+    x = rng.normal(size=(33, 70, 3)).astype(np.float32)
+    k = low_rank_plus_identity(rng, (5, 6), 1, (1, 4), 8.0)  # the largest tap: found there
+    engine = separable_engine(k, x.shape, padding=padding, border="zero")
+    assert engine.strategy == "native" and engine._native._identity is not None
+    expected = np.stack([signal.correlate2d(x[..., c].astype(np.float64), k, mode=padding)
+                         for c in range(3)], axis=-1)
+    assert_close(engine(x), expected, k, x)
