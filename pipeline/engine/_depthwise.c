@@ -68,9 +68,9 @@ static inline int border_index(int p, int n, int border)
 /* Per-call tables: weight vectors per tap and vector of a block (lane pattern of the
  * channels), the bias of each lane, and a row of the constant border. */
 typedef struct {
-    float *wtab;  /* [kh·kw][XB·VW] */
+    float *wtab;  /* [kh·kw][XB·VW] (none for a shared kernel), then btab */
     float *btab;  /* [XB·VW] */
-    float *crow;  /* a constant row: (wo + reach)·C floats of ``value`` or NULL */
+    float *crow;  /* a row of W·C floats of ``value`` (the constant border), else NULL */
     float *scratch; /* edge blocks: [rows][span] */
     float *obuf;    /* a last partial block's outputs: [R][XB·VW] */
     int span;
@@ -320,27 +320,31 @@ static void scalar_rows(const Job *jb, const Tables *tb, int r0, int r1)
 }
 
 
+/* What a call needs beside its rows: the lane weights (kernels per channel: a shared
+ * kernel's blocks broadcast jb->w8 instead), the lane biases, the constant border's row
+ * (constant border only), scratch rows for edge blocks and a buffer for a tail. */
 static int make_tables(const Job *jb, const Isa *isa, Tables *tb)
 {
     const int vw = isa->vw, block = XB * vw, taps = jb->kh * jb->kw;
     const int nmax = isa->r + jb->kh - 1 > jb->kh ? isa->r + jb->kh - 1 : jb->kh;
+    const size_t frame = (size_t)jb->w * jb->c;
     memset(tb, 0, sizeof *tb);
     tb->span = block + (jb->kw - 1) * jb->dw * jb->c;
     tb->span = (tb->span + 15) & ~15;
-    tb->wtab = malloc(sizeof(float) * ((size_t)taps * block + block));
+    tb->wtab = malloc(sizeof(float) * ((jb->shared ? 0 : (size_t)taps * block) + block));
     tb->scratch = malloc(sizeof(float) * (size_t)nmax * tb->span);
-    tb->crow = malloc(sizeof(float) * ((size_t)jb->w * jb->c + 1));
+    tb->crow = jb->border == B_CONSTANT ? malloc(sizeof(float) * frame) : NULL;
     tb->obuf = malloc(sizeof(float) * (size_t)isa->r * block);
-    if (!tb->wtab || !tb->scratch || !tb->crow || !tb->obuf)
+    if (!tb->wtab || !tb->scratch || (jb->border == B_CONSTANT && !tb->crow) || !tb->obuf)
         return -1;
-    tb->btab = tb->wtab + (size_t)taps * block;
+    tb->btab = tb->wtab + (jb->shared ? 0 : (size_t)taps * block);
     for (int l = 0; l < block; l++) {
         const int ch = l % jb->c;
-        for (int t = 0; t < taps; t++)
+        for (int t = 0; t < taps && !jb->shared; t++)
             tb->wtab[(size_t)t * block + l] = jb->w8[ch * taps + t];
         tb->btab[l] = jb->bias ? jb->bias[ch] : 0.0f;
     }
-    for (size_t f = 0; f < (size_t)jb->w * jb->c; f++)
+    for (size_t f = 0; tb->crow != NULL && f < frame; f++)
         tb->crow[f] = jb->value;
     return 0;
 }
@@ -536,7 +540,6 @@ static PyObject *separable(PyObject *self, PyObject *args)
     if (!bad) {
         Job jv = jb, jh = jb; /* vertical: kh x 1 over the frame's width; horizontal: 1 x kw */
         Tables tv, th;
-        jb.src = src.buf;
         jv.src = src.buf;
         jv.w8 = col.buf;
         jv.kw = jv.dw = 1;

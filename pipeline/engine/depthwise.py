@@ -76,7 +76,7 @@ class _Banded:
         band as it is finished."""
         if epilogue.in_stores:
             if epilogue.bias is not None:  # a shared kernel's bias may be one value for all
-                self._bias = _per_channel(epilogue.bias[:, None], self.spec.c_out)[:, 0]
+                self._bias = _per_channel(epilogue.bias, self.spec.c_out)
             self._relu = epilogue.relu
         else:
             self._epilogue = epilogue.apply

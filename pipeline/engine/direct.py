@@ -204,6 +204,7 @@ class DirectMethod:
 
 _NATIVE_BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer
 
+
 def default_strategy(spec: BankSpec) -> str:
     """The depthwise C kernel where it fits; filter2D when every output reads one channel
     at unit steps; else the C kernel (float32, unit stride) when it was built; else GEMM."""
