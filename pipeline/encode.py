@@ -2,7 +2,8 @@
 
 Never a silent per-frame rescale, never a wrap-around: values are clipped to the
 configured range in float first (OpenCV's saturate_cast turns 1e10 and inf into 0,
-RELIABILITY.md b7), mapped linearly to 0..255 and rounded; NaN becomes 0 and is counted.
+RELIABILITY.md b7), mapped linearly to 0..255 and rounded; NaN becomes 0 (explicitly, never
+left to a cast) and is counted.
 """
 
 from __future__ import annotations
@@ -63,13 +64,16 @@ class Encoder:
         scale = 255.0 / (hi - lo)
         out = []
         for x in parts:
-            clipped = np.clip(x, lo, hi, dtype=np.float32)  # NaN stays NaN (saturate_cast: 0)
+            clipped = np.clip(x, lo, hi, dtype=np.float32)  # NaN stays NaN here
             # Clipped values are finite but for NaN, so a non-finite sum shows one (or a
             # float32 overflow of a huge range, which only costs the count below).
             if not math.isfinite(float(clipped.sum(dtype=np.float32))):
-                nans = int(np.count_nonzero(np.isnan(clipped)))
+                nan = np.isnan(clipped)
+                # NaN -> lo (written as 0) here, explicitly: how a cast treats NaN is the
+                # library's choice, and it changed (opencv-python 5.1 saturates it to 255).
+                np.copyto(clipped, lo, where=nan)
                 with self._lock:  # the runner may encode on two threads
-                    self.nan_pixels += nans
+                    self.nan_pixels += int(np.count_nonzero(nan))
             out.append(cv2.addWeighted(clipped, scale, clipped, 0.0, -lo * scale,
                                        dtype=cv2.CV_8U).reshape(x.shape))
         return out
