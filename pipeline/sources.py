@@ -76,6 +76,7 @@ class _CaptureSource(_Source):
         self._cap: cv2.VideoCapture | None = None
         self._pending: np.ndarray | None = None
         self._failures = 0
+        self._exhausted = False  # read until the stream gave no more (not stopped early)
 
     def _format(self, first: np.ndarray) -> FrameFormat:
         fps = self._cap.get(cv2.CAP_PROP_FPS) if self._cap is not None else 0.0
@@ -102,6 +103,7 @@ class _CaptureSource(_Source):
                 return frame
             failures += 1
             if failures > READ_RETRIES or self._at_end():
+                self._exhausted = True
                 return None
 
     def _at_end(self) -> bool:
@@ -148,8 +150,10 @@ class VideoFileSource(_CaptureSource):
         return self._format(self._first_frame())
 
     def close(self) -> None:
+        # Only a stream read to its end can have ended early: a run stopped on purpose
+        # (--max-frames, a signal) lost nothing on the way in.
         seen = self.frames_read + self.decode_errors  # an undecodable frame is not missing
-        if self._cap is not None and self.frame_count and seen < self.frame_count:
+        if self._exhausted and self.frame_count and seen < self.frame_count:
             self.ended_early = True
             self.warnings.append(
                 f"{self.path}: input ended after {self.frames_read} of "

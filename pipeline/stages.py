@@ -86,8 +86,11 @@ def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.
     w = stage.weights
     if isinstance(w, FileWeights):
         limits = config.limits
-        return load_weights(config.relative(w.file), w.key,
-                            max_elements=limits.outputs * 64 * limits.kernel ** 2)
+        try:
+            return load_weights(config.relative(w.file), w.key,
+                                max_elements=limits.outputs * 64 * limits.kernel ** 2)
+        except ConfigError as e:  # the file says what; the stage says where
+            raise ConfigError(f"{where}.weights: {e}") from None
     if isinstance(w, BuiltinKernel):
         return _kernel(w, f"{where}.weights")
     if _depth(w) in (2, 4):  # one inline 2-D kernel, or inline 4-D weights in `layout`

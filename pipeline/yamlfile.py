@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import ConfigError
+from .paths import open_regular
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -71,17 +71,15 @@ def _count_nodes(node: yaml.Node, limit: int) -> int:
 def read_yaml(path: str | os.PathLike[str], limits: Limits) -> tuple[Any, yaml.Node]:
     """(data, node tree) of one YAML document; ConfigError for anything unusable."""
     where = os.fspath(path)
-    try:
-        size = os.stat(where).st_size
-        if os.path.isdir(where):
-            raise ConfigError(f"{where}: is a directory, not a config file")
-        if size > limits.config_bytes:
-            raise ConfigError(
-                f"{where}: config is {size / 2**20:.1f} MiB; limit "
-                f"{limits.config_bytes / 2**20:g} MiB")
-        raw = Path(where).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read config: {e.strerror or e}") from None
+    # a FIFO or a device (/dev/zero) is refused before a byte is read, a file by its size
+    with open_regular(where, ConfigError, "config", limits.config_bytes) as f:
+        try:
+            raw = f.read(limits.config_bytes + 1)
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read config: {e.strerror or e}") from None
+    if len(raw) > limits.config_bytes:  # it grew since it was opened
+        raise ConfigError(f"{where}: config is over the limit of "
+                          f"{limits.config_bytes / 2**20:g} MiB")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -113,13 +113,28 @@ def c7b(tmp):
                    r"stages\[0\]\.weights: 1001x1001 kernel exceeds the limit 63x63")
 
 
-@fault("C7c", "config", "a 10000x10000 weights file (refused from its header)")
+@fault("C7c", "config", "a small .npz declaring 10000x10000 weights (refused from its header)")
 def c7c(tmp):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10000, 10000)})
+    with zipfile.ZipFile(tmp / "huge.npz", "w") as z:  # a few hundred bytes on disk
+        z.writestr("w.npy", header.getvalue() + b"\0" * 64)
+    return refused(tmp, bank(tmp, "{file: huge.npz}"),
+                   r"huge\.npz: weights of shape \(10000, 10000\) exceed the limit",
+                   max_seconds=5)
+
+
+@fault("C7d", "config", "a weights file larger than the limits allow (refused by its size)")
+def c7d(tmp):
     np.lib.format.open_memmap(tmp / "huge.npy", mode="w+", dtype=np.float32,
                               shape=(10000, 10000))  # sparse on disk: 400 MB nominal
     return refused(tmp, bank(tmp, "{file: huge.npy}"),
-                   r"huge\.npy: weights of shape \(10000, 10000\) exceed the limit",
-                   max_seconds=5)
+                   r"huge\.npy: weights file is 381\.5 MiB; limit 125 MiB "
+                   r"\(raise with --max-kernel/--max-outputs\)", max_seconds=5)
 
 
 @fault("C8", "config", "alias bomb")
@@ -235,3 +250,59 @@ def c19(tmp):
     out = tmp / "out.mkv"
     return Case(["run", config, "-s", "synthetic:32x32:3", "-o", out], 3,
                 r"stages\[0\]: bank expects 4-channel frames, got 3", outputs={out: "absent"})
+
+
+# ------------------------------------------------------------------ special files (X8)
+def _fifo(tmp, name):
+    import os
+
+    os.mkfifo(tmp / name)
+    return tmp / name
+
+
+@fault("X8a", "config", "config path is /dev/zero (read forever)")
+def x8a(tmp):
+    return refused(tmp, "/dev/zero", r"/dev/zero: not a regular file \(a character device\)",
+                   max_seconds=10)
+
+
+@fault("X8b", "config", "config path is a FIFO with no writer (blocks forever)")
+def x8b(tmp):
+    return refused(tmp, _fifo(tmp, "c.yaml"), r"c\.yaml: not a regular file \(a FIFO\)",
+                   max_seconds=10)
+
+
+@fault("X8c", "config", "config path is /dev/urandom")
+def x8c(tmp):
+    return refused(tmp, "/dev/urandom", r"/dev/urandom: not a regular file", max_seconds=10)
+
+
+@fault("X8d", "config", "weights {file: /dev/zero}")
+def x8d(tmp):
+    return refused(tmp, bank(tmp, "{file: /dev/zero}"),
+                   r"stages\[0\]\.weights: /dev/zero: not a regular file", max_seconds=10)
+
+
+@fault("X8e", "config", "weights file is a FIFO")
+def x8e(tmp):
+    _fifo(tmp, "w.npy")
+    return refused(tmp, bank(tmp, "{file: w.npy}"), r"w\.npy: not a regular file \(a FIFO\)",
+                   max_seconds=10)
+
+
+@fault("X8f", "config", "weights file is /dev/urandom")
+def x8f(tmp):
+    return refused(tmp, bank(tmp, "{file: /dev/urandom}"), r"/dev/urandom: not a regular file",
+                   max_seconds=10)
+
+
+@fault("X8g", "config", "an .npz of 10000 arrays and no key: one short line")
+def x8g(tmp):
+    np.savez(tmp / "many.npz", **{f"a{i}": np.ones((1, 1)) for i in range(10_000)})
+
+    def short(result):
+        assert len(result.stderr.strip()) < 400, len(result.stderr)
+
+    return refused(tmp, bank(tmp, "{file: many.npz}"),
+                   r"many\.npz: holds 10000 arrays \('a0', 'a1', .*\); say which with key",
+                   check=short)
