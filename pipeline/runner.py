@@ -76,6 +76,7 @@ class Run:
                                                else out_depth)
         self.errors: list[BaseException] = []
         self.enough = threading.Event()  # --max-frames frames processed
+        self.stopped = False  # ended by ``stop`` before the stream did
         self._encodes = encoder is not None and any(s.wants != "float" for s in sinks)
         self._pace = {"compute": 0.0, "encode": 0.0, "write": 0.0}  # s per frame, smoothed
         self._lock = threading.Lock()
@@ -249,6 +250,7 @@ class Run:
                     self.progress(self.stats)
                     last_progress = now
         finally:
+            self.stopped = self.stop.is_set()  # by a signal or its caller, before the end
             self.cores.close()
             self.stats.cores = self.cores.describe()
             self._put_end(self.outbox)
@@ -342,15 +344,19 @@ def run_config(config, *, source=None, output: str | None = None,
                force: bool = False, sinks: list | None = None,
                progress: Callable[[Stats], None] | None = None,
                stop: threading.Event | None = None, limits=None, live: dict | None = None,
-               max_memory: int = 4 << 30) -> Stats:
+               max_memory: int = 4 << 30, on_stop: str = "finalise",
+               token: str | None = None) -> Stats:
     """Run ``config`` (a Config or a YAML path) and return its Stats.
 
     ``source``/``output`` override the config's (a spec string, or a FrameSource/FrameSink
     object); ``sinks`` are used instead of any output. From the moment outputs are opened
     until they are finalised, SIGINT/SIGTERM/SIGHUP stop the run cleanly (main thread
-    only): ``Stats.interrupted`` names the signal. A source that fails midway leaves the
-    frames written so far in ``<name>.partial<ext>``, named in the error; an output that
-    fails leaves nothing. Raises PipelineError subclasses.
+    only): ``Stats.interrupted`` names the signal. A run stopped that way (or by ``stop``)
+    finalises its outputs with the frames so far, or with ``on_stop="keep"`` (batch: only
+    whole outputs get their final names) leaves them at their temporary names, listed in
+    ``Stats.kept``. A source that fails midway leaves the frames written so far at the
+    output's temporary name, named in the error; an output that fails leaves nothing.
+    ``token`` names the temporary files (destination.py). Raises PipelineError subclasses.
     """
     from .config import Config, Limits, load_config
     from .sinks import open_sink
@@ -367,7 +373,7 @@ def run_config(config, *, source=None, output: str | None = None,
         target = output if output is not None else config.output
         sinks = []
         if target is not None or not (show or serve):
-            sinks.append(open_sink(target, force=force, inputs=inputs)
+            sinks.append(open_sink(target, force=force, inputs=inputs, token=token)
                          if target is None or isinstance(target, str) else target)
         if show:
             sinks.append(WindowSink())
@@ -419,11 +425,16 @@ def run_config(config, *, source=None, output: str | None = None,
         except BaseException:
             finish(sinks, run.stats, failed=True)
             raise
-        finish(sinks, stats, failed=False)
+        if run.stopped and on_stop == "keep":
+            stats.kept = keep_partial(sinks, stats)
+        else:
+            finish(sinks, stats, failed=False)
         stats.decode_errors = src.decode_errors
         stats.reconnects = getattr(src, "reconnects", 0)
     stats.warnings = list(getattr(src, "warnings", [])) + stats.warnings  # closed: all of them
     stats.ended_early = getattr(src, "ended_early", False)
     if received:
         stats.interrupted = SIGNAL_NAMES.get(received[0], str(received[0]))
+    elif run.stopped:
+        stats.interrupted = "a request to stop"
     return stats

@@ -3,9 +3,10 @@
 ``open(shape, fps)`` sizes the sink from the chain's declared output and raises
 OutputError before the first frame if it cannot work; ``write(frame)`` never fails
 silently; ``close()`` finalises (release, verify, rename) and returns what was written;
-``abort()`` removes anything partial. Files are written under ``<name>.partial<ext>`` in
-the destination folder (same filesystem, so the final rename is atomic) and only renamed
-once complete: the final path never holds half a file.
+``abort()`` removes anything partial. Files are written under a temporary name of this
+run's own in the destination folder (destination.py: ``<stem>.<token>.partial<ext>``,
+the destination locked meanwhile) and only renamed once complete: the final path never
+holds half a file, and no one else's file is ever touched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from .destination import Destination
 from .errors import OutputError
 
 CONTAINERS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
@@ -47,58 +49,26 @@ class FrameSink(Protocol):
     def abort(self) -> None: ...
 
 
-def partial_path(final: Path) -> Path:
-    """``out.mp4`` -> ``out.partial.mp4``: the real extension last, for FFmpeg's muxer."""
-    return final.with_name(f"{final.stem}.partial{final.suffix}")
-
-
-def _prepare(final: Path, force: bool, inputs: list[str]) -> Path:
-    """Checks before anything is created; returns the temporary path."""
-    for source in inputs:
-        if os.path.exists(source) and os.path.exists(final) and os.path.samefile(source, final):
-            raise OutputError(f"{final}: output would overwrite the input {source}")
-        if os.path.realpath(source) == os.path.realpath(final):
-            raise OutputError(f"{final}: output would overwrite the input {source}")
-    if final.exists() or final.is_symlink():
-        if final.is_dir():
-            raise OutputError(f"{final}: is a directory")
-        if not force:
-            raise OutputError(f"{final}: exists (use --force to replace it)")
-    folder = final.parent if str(final.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"cannot create {final}: no such directory {folder}")
-    tmp = partial_path(final)
-    try:  # prove we can create it, before a single frame is read
-        with open(tmp, "wb"):
-            pass
-    except OSError as e:
-        raise OutputError(f"cannot create {final}: {e.strerror}") from None
-    return tmp
-
-
 class _FileSink:
     wants = "uint8"
 
     def __init__(self, path: str | os.PathLike[str], force: bool = False,
-                 inputs: list[str] | None = None) -> None:
+                 inputs: list[str] | None = None, token: str | None = None) -> None:
         self.final = Path(path)
         self.name = str(self.final)
-        self.force = force
-        self.inputs = inputs or []
-        self.tmp: Path | None = None
+        self.dest = Destination(self.final, force, inputs, token)
         self.frames = 0
         self.warnings: list[str] = []
 
-    def _commit(self) -> None:
-        assert self.tmp is not None
-        os.replace(self.tmp, self.final)
-        self.tmp = None
+    @property
+    def tmp(self) -> Path | None:
+        """This run's temporary file while it is being written (None once ended)."""
+        return self.dest.tmp
 
     def abort(self) -> None:
+        """Remove what this run wrote; nothing else is ever touched."""
         self._release()
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
-            self.tmp = None
+        self.dest.discard()
 
     def _release(self) -> None:
         """Let go of the writer, if any."""
@@ -108,8 +78,8 @@ class VideoFileSink(_FileSink):
     """``.mp4`` (mp4v), ``.avi`` (MJPG), ``.mkv`` (FFV1, lossless) through cv2.VideoWriter."""
 
     def __init__(self, path: str | os.PathLike[str], force: bool = False,
-                 inputs: list[str] | None = None) -> None:
-        super().__init__(path, force, inputs)
+                 inputs: list[str] | None = None, token: str | None = None) -> None:
+        super().__init__(path, force, inputs, token)
         self.codec = CONTAINERS[self.final.suffix.lower()]
         self._writer: cv2.VideoWriter | None = None
         self._expect: Shape | None = None
@@ -126,7 +96,7 @@ class VideoFileSink(_FileSink):
             self.warnings.append(
                 f"{self.final}: {w}x{h} padded to {w + self._pad[1]}x{h + self._pad[0]} "
                 "(the encoder needs an even size; the edge pixels are repeated)")
-        self.tmp = _prepare(self.final, self.force, self.inputs)
+        self.dest.claim()
         size = (w + self._pad[1], h + self._pad[0])
         # Gray results go in as gray: no BGR copy, and the encoder's colour conversion is
         # skipped (FFV1 at 720p: 24 ms a frame instead of 41; mp4v 9.7 instead of 12.5).
@@ -165,7 +135,7 @@ class VideoFileSink(_FileSink):
             return SinkResult(self.name, 0, "no frames written; no file left",
                               self.warnings)
         self._verify()
-        self._commit()
+        self.dest.commit()
         w, h = self.size
         return SinkResult(self.name, self.frames, f"{self.codec}, {w}x{h}", self.warnings)
 
@@ -175,8 +145,7 @@ class VideoFileSink(_FileSink):
         if self.frames == 0:
             self.abort()
             return None
-        kept, self.tmp = self.tmp, None
-        return kept
+        return self.dest.keep()
 
     def _verify(self) -> None:
         """Reopen what was written: it decodes, at the size written, with every frame.
@@ -198,8 +167,9 @@ class VideoFileSink(_FileSink):
             problem = f"{count} frames readable, {self.frames} written"
         else:
             return
+        kept = self.dest.keep()  # what was written stays, for a look, under the name given
         raise OutputError(f"{self.final}: output verification failed: {problem}; "
-                          f"kept as {self.tmp}")
+                          f"kept as {kept}")
 
 
 def _why_write_failed(path: Path | None) -> str:
@@ -220,50 +190,79 @@ def _why_write_failed(path: Path | None) -> str:
 
 
 class ImageSink(_FileSink):
-    """One image per frame: a folder (``00000.png`` …) or a printf pattern (``f_%05d.jpg``)."""
+    """One image per frame: a folder (``00000.png`` …) or a printf pattern (``f_%05d.jpg``).
 
-    def __init__(self, spec: str, force: bool = False, inputs: list[str] | None = None) -> None:
-        super().__init__(spec, force, inputs)
+    The images go to a temporary folder of this run's own beside them and move into
+    place when the run ends well: a run that fails (disk full) leaves none of its images,
+    and a folder it made for them goes too.
+    """
+
+    def __init__(self, spec: str, force: bool = False, inputs: list[str] | None = None,
+                 token: str | None = None) -> None:
         self.spec = spec  # as written: Path() would drop a trailing "/" (= "make this folder")
         if "%" in spec:
             self.pattern = spec
         else:
             self.pattern = os.path.join(spec, "%05d.png")
         self.folder = Path(self.pattern).parent
+        super().__init__(self.pattern, force, inputs, token)
+        self._made: Path | None = None  # the output folder, when this run created it
 
     def open(self, shape: Shape, fps: float) -> None:
         if not self.folder.exists() and self.spec.endswith(("/", os.sep)):
-            self.folder.mkdir(parents=True)
+            try:
+                self.folder.mkdir(parents=True)
+            except OSError as e:
+                raise OutputError(f"cannot create {self.folder}: {e.strerror}") from None
+            self._made = self.folder
         if not self.folder.is_dir():
             raise OutputError(f"cannot create {self.pattern}: no such directory {self.folder}")
         first = Path(self.pattern % 0)
-        if first.exists() and not self.force:
+        if first.exists() and not self.dest.force:
             raise OutputError(f"{first}: exists (use --force to replace it)")
         if not os.access(self.folder, os.W_OK):
             raise OutputError(f"cannot create {self.pattern}: permission denied")
         ext = Path(self.pattern).suffix.lower()
         if not cv2.haveImageWriter(f"x{ext}"):
             raise OutputError(f"{self.pattern}: OpenCV cannot write {ext} images")
+        self.dest.claim(folder=True)
 
     def write(self, frame: np.ndarray) -> None:
-        final = Path(self.pattern % self.frames)
-        tmp = partial_path(final)
-        ok, data = cv2.imencode(final.suffix, frame)
+        assert self.tmp is not None
+        name = os.path.basename(self.pattern % self.frames)
+        ok, data = cv2.imencode(Path(name).suffix, frame)
         if not ok:
-            raise OutputError(f"{final}: cannot encode {final.suffix}")
+            raise OutputError(f"{name}: cannot encode {Path(name).suffix}")
         try:
-            tmp.write_bytes(data.tobytes())
-            os.replace(tmp, final)
+            (self.tmp / name).write_bytes(data.tobytes())
         except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"{final}: write failed: {e.strerror}") from None
+            raise OutputError(f"{self.folder / name}: write failed after {self.frames} "
+                              f"images: {e.strerror}") from None
         self.frames += 1
 
     def close(self) -> SinkResult:
+        assert self.tmp is not None
+        for i in range(self.frames):
+            name = os.path.basename(self.pattern % i)
+            os.replace(self.tmp / name, self.folder / name)
+        self.dest.discard()  # the emptied temporary folder
         return SinkResult(self.pattern, self.frames, "images", self.warnings)
 
+    def keep(self) -> Path | None:
+        """A failed source: the images so far stay in the temporary folder, named."""
+        if self.frames == 0:
+            self.abort()
+            return None
+        return self.dest.keep()
+
     def abort(self) -> None:
-        """Images already written are complete files; nothing partial remains."""
+        self.dest.discard()
+        if self._made is not None:
+            try:
+                self._made.rmdir()  # only if still empty: nothing else is ever removed
+            except OSError:
+                pass
+            self._made = None
 
 
 class NpySink(_FileSink):
@@ -278,8 +277,7 @@ class NpySink(_FileSink):
 
     def open(self, shape: Shape, fps: float) -> None:
         self.shape = shape
-        self.tmp = _prepare(self.final, self.force, self.inputs)
-        self._file = open(self.tmp, "r+b")  # noqa: SIM115 - closed in close()/abort()
+        self._file = open(self.dest.claim(), "r+b")  # noqa: SIM115 - closed in close()/abort()
         self._dtype: np.dtype | None = None
         self._header_len = 0
 
@@ -329,15 +327,14 @@ class NpySink(_FileSink):
     def close(self) -> SinkResult:
         if not self._finalise():
             return SinkResult(self.name, 0, "no frames written; no file left", self.warnings)
-        self._commit()
+        self.dest.commit()
         return SinkResult(self.name, self.frames, f"{self._dtype} {self.shape}", self.warnings)
 
     def keep(self) -> Path | None:
         """A readable .npy of the frames so far, left at its .partial name."""
         if not self._finalise():
             return None
-        kept, self.tmp = self.tmp, None
-        return kept
+        return self.dest.keep()
 
 
 class NullSink:
@@ -384,17 +381,19 @@ class MemorySink:
         pass
 
 
-def open_sink(spec: str | None, force: bool = False, inputs: list[str] | None = None):
-    """The sink an ``--output`` value names (not opened yet)."""
+def open_sink(spec: str | None, force: bool = False, inputs: list[str] | None = None,
+              token: str | None = None):
+    """The sink an ``--output`` value names (not opened yet); ``token`` names its
+    temporary file (destination.py), else a random one."""
     if spec is None or spec in ("null", "-"):
         return NullSink()
     suffix = Path(spec).suffix.lower()
     if suffix in CONTAINERS:
-        return VideoFileSink(spec, force, inputs)
+        return VideoFileSink(spec, force, inputs, token)
     if suffix == ".npy":
-        return NpySink(spec, force, inputs)
+        return NpySink(spec, force, inputs, token)
     if "%" in spec or spec.endswith(("/", os.sep)) or \
             (os.path.exists(spec) and stat.S_ISDIR(os.stat(spec).st_mode)):
-        return ImageSink(spec, force, inputs)
+        return ImageSink(spec, force, inputs, token)
     raise OutputError(f"{spec}: unknown output type {suffix or '(no extension)'!r}; "
                       "expected .mp4 .avi .mkv .npy, a folder/ or a pattern like f_%05d.png")

@@ -32,6 +32,7 @@ class Stats:
     frame_total: int | None = None
     reconnects: int = 0
     cores: str | None = None  # how the filter shared the cores with the writer, if it did
+    kept: list[str] = field(default_factory=list)  # stopped: outputs left at temporary names
 
     @property
     def fps(self) -> float:
@@ -71,5 +72,7 @@ class Stats:
             lines.append(f"warning: {self.nan_pixels} NaN pixels written as 0")
         lines += [f"warning: {w}" for w in self.warnings]
         if self.interrupted:
-            lines.append(f"interrupted by {self.interrupted}; outputs finalised")
+            lines.append(f"interrupted by {self.interrupted}; " + (
+                f"unfinished, kept as {', '.join(self.kept)}" if self.kept
+                else "outputs finalised"))
         return "\n".join(lines)

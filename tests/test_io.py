@@ -13,7 +13,7 @@ from media import decoded, write_clip
 
 from pipeline import ConfigError, InputError, OutputError, SourceLostError
 from pipeline.live import LiveSource, camera_source, url_source
-from pipeline.sinks import ImageSink, NpySink, VideoFileSink, open_sink, partial_path
+from pipeline.sinks import ImageSink, NpySink, VideoFileSink, open_sink
 from pipeline.sources import (
     ImageSequenceSource,
     SyntheticSource,
@@ -135,9 +135,11 @@ def test_video_sink_writes_partial_then_renames(tmp_path, ext):
     sink.open((24, 32, 3), 30.0)
     for f in frames_of(5):
         sink.write(f)
-    assert partial_path(final).exists() and not final.exists()
+    assert sink.tmp.exists() and not final.exists()
+    assert sink.tmp.name.startswith("out.") and sink.tmp.name.endswith(f".partial{ext}")
+    tmp = sink.tmp
     result = sink.close()
-    assert final.exists() and not partial_path(final).exists()
+    assert final.exists() and not tmp.exists()
     assert result.frames == 5 and len(decoded(final)) == 5
     assert result.detail.startswith({".mp4": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}[ext])
 
@@ -176,8 +178,9 @@ def test_video_sink_refusals(tmp_path):
     sink.open((8, 8, 3), 30)
     with pytest.raises(OutputError, match="does not match the writer's"):
         sink.write(np.zeros((8, 9, 3), np.uint8))
+    tmp = sink.tmp
     sink.abort()
-    assert not partial_path(tmp_path / "shape.mp4").exists()
+    assert not tmp.exists()
 
 
 def test_no_frames_leaves_no_file(tmp_path):
@@ -211,7 +214,14 @@ def test_image_sink(tmp_path):
     folder = open_sink(str(tmp_path / "new") + "/")
     folder.open((4, 4, 3), 30)
     folder.write(frames_of(1, 4, 4, 3)[0])
-    assert (tmp_path / "new" / "00000.png").exists()
+    assert not (tmp_path / "new" / "00000.png").exists()  # in place once the run ends well
+    folder.close()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["00000.png"]
+    failed = open_sink(str(tmp_path / "other") + "/")
+    failed.open((4, 4, 3), 30)
+    failed.write(frames_of(1, 4, 4, 3)[0])
+    failed.abort()  # a failed run leaves nothing, not even the folder it made
+    assert not (tmp_path / "other").exists()
 
 
 def test_window_needs_a_display(monkeypatch):

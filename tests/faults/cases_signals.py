@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness import Case, fault, wait_for
+from harness import Case, fault, wait_for_partial
 from media import MjpegServer, clip_frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,14 +17,10 @@ EDGES = ROOT / "configs" / "edges.yaml"
 LONG = "synthetic:320x240@30:100000"
 
 
-def partial(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
-
-
 def after_start(sig: int, delay: float = 0.5, out: Path | None = None):
     """Send ``sig`` once the run is writing (its .partial file exists), after ``delay``."""
     def drive(proc: subprocess.Popen, cwd: Path) -> None:
-        wait_for(partial(out))
+        wait_for_partial(out)
         time.sleep(delay)
         proc.send_signal(sig)
 
@@ -73,7 +69,7 @@ def s4b(tmp):
     out = tmp / "stall.mkv"
 
     def drive(proc, cwd):
-        wait_for(partial(out))
+        wait_for_partial(out)
         time.sleep(1.5)  # the stream has stalled; the reader is blocked in OpenCV
         proc.send_signal(signal.SIGTERM)
 
@@ -87,7 +83,7 @@ def s5(tmp):
     out = tmp / "twice.mp4"
 
     def drive(proc, cwd):
-        wait_for(partial(out))
+        wait_for_partial(out)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.02)
@@ -102,7 +98,7 @@ def s6(tmp):
     out = tmp / "killed.mp4"
 
     def drive(proc, cwd):
-        wait_for(partial(out))
+        wait_for_partial(out)
         time.sleep(0.7)
         proc.kill()
 

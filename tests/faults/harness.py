@@ -11,6 +11,7 @@ of W×H, kept as ``.partial`` and named, or a .npy of N frames.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import re
@@ -68,6 +69,20 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def partials(path: Path) -> list[Path]:
+    """The temporary files of ``path`` (``<stem>.<token>.partial<ext>``) now present."""
+    return sorted(path.parent.glob(f"{glob.escape(path.stem)}.*.partial{path.suffix}"))
+
+
+def wait_for_partial(path: Path, timeout: float = 30.0) -> Path:
+    """Until a run has started writing ``path``; its temporary file."""
+    deadline = time.monotonic() + timeout
+    while not partials(path):
+        assert time.monotonic() < deadline, f"no temporary file of {path} appeared"
+        time.sleep(0.02)
+    return partials(path)[0]
+
+
 def frames_in(path: Path) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     count = int(max(cap.get(cv2.CAP_PROP_FRAME_COUNT), 0))
@@ -76,24 +91,26 @@ def frames_in(path: Path) -> list[np.ndarray]:
     return frames
 
 
-def check_output(path: Path, state: object) -> None:
-    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
+def check_output(path: Path, state: object, before: set[Path] = frozenset()) -> None:
+    """``path`` is in ``state``; temporary files that existed ``before`` the run (not
+    this run's) are left out."""
+    left = [p for p in partials(path) if p not in before]
     if state == "absent":
         assert not path.exists(), f"{path} exists"
-        assert not partial.exists(), f"{partial} left behind"
+        assert not left, f"{left} left behind"
         return
     kind, *args = state
     if kind == "playable":
         n, size = args[0], args[1] if len(args) > 1 else None
-        assert path.exists() and not partial.exists(), f"{path} not finalised"
+        assert path.exists() and not left, f"{path} not finalised ({left})"
         frames = frames_in(path)
         assert len(frames) == n, f"{path}: {len(frames)} frames, expected {n}"
         if size is not None:
             assert (frames[0].shape[1], frames[0].shape[0]) == size
     elif kind == "partial":
         assert not path.exists(), f"{path} must not be touched by a failed run"
-        assert partial.exists(), f"{partial} not kept"
-        assert len(frames_in(partial)) == args[0]
+        assert len(left) == 1, f"one temporary file kept, found {left}"
+        assert len(frames_in(left[0])) == args[0]
     elif kind == "npy":
         assert np.load(path).shape[0] == args[0]
     elif kind == "exists":
@@ -152,7 +169,11 @@ def verify(case: Case, cwd: Path) -> subprocess.CompletedProcess:
             written = re.search(r"(\d+) written", result.stdout)
             n = int(written.group(1)) if written else 0
             state = ("playable", n) if n else "absent"
-        check_output(Path(path), state)
+        check_output(Path(path), state, set(before))
+    # a message that names a kept file names one that exists (X4)
+    for named in re.findall(r"(?:kept (?:in|as)) (\S+?\.partial\S*?)(?:[,;)]|\s|$)",
+                            result.stdout + result.stderr):
+        assert Path(named).exists(), f"a message names {named}, which does not exist"
     if case.check:
         case.check(result)
     return result

@@ -13,8 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cases_signals import EDGES, LONG, partial  # noqa: E402
-from harness import Case, verify, wait_for  # noqa: E402
+from cases_signals import EDGES, LONG  # noqa: E402
+from harness import Case, verify, wait_for_partial  # noqa: E402
 
 CONTAINERS = (".mkv", ".mp4", ".avi", ".npy")
 
@@ -25,7 +25,7 @@ def trial(seed: int, sig: int, code: int, tmp: Path) -> None:
     delay = rng.uniform(0.0, 1.5)
 
     def drive(proc, cwd):
-        wait_for(partial(out))
+        wait_for_partial(out)
         import time
 
         time.sleep(delay)
