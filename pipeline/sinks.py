@@ -236,8 +236,8 @@ class ImageSink(_FileSink):
         try:
             (self.tmp / name).write_bytes(data.tobytes())
         except OSError as e:
-            raise OutputError(f"{self.folder / name}: write failed after {self.frames} "
-                              f"images: {e.strerror}") from None
+            raise OutputError(f"{self.pattern}: write failed after {self.frames} images: "
+                              f"{e.strerror}") from None
         self.frames += 1
 
     def close(self) -> SinkResult:

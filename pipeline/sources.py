@@ -204,11 +204,12 @@ class ImageSequenceSource(_Source):
                 self._skip(path)
                 continue
             self._index += 1
-            if FrameFormat.of(image, self.fps) != self._format:
-                raise InputError(f"{path}: {image.shape[1]}x{image.shape[0]} {image.dtype} "
-                                 f"differs from the sequence's first image "
-                                 f"({self._format.width}x{self._format.height} "
-                                 f"{self._format.dtype})")
+            got = FrameFormat.of(image, self.fps)
+            if got != self._format:
+                first = self._format
+                raise InputError(f"{path}: {got.width}x{got.height}x{got.channels} {got.dtype} "
+                                 f"differs from the sequence's first image ({first.width}x"
+                                 f"{first.height}x{first.channels} {first.dtype})")
             self.frames_read += 1
             return image
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -239,3 +240,36 @@ def test_serving_on_a_busy_port_is_refused():
             MjpegServerSink(f"127.0.0.1:{first.port}").open((8, 8, 3), 30)
     finally:
         first.abort()
+
+
+def test_failed_verification_keeps_the_file_it_names(tmp_path, monkeypatch):
+    """RELIABILITY X4: a message that names a file names one that exists."""
+    import re
+
+    import pipeline.sinks as sinks
+    from pipeline.runner import finish
+    from pipeline.stats import Stats
+
+    class Undecodable:  # what cv2 says of a file it cannot read back
+        def __init__(self, *args):
+            pass
+
+        def read(self):
+            return False, None
+
+        def get(self, prop):
+            return 0.0
+
+        def release(self):
+            pass
+
+    sink = VideoFileSink(tmp_path / "v.mkv")
+    sink.open((24, 32, 3), 30.0)
+    for f in frames_of(3):
+        sink.write(f)
+    monkeypatch.setattr(sinks.cv2, "VideoCapture", Undecodable)
+    with pytest.raises(OutputError, match="output verification failed") as info:
+        finish([sink], Stats(), failed=False)  # as the runner ends a run
+    kept = Path(re.search(r"kept as (\S+)$", str(info.value)).group(1))
+    assert kept.exists() and kept.name.endswith(".partial.mkv")
+    assert not (tmp_path / "v.mkv").exists()

@@ -45,6 +45,7 @@ class Case:
     check: Callable[[subprocess.CompletedProcess], None] | None = None
     driver: Callable[[subprocess.Popen, Path], None] | None = None  # sends signals
     exit_within: float | None = None  # seconds from the driver's last signal to exit
+    raw: bool = False  # argv is a whole command line, not pipeline's arguments
 
 
 def fault(fid: str, group: str, title: str) -> Callable:
@@ -119,7 +120,8 @@ def check_output(path: Path, state: object, before: set[Path] = frozenset()) -> 
 
 def run(case: Case, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **case.env}
-    cmd = [sys.executable, "-X", "faulthandler", "-m", "pipeline", *map(str, case.argv)]
+    cmd = list(map(str, case.argv)) if case.raw else \
+        [sys.executable, "-X", "faulthandler", "-m", "pipeline", *map(str, case.argv)]
     start = time.perf_counter()
     with case.context or contextlib.nullcontext():
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,

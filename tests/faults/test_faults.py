@@ -13,6 +13,7 @@ import cases_config  # noqa: E402,F401 - each module registers its faults
 import cases_input  # noqa: E402,F401
 import cases_live  # noqa: E402,F401
 import cases_output  # noqa: E402,F401
+import cases_sharing  # noqa: E402,F401
 import cases_signals  # noqa: E402,F401
 from harness import FAULTS, verify  # noqa: E402
 
@@ -26,5 +27,5 @@ def test_fault(fid, tmp_path):
 
 def test_matrix_covers_every_group_with_at_least_60_faults():
     groups = {group for group, _, _ in FAULTS.values()}
-    assert groups == {"config", "input", "live", "output", "resources", "signals"}
+    assert groups == {"config", "input", "live", "output", "resources", "sharing", "signals"}
     assert len(FAULTS) >= 60

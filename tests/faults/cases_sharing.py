@@ -1,0 +1,181 @@
+"""Fault matrix group X (RELIABILITY X1-X10): what breaks when runs share a folder, a
+path or a pool of workers, and the promises a new user and a hostile probe broke
+(issue 16). Each case reproduces what was seen, then checks what must happen instead."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from harness import Case, fault, frames_in, partials, wait_for_partial
+from media import write_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+EDGES = ROOT / "configs" / "edges.yaml"
+LONG = "synthetic:320x240@30:100000"
+
+
+def start(*args: object, cwd: Path | None = None) -> subprocess.Popen:
+    """A run in the background (the other run of a case)."""
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *map(str, args)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# ------------------------------------------------------------------ temporary names
+@fault("X1", "sharing", "a user's file named like our temporary is never touched")
+def x1(tmp):
+    (tmp / "mine.partial.mp4").write_bytes(b"the user's own file")
+    (tmp / "mine.0000beef.partial.mp4").write_bytes(b"another of the user's files")
+    return Case(["run", EDGES, "-s", "synthetic:64x48:5", "-o", tmp / "mine.mp4"], 0,
+                outputs={tmp / "mine.mp4": ("playable", 5)})
+
+
+@fault("X2", "sharing", "a .partial left by a recording killed with SIGKILL survives a rerun")
+def x2(tmp):
+    out = tmp / "rec.mkv"
+    first = start("run", EDGES, "-q", "-s", LONG, "-o", out)
+    left = wait_for_partial(out)
+    time.sleep(1.0)
+    first.kill()
+    first.communicate()
+    assert len(frames_in(left)) > 0  # readable up to the kill: the only copy of it
+
+    def kept(result):
+        assert left.exists() and len(frames_in(left)) > 0
+
+    # the same command again (shortened): a new temporary name, the old one untouched
+    # (the dead run's lock file is no one's: the kernel released its lock; the rerun takes
+    # it over and removes it when done)
+    return Case(["run", EDGES, "-q", "-s", LONG, "-o", out, "--max-frames", "10"], 0,
+                outputs={out: ("playable", 10)}, check=kept,
+                may_change=[tmp / ".rec.mkv.pipeline-lock"])
+
+
+# ------------------------------------------------------------------ one output, two runs
+def _two_runs(tmp: Path, name: str, force: bool) -> Case:
+    out = tmp / name
+    if force:
+        write_clip(out, n=3, width=64, height=48)  # an older result, replaced only whole
+    first = start("run", EDGES, "-q", "-s", LONG, "-o", out, *(["--force"] if force else []))
+    mine = wait_for_partial(out)
+    time.sleep(0.3)
+
+    def first_wins_whole(result):
+        first.send_signal(signal.SIGINT)
+        stdout, stderr = first.communicate(timeout=30)
+        assert first.returncode == 130, stderr
+        written = int(stdout.split(" written")[0].rsplit(", ", 1)[1])
+        assert written > 0 and len(frames_in(out)) == written
+        assert not partials(out)
+
+    return Case(["run", EDGES, "-q", "-s", "synthetic:64x48:5", "-o", out,
+                 *(["--force"] if force else [])], 4,
+                rf"{name.replace('.', '[.]')}: another run is writing it \(pid {first.pid} "
+                r"on .*, since [\d:]+\); nothing was written",
+                may_change=[mine], check=first_wins_whole, max_seconds=15)
+
+
+@fault("X3a", "sharing", "two runs write one .mkv at once: the second stops before writing")
+def x3a(tmp):
+    return _two_runs(tmp, "same.mkv", force=False)
+
+
+@fault("X3b", "sharing", "two runs write one .mp4 with --force: the final file never vanishes")
+def x3b(tmp):
+    return _two_runs(tmp, "same.mp4", force=True)
+
+
+# ------------------------------------------------------------------ stopping on purpose
+@fault("X11a", "sharing", "--max-frames with --strict is not a lossy input")
+def x11a(tmp):
+    video = tmp / "in.avi"
+    write_clip(video, n=60, width=64, height=48)
+
+    def no_warning(result):
+        assert "input ended" not in result.stdout + result.stderr
+
+    return Case(["run", EDGES, "-s", video, "-o", tmp / "out.mkv", "--max-frames", "20",
+                 "--strict"], 0, outputs={tmp / "out.mkv": ("playable", 20)},
+                check=no_warning)
+
+
+@fault("X11b", "sharing", "a run stopped by a signal does not claim its input ended early")
+def x11b(tmp):
+    video = tmp / "in.avi"
+    write_clip(video, n=1500, width=320, height=240)
+    out = tmp / "out.mkv"
+
+    def drive(proc, cwd):
+        wait_for_partial(out)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+
+    def no_warning(result):
+        assert "input ended" not in result.stdout + result.stderr
+
+    return Case(["run", EDGES, "-q", "-s", video, "-o", out], 130, None,
+                outputs={out: "reported"}, driver=drive, check=no_warning,
+                stdout=r"interrupted by SIGINT")
+
+
+# ------------------------------------------------------------------ a full disk
+@fault("X9", "sharing", "disk full while writing an image folder: nothing of the run is left")
+def x9(tmp):
+    # A real full disk: a 1 MiB tmpfs in a mount namespace of the run's own (the mount
+    # and what is on it go with the namespace, so the listing is taken inside it).
+    disk = tmp / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && mkdir {disk}/old && "
+              f"echo keep > {disk}/old/mine.txt && "
+              f"{sys.executable} -m pipeline run {EDGES} -q -s synthetic:320x240:400 "
+              f"-o {disk}/frames/; echo rc=$?; find {disk} | sort")
+    argv = ["unshare", "--mount", "--map-root-user", "sh", "-c", script]
+
+    def nothing_left(result):
+        lines = result.stdout.splitlines()
+        assert "rc=4" in lines, result.stdout
+        listing = lines[lines.index("rc=4") + 1:]
+        assert listing == [str(disk), f"{disk}/old", f"{disk}/old/mine.txt"], listing
+        assert "No space left on device" in result.stderr, result.stderr
+
+    return Case(argv, 0, r"frames/%05d\.png: write failed after \d+ images: No space left on "
+                r"device", check=nothing_left, raw=True)
+
+
+# ------------------------------------------------------------------ messages
+@fault("X12a", "sharing", "an image folder mixing 3- and 4-channel frames says so")
+def x12a(tmp):
+    for i in range(3):
+        cv2.imwrite(str(tmp / f"f{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    cv2.imwrite(str(tmp / "f3.png"), np.full((120, 160, 4), 200, np.uint8))
+    return Case(["run", EDGES, "-s", tmp / "f%d.png", "-o", tmp / "out.mkv"], 3,
+                r"f3\.png: 160x120x4 uint8 differs from the sequence's first image "
+                r"\(160x120x3 uint8\)")
+
+
+@fault("X12b", "sharing", "a truncated PNG inside an image sequence is skipped and counted")
+def x12b(tmp):
+    for i in range(5):
+        cv2.imwrite(str(tmp / f"f{i}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
+    data = (tmp / "f2.png").read_bytes()
+    (tmp / "f2.png").write_bytes(data[: len(data) // 2])
+    return Case(["run", EDGES, "-s", tmp / "f%d.png", "-o", tmp / "out.mkv"], 0,
+                outputs={tmp / "out.mkv": ("playable", 4)},
+                stdout=r"1 undecodable skipped[\s\S]*warning: .*f2\.png: not a decodable "
+                       r"image; skipped")
+
+
+@fault("X12c", "sharing", "the same truncated PNG with --strict: exit 6, the output kept")
+def x12c(tmp):
+    for i in range(5):
+        cv2.imwrite(str(tmp / f"f{i}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
+    data = (tmp / "f2.png").read_bytes()
+    (tmp / "f2.png").write_bytes(data[: len(data) // 2])
+    return Case(["run", EDGES, "-s", tmp / "f%d.png", "-o", tmp / "out.mkv", "--strict"], 6,
+                r"finished but lossy: 1 undecodable frame skipped",
+                outputs={tmp / "out.mkv": ("playable", 4)})
