@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import Limits, load_config
-from .errors import InputError, OutputError, PipelineError
+from .errors import INTERNAL, LOSSY, OutputError, PipelineError
 from .frames import FrameFormat
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -63,8 +63,6 @@ def leave(code: int, interrupted: bool = False) -> None:
                 pass
         os._exit(code)
     raise typer.Exit(code)
-INTERNAL = 70  # a bug: never an unhandled traceback, never 1
-LOSSY = 6  # finished, outputs final, but frames were lost on the way in (--strict only)
 SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
@@ -280,23 +278,6 @@ def filters() -> None:
     out.print(table)
 
 
-def _batch_one(config_path: str, source: str, target: str, force: bool,
-               strict: bool = False) -> tuple[str, int, str]:
-    """Run one file of a batch (in a worker process): (source, exit code, message)."""
-    from .runner import run_config
-
-    try:
-        stats = run_config(config_path, source=source, output=target, force=force)
-    except PipelineError as e:
-        return source, e.exit_code, str(e)
-    except Exception as e:  # noqa: BLE001 - reported per file, never a traceback
-        return source, INTERNAL, f"internal error: {type(e).__name__}: {e}"
-    if strict and stats.losses():
-        return source, LOSSY, _lossy(stats)
-    return source, 0, f"{stats.frames_written} frames" + (
-        f" ({', '.join(stats.losses())})" if stats.losses() else "")
-
-
 @app.command()
 def batch(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
@@ -311,57 +292,57 @@ def batch(
     strict: Strict = False,
     debug: Debug = False,
 ) -> None:
-    """Filter many files in parallel; finished outputs are skipped, so a rerun resumes."""
+    """Filter many files in parallel; a rerun skips outputs proven finished, so it resumes."""
+    from . import batch as jobs_
+    from .proof import config_fingerprint
+
     with guarded(debug):
-        load_config(config)  # fail fast, once, on a bad config
+        cfg = load_config(config)  # fail fast, once, on a bad config
         if not out_dir.is_dir():
             raise OutputError(f"--out {out_dir}: no such directory")
         ext = ext if ext.startswith(".") else f".{ext}"
-        jobs, results = [], []
-        for src in inputs:
-            if "://" in src and not allow_network:
-                results.append((src, InputError.exit_code,
-                                "network sources not allowed in batch (use --allow-network)"))
-                continue
-            target = out_dir / (Path(src.rstrip("/")).stem + ext)
-            if target.exists() and not force:
-                results.append((src, 0, f"skipped: {target} exists"))
-                continue
-            jobs.append((str(config), src, str(target), force, strict))
-        results += _run_batch(jobs, workers, scheduler)
-        for src, code, message in results:
-            if code:
-                fail(f"{src}: {message}")
+        pairs = jobs_.targets(inputs, out_dir, ext)
+        todo, decided = jobs_.plan_jobs(str(config), config_fingerprint(cfg), pairs, force,
+                                        strict, allow_network)
+
+        def report(job: Any, outcome: Any) -> None:
+            text = outcome.message if outcome.message.startswith(outcome.source) else \
+                f"{outcome.source}: {outcome.message}"  # errors name their file already
+            if outcome.code == jobs_.STOPPED:
+                say(f"stopped: {text}")
+            elif outcome.code:
+                fail(text)
             else:
-                say(f"ok: {src}: {message}")
-        codes = [code for _, code, _ in results]
-        failed, lossy = sum(c not in (0, LOSSY) for c in codes), codes.count(LOSSY)
-        say(f"{len(results) - failed - lossy} ok, " + (f"{lossy} lossy, " if lossy else "")
-            + f"{failed} failed")
-        worst = max(codes, key=lambda c: (c not in (0, LOSSY), c), default=0)  # a failure
-        if worst:  # outranks a lossy finish
-            raise typer.Exit(worst)
+                say(f"ok: {text}")
 
-
-def _run_batch(jobs: list[tuple], workers: int, scheduler: str | None) -> list[tuple]:
-    if not jobs:
-        return []
-    if scheduler:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise InputError("--scheduler needs dask[distributed]: pip install "
-                             "'pipeline[cluster]'") from None
-        with Client(scheduler) as client:
-            futures = client.map(lambda job: _batch_one(*job), jobs, pure=False)
-            return client.gather(futures)
-    from concurrent.futures import ProcessPoolExecutor
-
-    results = []
-    with _progress(err.is_terminal) as _, ProcessPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(_batch_one, *zip(*jobs, strict=True)):
-            results.append(result)
-    return results
+        for outcome in decided:
+            report(None, outcome)
+        signame = None
+        if todo and scheduler:
+            outcomes = jobs_.run_dask(todo, scheduler, report)
+        elif todo:
+            outcomes, signame = jobs_.LocalPool(todo, workers).run(report)
+        else:
+            outcomes = []
+        results = decided + outcomes
+        codes = [o.code for o in results]
+        stopped = [o for o in outcomes if o.code == jobs_.STOPPED]
+        unstarted = [o for o in stopped if o.message == "not started"]
+        for o in unstarted:
+            say(f"not started: {o.source}")
+        failed = sum(c not in (0, LOSSY, jobs_.STOPPED) for c in codes)
+        lossy = codes.count(LOSSY)
+        say(f"{len(results) - failed - lossy - len(stopped)} ok, "
+            + (f"{lossy} lossy, " if lossy else "") + f"{failed} failed"
+            + (f", {len(stopped) - len(unstarted)} stopped" if len(stopped) > len(unstarted)
+               else "") + (f", {len(unstarted)} not started" if unstarted else ""))
+        code = jobs_.exit_code(results, signame)
+        if signame:
+            say(f"interrupted by {signame}: what finished is listed above; unfinished "
+                "outputs stay at their temporary names")
+            leave(code, interrupted=True)
+        if code:
+            raise typer.Exit(code)
 
 
 def main() -> None:

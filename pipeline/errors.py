@@ -6,6 +6,9 @@ Every class also inherits the builtin a Python caller would expect (PyAV's habit
 
 from __future__ import annotations
 
+LOSSY = 6  # finished, outputs final, but frames were lost on the way in (--strict only)
+INTERNAL = 70  # a bug: one line, never an unhandled traceback, never 1
+
 
 class PipelineError(Exception):
     """Base of every error pipeline raises on purpose; ``exit_code`` is the CLI's."""

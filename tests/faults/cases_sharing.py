@@ -4,6 +4,8 @@ path or a pool of workers, and the promises a new user and a hostile probe broke
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,3 +181,185 @@ def x12c(tmp):
     return Case(["run", EDGES, "-s", tmp / "f%d.png", "-o", tmp / "out.mkv", "--strict"], 6,
                 r"finished but lossy: 1 undecodable frame skipped",
                 outputs={tmp / "out.mkv": ("playable", 4)})
+
+
+# ------------------------------------------------------------------ batch under signals (X5)
+def _clips(tmp: Path, count: int, n: int, **clip) -> list[Path]:
+    paths = []
+    for i in range(count):
+        path = tmp / f"clip{i}.avi"
+        write_clip(path, n=n, **clip)
+        paths.append(path)
+    return paths
+
+
+def _batch_stopped(tmp: Path, sig: int, code: int, group: bool) -> Case:
+    """Three long clips on two workers; ``sig`` once both are writing."""
+    inputs = _clips(tmp, 3, 900, width=320, height=240)
+    out = tmp / "out"
+    out.mkdir()
+
+    def drive(proc, cwd):
+        wait_for_partial(out / "clip0.mkv")
+        wait_for_partial(out / "clip1.mkv")
+        time.sleep(0.3)
+        if group:
+            os.killpg(proc.pid, sig)  # a terminal's Ctrl-C reaches every worker too
+        else:
+            proc.send_signal(sig)
+
+    def unfinished_stay_temporary(result):
+        for i in (0, 1):
+            final = out / f"clip{i}.mkv"
+            assert not final.exists(), f"{final}: a cut output under its final name"
+            kept = partials(final)
+            assert len(kept) == 1 and len(frames_in(kept[0])) > 0, kept
+            assert re.search(rf"stopped: .*clip{i}\.avi: stopped part-way; \d+ frames kept "
+                             rf"in {re.escape(str(kept[0]))}", result.stdout), result.stdout
+        assert not (out / "clip2.mkv").exists() and not partials(out / "clip2.mkv")
+        assert re.search(r"not started: .*clip2\.avi", result.stdout), result.stdout
+        assert "0 ok, 0 failed, 2 stopped, 1 not started" in result.stdout
+        assert not _alive_in_group(result), "a worker outlived the batch"
+
+    return Case(["batch", EDGES, *inputs, "--out", out, "--workers", "2"], code, None,
+                driver=drive, check=unfinished_stay_temporary, exit_within=1.5,
+                session=True, stdout=r"interrupted by SIG")
+
+
+def _alive_in_group(result) -> bool:
+    """Any process left in the batch's process group (its workers)."""
+    pgid = getattr(result, "pgid", None)
+    if pgid is None:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@fault("X5a", "sharing", "batch: SIGINT to the process group stops every worker")
+def x5a(tmp):
+    return _batch_stopped(tmp, signal.SIGINT, 130, group=True)
+
+
+@fault("X5b", "sharing", "batch: SIGTERM to the batch alone stops its workers")
+def x5b(tmp):
+    return _batch_stopped(tmp, signal.SIGTERM, 143, group=False)
+
+
+@fault("X5c", "sharing", "batch: SIGHUP (terminal closed) to the process group")
+def x5c(tmp):
+    return _batch_stopped(tmp, signal.SIGHUP, 129, group=True)
+
+
+@fault("X5d", "sharing", "batch: its parent killed by SIGKILL, the workers stop on their own")
+def x5d(tmp):
+    inputs = _clips(tmp, 2, 900, width=320, height=240)
+    out = tmp / "out"
+    out.mkdir()
+
+    def drive(proc, cwd):
+        wait_for_partial(out / "clip0.mkv")
+        wait_for_partial(out / "clip1.mkv")
+        time.sleep(0.3)
+        proc.kill()  # the workers still hold the stdout pipe: the case ends when they do
+
+    def workers_gone(result):
+        for i in (0, 1):
+            assert not (out / f"clip{i}.mkv").exists()
+            kept = partials(out / f"clip{i}.mkv")
+            assert len(kept) == 1 and len(frames_in(kept[0])) > 0, kept
+
+    return Case(["batch", EDGES, *inputs, "--out", out, "--workers", "2"], -9, None,
+                driver=drive, check=workers_gone, exit_within=2.0, session=True)
+
+
+# ------------------------------------------------------------------ resume (X6)
+@fault("X6", "sharing", "batch resume trusts only whole, current outputs")
+def x6(tmp):
+    inputs = _clips(tmp, 5, 6, width=64, height=48)
+    out = tmp / "out"
+    out.mkdir()
+    first = subprocess.run([sys.executable, "-m", "pipeline", "batch", EDGES, *inputs,
+                            "--out", out], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    (out / "clip0.mkv").write_bytes(b"")  # emptied
+    cut = (out / "clip1.mkv").read_bytes()
+    (out / "clip1.mkv").write_bytes(cut[: len(cut) // 2])  # cut
+    write_clip(inputs[2], n=8, width=64, height=48)  # the input changed
+    (out / "clip4.mkv").unlink()
+    (out / "clip4.mkv").write_bytes(b"\0" * 100)  # a 100-byte file with no proof
+    (out / ".clip4.mkv.pipeline.json").unlink()
+    changed = [out / f"clip{i}.mkv" for i in (0, 1, 2, 4)]
+
+    def resumed(result):
+        assert result.stdout.count("skipped") == 1 and "clip3.avi: skipped" in result.stdout
+        for why in ("the output is not the one finished", "the input changed",
+                    "no proof it was finished"):
+            assert f"redone: {why}" in result.stdout, result.stdout
+
+    return Case(["batch", EDGES, *inputs, "--out", out], 0, None, check=resumed,
+                may_change=changed + [out / f".clip{i}.mkv.pipeline.json" for i in (0, 1, 2)],
+                outputs={out / "clip0.mkv": ("playable", 6), out / "clip1.mkv": ("playable", 6),
+                         out / "clip2.mkv": ("playable", 8), out / "clip3.mkv": ("playable", 6),
+                         out / "clip4.mkv": ("playable", 6)})
+
+
+@fault("X6b", "sharing", "batch resume after the config changed redoes everything")
+def x6b(tmp):
+    inputs = _clips(tmp, 2, 4, width=64, height=48)
+    out = tmp / "out"
+    out.mkdir()
+    config = tmp / "blur.yaml"
+    config.write_text("stages:\n  - {type: bank, op: correlate, weights: {builtin: box}}\n")
+    first = subprocess.run([sys.executable, "-m", "pipeline", "batch", config, *inputs,
+                            "--out", out], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    config.write_text("# a comment changes nothing\nstages:\n  - {type: bank, op: correlate, "
+                      "weights: {builtin: box}}\n")
+    again = subprocess.run([sys.executable, "-m", "pipeline", "batch", config, *inputs,
+                            "--out", out], capture_output=True, text=True, timeout=120)
+    assert again.stdout.count("skipped") == 2, again.stdout
+    config.write_text("stages:\n  - {type: bank, op: correlate, weights: {builtin: box, "
+                      "size: 5}}\n")
+
+    def redone(result):
+        assert result.stdout.count("redone: the config changed") == 2, result.stdout
+
+    return Case(["batch", config, *inputs, "--out", out], 0, None, check=redone,
+                may_change=[p for i in range(2) for p in (out / f"clip{i}.mkv",
+                                                          out / f".clip{i}.mkv.pipeline.json")],
+                outputs={out / "clip0.mkv": ("playable", 4), out / "clip1.mkv": ("playable", 4)})
+
+
+# ------------------------------------------------------------------ one name, two inputs (X7)
+@fault("X7a", "sharing", "batch: same-named inputs keep their folders under --out")
+def x7a(tmp):
+    (tmp / "a").mkdir()
+    (tmp / "b").mkdir()
+    write_clip(tmp / "a" / "clip.avi", n=5, width=64, height=48)
+    write_clip(tmp / "b" / "clip.avi", n=7, width=64, height=48)
+    out = tmp / "out"
+    out.mkdir()
+    return Case(["batch", EDGES, tmp / "a" / "clip.avi", tmp / "b" / "clip.avi", "--out", out],
+                0, None, stdout=r"2 ok, 0 failed",
+                outputs={out / "a" / "clip.mkv": ("playable", 5),
+                         out / "b" / "clip.mkv": ("playable", 7)})
+
+
+@fault("X7b", "sharing", "batch: two inputs that would still share an output are refused")
+def x7b(tmp):
+    write_clip(tmp / "clip.avi", n=3, width=64, height=48)
+    write_clip(tmp / "clip.mkv", n=3, width=64, height=48)
+    (tmp / "sub").mkdir()
+    write_clip(tmp / "sub" / "clip.avi", n=3, width=64, height=48)
+    out = tmp / "out"
+    out.mkdir()
+
+    def nothing_written(result):
+        assert not list(out.iterdir())
+
+    return Case(["batch", EDGES, tmp / "clip.avi", tmp / "clip.mkv", tmp / "sub" / "clip.avi",
+                 "--out", out], 2,
+                r"clip\.avi and .*clip\.mkv would both write .*out/clip\.mkv", check=nothing_written)

@@ -46,6 +46,7 @@ class Case:
     driver: Callable[[subprocess.Popen, Path], None] | None = None  # sends signals
     exit_within: float | None = None  # seconds from the driver's last signal to exit
     raw: bool = False  # argv is a whole command line, not pipeline's arguments
+    session: bool = False  # its own process group (a driver may signal the whole group)
 
 
 def fault(fid: str, group: str, title: str) -> Callable:
@@ -125,7 +126,8 @@ def run(case: Case, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
     with case.context or contextlib.nullcontext():
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=case.preexec)
+                                stderr=subprocess.PIPE, text=True, preexec_fn=case.preexec,
+                                start_new_session=case.session)
         try:
             if case.driver is not None:
                 case.driver(proc, cwd)
@@ -140,7 +142,9 @@ def run(case: Case, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     if case.exit_within is not None:
         assert ended - signalled <= case.exit_within, \
             f"exit {ended - signalled:.2f} s after the signal"
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), ended - start
+    result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    result.pgid = proc.pid if case.session else None  # its process group, for checks
+    return result, ended - start
 
 
 def verify(case: Case, cwd: Path) -> subprocess.CompletedProcess:
