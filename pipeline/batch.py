@@ -213,7 +213,9 @@ class LocalPool:
                 outcomes[index] = self._lost(self.jobs[index])
                 report(self.jobs[index], outcomes[index])
         signame = SIGNAL_NAMES.get(received[0]) if received else None
-        return [outcomes.get(j.index) or Outcome(j.source, STOPPED, "not started")
+        unstarted = Outcome("", STOPPED, "not started") if stop.is_set() else \
+            Outcome("", INTERNAL, "not run: no worker was left to run it")
+        return [outcomes.get(j.index) or Outcome(j.source, unstarted.code, unstarted.message)
                 for j in self.jobs], signame
 
     def _died(self, procs, running: dict[int, int]) -> list[tuple[int, Outcome]]:

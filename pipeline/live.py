@@ -237,13 +237,46 @@ def _tcp_check(url: str, timeout: float) -> None:
                             f"{(e.strerror or str(e)).lower()}") from None
 
 
+class JpegPackets:
+    """An MJPEG capture read as its JPEG packets (OpenCV's raw mode) and decoded here.
+
+    OpenCV's own decoding scales every frame of a stream to the first frame's size,
+    silently (RELIABILITY b4: 320x240 -> 640x480 -> 321x241 all came back 320x240), so a
+    size change could not be seen, let alone reported. Each JPEG decoded by itself shows
+    its true size; LiveSource then warns once and scales. A JPEG that does not decode is
+    a failed read, as OpenCV's decoder gave (counted as a corrupt frame).
+    """
+
+    def __init__(self, cap: cv2.VideoCapture) -> None:
+        self.cap = cap
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        ok, packet = self.cap.read()
+        if not ok or packet is None or packet.size == 0:
+            return False, None
+        frame = cv2.imdecode(packet, cv2.IMREAD_COLOR)
+        return frame is not None, frame
+
+    def get(self, prop: int) -> float:
+        return self.cap.get(prop)
+
+    def release(self) -> None:
+        self.cap.release()
+
+
+def _fourcc(cap: cv2.VideoCapture) -> str:
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    return code.to_bytes(4, "little").decode("latin1") if code > 0 else ""
+
+
 def url_source(url: str, open_timeout: float = 5.0, read_timeout: float = 2.0,
                retry: Reconnect | None = None) -> LiveSource:
-    """An http(s) MJPEG / rtsp / … stream through OpenCV's FFmpeg backend."""
+    """An http(s) MJPEG / rtsp / … stream through OpenCV's FFmpeg backend (MJPEG read as
+    JPEG packets, decoded here: JpegPackets)."""
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)]
 
-    def opener() -> cv2.VideoCapture:
+    def opener() -> Capture:
         _tcp_check(url, open_timeout)
         start = time.monotonic()
         cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
@@ -251,6 +284,8 @@ def url_source(url: str, open_timeout: float = 5.0, read_timeout: float = 2.0,
             waited = time.monotonic() - start
             raise ConnectFailed(f"no stream within {open_timeout:g} s" if
                                 waited >= open_timeout * 0.9 else "cannot open stream")
+        if _fourcc(cap) == "MJPG" and cap.set(cv2.CAP_PROP_FORMAT, -1):
+            return JpegPackets(cap)
         return cap
 
     source = LiveSource(redact(url), opener, read_timeout=read_timeout, retry=retry)

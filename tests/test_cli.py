@@ -77,7 +77,9 @@ def test_batch_is_parallel_and_resumable(tmp_path):
     assert first.returncode == 3, first.stderr
     assert "3 ok, 2 failed" in first.stdout
     assert "network sources not allowed in batch" in first.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["clip0.mkv", "clip1.mkv", "clip2.mkv"]
+    assert sorted(p.name for p in out.iterdir()) == [  # each with its proof of being whole
+        ".clip0.mkv.pipeline.json", ".clip1.mkv.pipeline.json", ".clip2.mkv.pipeline.json",
+        "clip0.mkv", "clip1.mkv", "clip2.mkv"]
     again = cli("batch", EDGES, *inputs, "--out", out)
     assert again.returncode == 0 and again.stdout.count("skipped") == 3
 

@@ -100,3 +100,13 @@ def l11(tmp):
 
     return live_job(tmp, None, f"rtsp://bob:s3cret@127.0.0.1:{port}/cam", 5, r"bob:\*\*\*@",
                     "absent", ("--reconnect-attempts", "1"), check=redacted)
+
+
+@fault("L9b", "live", "frames change size mid-stream, no reconnect: warned, scaled, all kept")
+def l9b(tmp):
+    frames = clip_frames(10, 160, 120) + clip_frames(10, 320, 240) + clip_frames(10, 161, 121)
+    srv = MjpegServer(frames, fps=60)
+    return live_job(tmp, srv, None, 0, None, ("playable", 30, (160, 120)),
+                    ("--max-frames", "30"),
+                    stdout=r"warning: .*: source resolution changed 160x120 -> 320x240; "
+                           r"scaling to the first size")

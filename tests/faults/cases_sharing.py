@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from harness import Case, fault, frames_in, partials, wait_for_partial
-from media import write_clip
+from media import write_clip, write_clips
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGES = ROOT / "configs" / "edges.yaml"
@@ -160,13 +160,18 @@ def x12a(tmp):
                 r"\(160x120x3 uint8\)")
 
 
-@fault("X12b", "sharing", "a truncated PNG inside an image sequence is skipped and counted")
-def x12b(tmp):
+def _truncated_sequence(tmp: Path) -> Path:
+    """Five PNGs, the third cut in half; the sequence's pattern."""
     for i in range(5):
         cv2.imwrite(str(tmp / f"f{i}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
     data = (tmp / "f2.png").read_bytes()
     (tmp / "f2.png").write_bytes(data[: len(data) // 2])
-    return Case(["run", EDGES, "-s", tmp / "f%d.png", "-o", tmp / "out.mkv"], 0,
+    return tmp / "f%d.png"
+
+
+@fault("X12b", "sharing", "a truncated PNG inside an image sequence is skipped and counted")
+def x12b(tmp):
+    return Case(["run", EDGES, "-s", _truncated_sequence(tmp), "-o", tmp / "out.mkv"], 0,
                 outputs={tmp / "out.mkv": ("playable", 4)},
                 stdout=r"1 undecodable skipped[\s\S]*warning: .*f2\.png: not a decodable "
                        r"image; skipped")
@@ -174,28 +179,15 @@ def x12b(tmp):
 
 @fault("X12c", "sharing", "the same truncated PNG with --strict: exit 6, the output kept")
 def x12c(tmp):
-    for i in range(5):
-        cv2.imwrite(str(tmp / f"f{i}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
-    data = (tmp / "f2.png").read_bytes()
-    (tmp / "f2.png").write_bytes(data[: len(data) // 2])
-    return Case(["run", EDGES, "-s", tmp / "f%d.png", "-o", tmp / "out.mkv", "--strict"], 6,
-                r"finished but lossy: 1 undecodable frame skipped",
+    return Case(["run", EDGES, "-s", _truncated_sequence(tmp), "-o", tmp / "out.mkv",
+                 "--strict"], 6, r"finished but lossy: 1 undecodable frame skipped",
                 outputs={tmp / "out.mkv": ("playable", 4)})
 
 
 # ------------------------------------------------------------------ batch under signals (X5)
-def _clips(tmp: Path, count: int, n: int, **clip) -> list[Path]:
-    paths = []
-    for i in range(count):
-        path = tmp / f"clip{i}.avi"
-        write_clip(path, n=n, **clip)
-        paths.append(path)
-    return paths
-
-
 def _batch_stopped(tmp: Path, sig: int, code: int, group: bool) -> Case:
     """Three long clips on two workers; ``sig`` once both are writing."""
-    inputs = _clips(tmp, 3, 900, width=320, height=240)
+    inputs = write_clips(tmp, "clip", 3, n=900, width=320, height=240)
     out = tmp / "out"
     out.mkdir()
 
@@ -255,7 +247,7 @@ def x5c(tmp):
 
 @fault("X5d", "sharing", "batch: its parent killed by SIGKILL, the workers stop on their own")
 def x5d(tmp):
-    inputs = _clips(tmp, 2, 900, width=320, height=240)
+    inputs = write_clips(tmp, "clip", 2, n=900, width=320, height=240)
     out = tmp / "out"
     out.mkdir()
 
@@ -278,7 +270,7 @@ def x5d(tmp):
 # ------------------------------------------------------------------ resume (X6)
 @fault("X6", "sharing", "batch resume trusts only whole, current outputs")
 def x6(tmp):
-    inputs = _clips(tmp, 5, 6, width=64, height=48)
+    inputs = write_clips(tmp, "clip", 5, n=6, width=64, height=48)
     out = tmp / "out"
     out.mkdir()
     first = subprocess.run([sys.executable, "-m", "pipeline", "batch", EDGES, *inputs,
@@ -308,7 +300,7 @@ def x6(tmp):
 
 @fault("X6b", "sharing", "batch resume after the config changed redoes everything")
 def x6b(tmp):
-    inputs = _clips(tmp, 2, 4, width=64, height=48)
+    inputs = write_clips(tmp, "clip", 2, n=4, width=64, height=48)
     out = tmp / "out"
     out.mkdir()
     config = tmp / "blur.yaml"
