@@ -124,10 +124,10 @@ def _worker(tasks, results, stop_all, parent: int) -> None:
     current = threading.Event()  # the job under way's own stop (a run sets it when done)
 
     def watch() -> None:  # the parent asked, or died (even by SIGKILL: reparented)
-        while True:
-            if stop.wait(_POLL) or stop_all.is_set() or os.getppid() != parent:
+        while not stop.wait(_POLL):
+            if stop_all.is_set() or os.getppid() != parent:
                 stop.set()
-                current.set()
+        current.set()  # the job under way (a rebinding below is seen here)
 
     threading.Thread(target=watch, name="pipeline-watch", daemon=True).start()
     while not stop.is_set():
@@ -135,10 +135,10 @@ def _worker(tasks, results, stop_all, parent: int) -> None:
             job = tasks.get(timeout=_POLL)
         except queue.Empty:
             continue
-        if job is None:
+        current = threading.Event()  # bound before stop is read: watch() sets this one
+        if job is None or stop.is_set():
             break
         results.put(("start", job.index, os.getpid()))
-        current = threading.Event()
         outcome = run_job(job, current)  # a signal now reaches the run's own handlers
         if outcome.code == STOPPED:
             stop.set()

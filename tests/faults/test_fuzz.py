@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -111,7 +111,8 @@ def _check(base: Path, argv: list, cwd: Path) -> None:
     """Run ``argv`` in ``cwd``: a SPEC exit code, at most one error line, no traceback
     (harness.verify), and the folder beside ``cwd`` untouched."""
     before = snapshot(base / "outside")
-    verify(Case(argv, 0, codes=SPEC_CODES, timeout=60), cwd)
+    result = verify(Case(argv, 0, codes=SPEC_CODES, timeout=60), cwd)
+    event(f"exit {result.returncode}")  # --hypothesis-show-statistics shows the mix
     assert snapshot(base / "outside") == before, "a file outside the case's folder changed"
 
 
