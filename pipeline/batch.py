@@ -28,6 +28,7 @@ from .proof import unproven, write_proof
 from .signals import SIGNAL_CODES, SIGNAL_NAMES, stop_on_signals
 
 STOPPED = -1  # not an exit code: the file was stopped part-way (or never started)
+NOT_STARTED = "not started"  # the message of a STOPPED file that never began
 _POLL = 0.1
 _GRACE = 3.0  # seconds workers get to keep their partial outputs after a stop
 
@@ -213,7 +214,7 @@ class LocalPool:
                 outcomes[index] = self._lost(self.jobs[index])
                 report(self.jobs[index], outcomes[index])
         signame = SIGNAL_NAMES.get(received[0]) if received else None
-        unstarted = Outcome("", STOPPED, "not started") if stop.is_set() else \
+        unstarted = Outcome("", STOPPED, NOT_STARTED) if stop.is_set() else \
             Outcome("", INTERNAL, "not run: no worker was left to run it")
         return [outcomes.get(j.index) or Outcome(j.source, unstarted.code, unstarted.message)
                 for j in self.jobs], signame
@@ -241,22 +242,67 @@ class LocalPool:
         return f"; kept as {kept}" if kept.exists() else "; nothing written"
 
 
-def run_dask(jobs: list[Job], scheduler: str,
-             report: Callable[[Job, Outcome], None]) -> list[Outcome]:
-    """The jobs on a Dask cluster; each outcome reported as it arrives."""
+def _dask_job(job: Job, stop_name: str) -> Outcome:
+    """``run_job`` on a Dask worker, stopped like a local one when the batch sets the
+    cluster-wide Event ``stop_name`` (a job that has not begun then never does)."""
+    from distributed import Event
+
+    flag = Event(stop_name)
+    if flag.is_set():
+        return Outcome(job.source, STOPPED, NOT_STARTED)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                if flag.wait(timeout=0.5):
+                    stop.set()
+            except Exception:  # noqa: BLE001 - the scheduler is gone: nothing to watch
+                return
+
+    threading.Thread(target=watch, name="pipeline-watch", daemon=True).start()
     try:
-        from distributed import Client, as_completed
+        return run_job(job, stop)
+    finally:
+        stop.set()
+
+
+def run_dask(jobs: list[Job], scheduler: str,
+             report: Callable[[Job, Outcome], None]) -> tuple[list[Outcome], str | None]:
+    """The jobs on a Dask cluster; each outcome reported as it arrives. A signal sets a
+    cluster-wide stop: jobs under way keep their partial outputs, the rest never begin."""
+    try:
+        from distributed import Client, Event
     except ImportError:
         raise InputError("--scheduler needs dask[distributed]: pip install "
                          "'pipeline[cluster]'") from None
     outcomes: dict[int, Outcome] = {}
-    with Client(scheduler) as client:
-        futures = {client.submit(run_job, job, pure=False): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            outcomes[job.index] = future.result()
-            report(job, outcomes[job.index])
-    return [outcomes[j.index] for j in jobs]
+    stop, received = threading.Event(), []
+    name = f"pipeline-stop-{new_token()}"
+    deadline = None
+    with Client(scheduler) as client, stop_on_signals(stop, received):
+        futures = {client.submit(_dask_job, job, name, pure=False): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            if stop.is_set() and deadline is None:
+                Event(name, client=client).set()
+                deadline = time.monotonic() + _GRACE
+            for future in [f for f in pending if f.done()]:
+                pending.discard(future)
+                job = futures[future]
+                try:
+                    outcomes[job.index] = future.result()
+                except Exception as e:  # noqa: BLE001 - a lost worker, a cancelled task
+                    outcomes[job.index] = Outcome(job.source, INTERNAL,
+                                                  f"failed on the cluster: {e}")
+                report(job, outcomes[job.index])
+            if deadline is not None and time.monotonic() > deadline:
+                client.cancel(list(pending))
+                break
+            time.sleep(_POLL)
+    signame = SIGNAL_NAMES.get(received[0]) if received else None
+    return [outcomes.get(j.index) or Outcome(j.source, STOPPED, "no answer from its worker")
+            for j in jobs], signame
 
 
 def plan_jobs(config_path: str, fingerprint: str, pairs: list[tuple[str, Path]],

@@ -308,6 +308,8 @@ def batch(
         def report(job: Any, outcome: Any) -> None:
             text = outcome.message if outcome.message.startswith(outcome.source) else \
                 f"{outcome.source}: {outcome.message}"  # errors name their file already
+            if outcome.message == jobs_.NOT_STARTED:
+                return  # listed with the summary
             if outcome.code == jobs_.STOPPED:
                 say(f"stopped: {text}")
             elif outcome.code:
@@ -319,7 +321,7 @@ def batch(
             report(None, outcome)
         signame = None
         if todo and scheduler:
-            outcomes = jobs_.run_dask(todo, scheduler, report)
+            outcomes, signame = jobs_.run_dask(todo, scheduler, report)
         elif todo:
             outcomes, signame = jobs_.LocalPool(todo, workers).run(report)
         else:
@@ -327,7 +329,7 @@ def batch(
         results = decided + outcomes
         codes = [o.code for o in results]
         stopped = [o for o in outcomes if o.code == jobs_.STOPPED]
-        unstarted = [o for o in stopped if o.message == "not started"]
+        unstarted = [o for o in stopped if o.message == jobs_.NOT_STARTED]
         for o in unstarted:
             say(f"not started: {o.source}")
         failed = sum(c not in (0, LOSSY, jobs_.STOPPED) for c in codes)
