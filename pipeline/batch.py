@@ -196,7 +196,7 @@ class LocalPool:
                 if receive(_POLL):
                     continue
                 if not any(p.is_alive() for p in procs):
-                    while receive(_POLL):  # what the last of them said before leaving
+                    while receive(0.01):  # what the last of them said before leaving
                         pass
                     break
                 for index, outcome in self._died(procs, running):

@@ -53,9 +53,8 @@ def leave(code: int, interrupted: bool = False) -> None:
     capture thread is stuck inside OpenCV (finalising around it crashed with rc 139,
     RELIABILITY b5), and after a signal: a second Ctrl-C during interpreter shutdown meets
     the restored default action and kills the process, so the exit code would be lost."""
-    from .runner import stuck_threads
-
-    if interrupted or stuck_threads():
+    runner = sys.modules.get("pipeline.runner")  # never imported: no run, no stuck thread
+    if interrupted or (runner is not None and runner.stuck_threads()):
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -214,7 +214,7 @@ def _batch_stopped(tmp: Path, sig: int, code: int, group: bool) -> Case:
         assert not _alive_in_group(result), "a worker outlived the batch"
 
     return Case(["batch", EDGES, *inputs, "--out", out, "--workers", "2"], code, None,
-                driver=drive, check=unfinished_stay_temporary, exit_within=1.5,
+                driver=drive, check=unfinished_stay_temporary, exit_within=1.0,
                 session=True, stdout=r"interrupted by SIG")
 
 
@@ -264,7 +264,7 @@ def x5d(tmp):
             assert len(kept) == 1 and len(frames_in(kept[0])) > 0, kept
 
     return Case(["batch", EDGES, *inputs, "--out", out, "--workers", "2"], -9, None,
-                driver=drive, check=workers_gone, exit_within=2.0, session=True)
+                driver=drive, check=workers_gone, exit_within=1.0, session=True)
 
 
 # ------------------------------------------------------------------ resume (X6)
