@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -185,16 +186,36 @@ def x12c(tmp):
 
 
 # ------------------------------------------------------------------ batch under signals (X5)
-def _batch_stopped(tmp: Path, sig: int, code: int, group: bool) -> Case:
-    """Three long clips on two workers; ``sig`` once both are writing."""
-    inputs = write_clips(tmp, "clip", 3, n=900, width=320, height=240)
+def _two_writing(tmp: Path, count: int) -> tuple[list[Path], Path, Callable[[], None]]:
+    """``count`` long clips for a batch on two workers: the inputs, the --out folder, and
+    a wait until both workers are writing."""
+    inputs = write_clips(tmp, "clip", count, n=900, width=320, height=240)
     out = tmp / "out"
     out.mkdir()
 
-    def drive(proc, cwd):
+    def writing() -> None:
         wait_for_partial(out / "clip0.mkv")
         wait_for_partial(out / "clip1.mkv")
         time.sleep(0.3)
+
+    return inputs, out, writing
+
+
+def _kept_temporary(out: Path, i: int) -> Path:
+    """clip{i}'s output, stopped part-way: never under its final name, kept readable."""
+    final = out / f"clip{i}.mkv"
+    assert not final.exists(), f"{final}: a cut output under its final name"
+    kept = partials(final)
+    assert len(kept) == 1 and len(frames_in(kept[0])) > 0, kept
+    return kept[0]
+
+
+def _batch_stopped(tmp: Path, sig: int, code: int, group: bool) -> Case:
+    """Three long clips on two workers; ``sig`` once both are writing."""
+    inputs, out, writing = _two_writing(tmp, 3)
+
+    def drive(proc, cwd):
+        writing()
         if group:
             os.killpg(proc.pid, sig)  # a terminal's Ctrl-C reaches every worker too
         else:
@@ -202,12 +223,9 @@ def _batch_stopped(tmp: Path, sig: int, code: int, group: bool) -> Case:
 
     def unfinished_stay_temporary(result):
         for i in (0, 1):
-            final = out / f"clip{i}.mkv"
-            assert not final.exists(), f"{final}: a cut output under its final name"
-            kept = partials(final)
-            assert len(kept) == 1 and len(frames_in(kept[0])) > 0, kept
+            kept = _kept_temporary(out, i)
             assert re.search(rf"stopped: .*clip{i}\.avi: stopped part-way; \d+ frames kept "
-                             rf"in {re.escape(str(kept[0]))}", result.stdout), result.stdout
+                             rf"in {re.escape(str(kept))}", result.stdout), result.stdout
         assert not (out / "clip2.mkv").exists() and not partials(out / "clip2.mkv")
         assert re.search(r"not started: .*clip2\.avi", result.stdout), result.stdout
         assert "0 ok, 0 failed, 2 stopped, 1 not started" in result.stdout
@@ -247,21 +265,15 @@ def x5c(tmp):
 
 @fault("X5d", "sharing", "batch: its parent killed by SIGKILL, the workers stop on their own")
 def x5d(tmp):
-    inputs = write_clips(tmp, "clip", 2, n=900, width=320, height=240)
-    out = tmp / "out"
-    out.mkdir()
+    inputs, out, writing = _two_writing(tmp, 2)
 
     def drive(proc, cwd):
-        wait_for_partial(out / "clip0.mkv")
-        wait_for_partial(out / "clip1.mkv")
-        time.sleep(0.3)
+        writing()
         proc.kill()  # the workers still hold the stdout pipe: the case ends when they do
 
     def workers_gone(result):
         for i in (0, 1):
-            assert not (out / f"clip{i}.mkv").exists()
-            kept = partials(out / f"clip{i}.mkv")
-            assert len(kept) == 1 and len(frames_in(kept[0])) > 0, kept
+            _kept_temporary(out, i)
 
     return Case(["batch", EDGES, *inputs, "--out", out, "--workers", "2"], -9, None,
                 driver=drive, check=workers_gone, exit_within=1.0, session=True)
