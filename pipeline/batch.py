@@ -174,6 +174,7 @@ class LocalPool:
         running: dict[int, int] = {}  # job index -> worker pid
         stop, received = threading.Event(), []
         deadline = None
+
         def receive(timeout: float) -> bool:
             try:
                 kind, index, value = results.get(timeout=timeout)
@@ -204,8 +205,9 @@ class LocalPool:
                     report(self.jobs[index], outcome)
                 if deadline is not None and time.monotonic() > deadline:
                     break
-        for p in procs:  # a worker stuck inside OpenCV past the grace period
-            p.join(timeout=max(0.0, (deadline or time.monotonic()) - time.monotonic()))
+        until = deadline or time.monotonic() + _GRACE
+        for p in procs:  # a worker stuck inside OpenCV past the grace period is killed
+            p.join(timeout=max(0.0, until - time.monotonic()))
             if p.is_alive():
                 p.kill()
                 p.join()
@@ -233,7 +235,7 @@ class LocalPool:
 
     def _lost(self, job: Job) -> Outcome:
         kept = partial_name(Path(job.target), job.token)
-        return Outcome(job.source, STOPPED, f"stopped part-way (its worker was stopped) "
+        return Outcome(job.source, STOPPED, f"stopped part-way (its worker was stopped)"
                        f"{self._left(job)}", (str(kept),) if kept.exists() else ())
 
     @staticmethod
