@@ -14,7 +14,6 @@ only means an unlocked one.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
 import shutil
@@ -23,6 +22,11 @@ import time
 from pathlib import Path
 
 from .errors import OutputError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): outputs are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 PARTIAL = ".partial"  # every temporary name holds it: <stem>.<token>.partial<ext>
 
@@ -45,6 +49,8 @@ class Lock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        if fcntl is None:
+            return
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
