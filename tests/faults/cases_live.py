@@ -61,7 +61,8 @@ def l4(tmp):
 def l4b(tmp):
     return live_job(tmp, server("close_forever", 20), None, 5,
                     r"source lost \(stream ended\); reconnecting failed: cannot connect to "
-                    r".*connection refused \(2 attempts\); 20 frames kept in .*live\.[0-9a-f]{8}\.partial\.mkv",
+                    r".*connection refused \(2 attempts\); 20 frames kept in "
+                    r".*live\.[0-9a-f]{8}\.partial\.mkv",
                     ("partial", 20), ("--reconnect-attempts", "2"))
 
 

@@ -366,4 +366,5 @@ def x7b(tmp):
 
     return Case(["batch", EDGES, tmp / "clip.avi", tmp / "clip.mkv", tmp / "sub" / "clip.avi",
                  "--out", out], 2,
-                r"clip\.avi and .*clip\.mkv would both write .*out/clip\.mkv", check=nothing_written)
+                r"clip\.avi and .*clip\.mkv would both write .*out/clip\.mkv",
+                check=nothing_written)
