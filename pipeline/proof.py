@@ -92,8 +92,8 @@ def write_proof(target: str | os.PathLike[str], source: str, fingerprint: str,
 
 
 def unproven(target: str | os.PathLike[str], source: str, fingerprint: str) -> str | None:
-    """None when ``target`` is a finished output of ``source`` under this config (its
-    frame count then in ``frames_of``); else why it must be done (again)."""
+    """None when ``target`` is a finished output of ``source`` under this config; else
+    why it must be done (again)."""
     target = Path(target)
     if not target.exists():
         return "new"
@@ -116,10 +116,3 @@ def unproven(target: str | os.PathLike[str], source: str, fingerprint: str) -> s
         return f"cannot check it ({e.strerror})"
     return None
 
-
-def frames_of(target: str | os.PathLike[str]) -> int | None:
-    """The frame count a proof records, if it reads."""
-    try:
-        return int(json.loads(proof_path(target).read_text())["frames"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
