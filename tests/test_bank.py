@@ -13,6 +13,18 @@ NUMPY_MODE = {"zero": "constant", "replicate": "edge", "symmetric": "symmetric",
               "reflect101": "reflect", "wrap": "wrap"}
 
 
+def assert_exact_or_within_bound(y: np.ndarray, expected: np.ndarray, method: str,
+                                 scale: float) -> None:
+    """Sums of integer-valued float32 terms below 2**24 are exact in the spatial methods;
+    a float32 FFT is exact only to SPEC's bound, 1e-5 * sum|K| * max|x| (``scale``).
+    Which way its last bit rounds depends on the plan FFTW measures on the machine, so
+    asserting exact equality there passed on one CPU and failed on another (CI)."""
+    if method == "fft":
+        np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * scale)
+    else:
+        np.testing.assert_array_equal(y, expected.astype(y.dtype))
+
+
 def founding_frame() -> np.ndarray:
     """3x3 RGB with channels of constant 1, 100 and 10000 (SPEC section 1)."""
     return np.stack([np.full((3, 3), v) for v in (1.0, 100.0, 10000.0)], -1)
@@ -26,7 +38,7 @@ def test_founding_conv2d_example(method, layout):
                       layout=layout, method=method)
     y = bank(founding_frame())
     assert y.shape == (2, 2, 1)
-    np.testing.assert_array_equal(y[..., 0], np.full((2, 2), 40404.0))
+    assert_exact_or_within_bound(y[..., 0], np.full((2, 2), 40404.0), method, 12 * 10000.0)
     assert bank.num_params == 13
 
 
@@ -96,9 +108,9 @@ def test_integer_frames_never_wrap(method, dtype):
     x = np.full((6, 7, 3), top, dtype=dtype)
     y = FilterBank(np.ones((3, 3)), padding="valid", method=method)(x)
     assert y.dtype == np.float32
-    np.testing.assert_array_equal(y, np.full((4, 5, 3), 9.0 * top, dtype=np.float32))
+    assert_exact_or_within_bound(y, np.full((4, 5, 3), 9.0 * top), method, 9.0 * top)
     neg = FilterBank(-np.ones((3, 3)), padding="valid", method=method)(x)
-    np.testing.assert_array_equal(neg, np.full((4, 5, 3), -9.0 * top, dtype=np.float32))
+    assert_exact_or_within_bound(neg, np.full((4, 5, 3), -9.0 * top), method, 9.0 * top)
 
 
 @pytest.mark.parametrize("size", [(3, 3), (12, 12)])
