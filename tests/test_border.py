@@ -7,7 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from pipeline.engine.border import NUMPY_MODE, pad
+from pipeline.engine.border import pad
+
+# numpy.pad's name for each canonical border, written here independently of the package
+NUMPY_MODE = {"zero": "constant", "constant": "constant", "replicate": "edge",
+              "symmetric": "symmetric", "reflect101": "reflect", "wrap": "wrap"}
 
 
 @pytest.mark.parametrize("border", list(NUMPY_MODE))

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import FilterBank
 from pipeline.engine import cache as disk
-from pipeline.engine import planner, sizes
+from pipeline.engine import planner, sizes, timing
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_another_builds_calibration_is_not_used(own_cache):
 def test_another_builds_timings_are_timed_again(rng, own_cache, monkeypatch):
     """Close-call timings kept by an older build are not trusted: the planner times again
     and keeps its own under this build's stamp."""
-    monkeypatch.setattr(planner, "CLOSE_CALL", 1e9)
+    monkeypatch.setattr(timing, "CLOSE_CALL", 1e9)
     bank = FilterBank(rng.normal(size=(2, 3, 5, 5)))
     spec = bank._resolve((40, 50, 3))
     planner.decide(spec, "auto")
@@ -90,8 +90,8 @@ def test_the_engine_stamp_follows_its_files(tmp_path, monkeypatch):
 SECOND_START = """
 import numpy as np
 from pipeline import FilterBank
-from pipeline.engine import planner
-planner.CLOSE_CALL = 1e9  # every pair is a close call, timed once
+from pipeline.engine import planner, timing
+timing.CLOSE_CALL = 1e9  # every pair is a close call, timed once
 w = np.random.default_rng(0).normal(size=(2, 3, 5, 5))
 print(FilterBank(w).plan((41, 53, 3)).reason)
 """

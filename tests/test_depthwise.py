@@ -152,9 +152,9 @@ def test_bank_uses_kernel_and_matches_filter2d(rng, k, border):
     kernel = rng.normal(size=(k, k)).astype(np.float32)
     bank = FilterBank(kernel, align="opencv", border=border, method="direct")
     assert "depthwise C kernel" in bank.plan(x.shape).notes["direct"]
-    from pipeline.engine.border import CV2_BORDER
+    from pipeline.engine.border import BORDERS
 
-    expected = cv2.filter2D(x, -1, kernel, borderType=CV2_BORDER[border])
+    expected = cv2.filter2D(x, -1, kernel, borderType=BORDERS[border].cv2)
     assert_close(bank(x), expected, kernel, x)
 
 

@@ -22,7 +22,7 @@ from test_tiles import scipy_reference
 
 from pipeline import FilterBank
 from pipeline.engine import _spectral, fft, native, tiles
-from pipeline.engine.tiles import TiledFFTMethod, pairs_of, tiling_for
+from pipeline.engine.tiles import TiledFFTMethod, packed_of, tiling_for
 
 WIDTHS = [2, 4, 6, 8, 14, 16, 18, 30, 32, 34, 36, 62, 64, 66]
 
@@ -104,7 +104,7 @@ def test_paired_tiles_match_scipy(rng, c_out, groups, kernel, stride, dilation, 
     pad = dilation * (kernel - 1) // 2
     bank = FilterBank(w, groups=groups, stride=stride, dilation=dilation, padding=pad)
     spec = bank._resolve(x.shape)
-    assert pairs_of(spec) == -(-c_out // 2)
+    assert packed_of(spec) == -(-c_out // 2)
     engine = TiledFFTMethod(spec, tiling_for(spec, 48))
     assert engine.tiling.count > 4
     expected = scipy_reference(x, w, groups=groups, pads=(pad,) * 4, stride=(stride,) * 2,
@@ -119,13 +119,13 @@ def test_paired_tiles_match_scipy(rng, c_out, groups, kernel, stride, dilation, 
 
 def test_banks_that_do_not_pair(rng):
     odd_groups = FilterBank(rng.normal(size=(6, 2, 5, 5)), groups=2)._resolve((40, 50, 4))
-    assert odd_groups.out_per_group == 3 and pairs_of(odd_groups) == 0
+    assert odd_groups.out_per_group == 3 and packed_of(odd_groups) == 0
     wide = FilterBank(rng.normal(size=(4, 3, 5, 5)), dtype="float64")._resolve((40, 50, 3))
-    assert pairs_of(wide) == 0
+    assert packed_of(wide) == 0
     single = FilterBank(rng.normal(size=(1, 3, 5, 5)))._resolve((40, 50, 3))
-    assert pairs_of(single) == 0
+    assert packed_of(single) == 0
     shared = FilterBank(rng.normal(size=(5, 5)))._resolve((40, 50, 3))
-    assert pairs_of(shared) == 0
+    assert packed_of(shared) == 0
 
 
 def test_paired_tiles_without_pyfftw_run_on_scipy(rng, monkeypatch):
@@ -137,7 +137,7 @@ def test_paired_tiles_without_pyfftw_run_on_scipy(rng, monkeypatch):
         warnings.simplefilter("always")
         engine = TiledFFTMethod(spec, tiling_for(spec, 32))
     assert any("pyFFTW" in str(c.message) for c in caught)
-    assert engine._workers[0].tx.paired
+    assert engine._workers[0].tx.packed
     assert_close(engine(x), scipy_reference(x, w, pads=(2, 2, 2, 2)), w, x)
 
 
@@ -229,7 +229,7 @@ def test_unpaired_tiles_apply_the_epilogue_chunk_by_chunk(rng):
     x = rng.normal(size=(120, 200, 4)).astype(np.float32)
     fb = FilterBank(w, b, groups=2, padding=2, activation="relu", method="fft")
     spec = fb._resolve(x.shape)
-    assert pairs_of(spec) == 0
+    assert packed_of(spec) == 0
     engine = TiledFFTMethod(spec, tiling_for(spec, 48))
     fb._engines[x.shape] = (spec, None, engine)
     assert engine.fuse(fb._epilogue()) and engine._epilogue is not None

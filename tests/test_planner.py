@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import FilterBank
 from pipeline.engine import cache as disk
-from pipeline.engine import calibrate, planner
+from pipeline.engine import calibrate, planner, timing
 from pipeline.engine.separable import factors
 from pipeline.kernels import make_kernel
 
@@ -64,7 +64,7 @@ def test_model_prefers_fft_for_big_kernels_and_direct_for_small(rng):
 
 
 def test_close_calls_are_timed(rng, monkeypatch):
-    monkeypatch.setattr(planner, "CLOSE_CALL", 1e9)  # every call is close
+    monkeypatch.setattr(timing, "CLOSE_CALL", 1e9)  # every call is close
     spec = spec_of(FilterBank(rng.normal(size=(5, 5))), (40, 50, 3))
     choice = planner.decide(spec, "auto")
     assert choice.reason.startswith("close call, timed on a synthetic frame")
@@ -104,7 +104,7 @@ def test_a_timed_tie_goes_to_the_simpler_method(rng, tmp_path, monkeypatch, sepa
 def test_close_call_timings_are_saved_for_later_starts(rng, tmp_path, monkeypatch):
     """The second start reads the first one's timings: planning stays fast (issue 3)."""
     monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(planner, "CLOSE_CALL", 1e9)
+    monkeypatch.setattr(timing, "CLOSE_CALL", 1e9)
     spec = spec_of(FilterBank(rng.normal(size=(2, 3, 5, 5))), (40, 50, 3))
     first = planner.decide(spec, "auto")
     saved = disk.load_json(planner.TIMINGS_FILE, disk.engine_stamp())

@@ -181,9 +181,9 @@ def test_gaussian_goes_to_the_c_kernel_and_matches_sepfilter2d(rng, k, border):
     g = cv2.getGaussianKernel(k, k / 6, ktype=cv2.CV_32F)
     engine = separable_engine(g @ g.T, x.shape, align="opencv", border=border)
     assert engine.strategy == "native"
-    from pipeline.engine.border import CV2_BORDER
+    from pipeline.engine.border import BORDERS
 
-    assert_close(engine(x), cv2.sepFilter2D(x, -1, g, g, borderType=CV2_BORDER[border]),
+    assert_close(engine(x), cv2.sepFilter2D(x, -1, g, g, borderType=BORDERS[border].cv2),
                  g @ g.T, x)
 
 

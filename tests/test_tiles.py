@@ -13,8 +13,8 @@ from scipy import signal
 
 from pipeline import FilterBank
 from pipeline.engine import cache as disk
-from pipeline.engine import layout, planner, tiles
-from pipeline.engine.border import NUMPY_MODE
+from pipeline.engine import layout, planner, tiles, timing
+from pipeline.engine.border import BORDERS
 from pipeline.engine.fft import FFTMethod
 from pipeline.engine.tiles import TiledFFTMethod, tiling_for
 
@@ -29,7 +29,7 @@ def scipy_reference(x, w, *, groups=1, pads, border="zero", value=0.0, stride=(1
                     dilation=(1, 1)):
     """y[..., o] = Σ_c correlate2d(numpy.pad(x), dilated W[o, c], 'valid')[::stride]."""
     t, b, left, r = pads
-    mode = NUMPY_MODE[border]
+    mode = BORDERS[border].numpy
     extra = {"constant_values": value if border == "constant" else 0.0} \
         if mode == "constant" else {}
     xp = np.pad(x.astype(np.float64), ((t, b), (left, r), (0, 0)), mode=mode, **extra)
@@ -140,7 +140,7 @@ def test_planner_picks_tiles_for_a_large_frame(monkeypatch):
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(layout, "TIMING_MIN_MS", 0.0)  # small frames get timed too
-    monkeypatch.setattr(layout, "CLOSE_CALL", float("inf"))  # every pair is a close call
+    monkeypatch.setattr(timing, "CLOSE_CALL", float("inf"))  # every pair is a close call
     return tmp_path
 
 

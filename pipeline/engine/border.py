@@ -6,27 +6,32 @@ size, also past the frame (checked by tests/test_border.py), and is several time
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from . import threads
 
-CV2_BORDER = {
-    "zero": cv2.BORDER_CONSTANT,
-    "constant": cv2.BORDER_CONSTANT,
-    "replicate": cv2.BORDER_REPLICATE,
-    "symmetric": cv2.BORDER_REFLECT,
-    "reflect101": cv2.BORDER_REFLECT_101,
-    "wrap": cv2.BORDER_WRAP,
-}
 
-NUMPY_MODE = {
-    "zero": "constant",
-    "constant": "constant",
-    "replicate": "edge",
-    "symmetric": "symmetric",
-    "reflect101": "reflect",
-    "wrap": "wrap",
+@dataclass(frozen=True)
+class Border:
+    """One canonical border (options.py maps every library's word to these names)."""
+
+    cv2: int  # OpenCV's borderType
+    numpy: str  # numpy.pad's mode
+    c: int  # the C kernels' code (_depthwise.c)
+    in_filters: bool  # OpenCV's filters make it themselves (a constant's value they do not)
+    reach: int | None  # frame pixels a pad may not pass for one reflection (None: no limit)
+
+
+BORDERS = {
+    "zero": Border(cv2.BORDER_CONSTANT, "constant", 0, True, None),
+    "constant": Border(cv2.BORDER_CONSTANT, "constant", 0, False, None),
+    "replicate": Border(cv2.BORDER_REPLICATE, "edge", 1, True, None),
+    "symmetric": Border(cv2.BORDER_REFLECT, "symmetric", 2, True, 0),
+    "reflect101": Border(cv2.BORDER_REFLECT_101, "reflect", 3, True, 1),
+    "wrap": Border(cv2.BORDER_WRAP, "wrap", 4, False, 0),
 }
 
 _CV2_MAX_CHANNELS = 512  # CV_CN_MAX
@@ -38,7 +43,7 @@ def cv2_makes_border(pads: tuple[int, int, int, int], extent: tuple[int, int],
     border they know, 'same'-shaped padding (pads sum to the kernel extent - 1) and no
     pad reaching past the frame (where their border and numpy.pad's could part)."""
     t, b, left, r = pads
-    return (border in ("zero", "replicate", "symmetric", "reflect101")
+    return (BORDERS[border].in_filters
             and (t + b, left + r) == (extent[0] - 1, extent[1] - 1)
             and max(t, b) < size[0] and max(left, r) < size[1])
 
@@ -54,19 +59,20 @@ def pad(
     channels = x.shape[2] if x.ndim == 3 else 1
     # cv2 carries a 4-component border value: past 4 channels a nonzero constant goes to numpy.
     if channels <= _CV2_MAX_CHANNELS and (channels <= 4 or value == 0.0):
-        out = cv2.copyMakeBorder(x, t, b, left, r, CV2_BORDER[border], value=(value,) * 4)
+        out = cv2.copyMakeBorder(x, t, b, left, r, BORDERS[border].cv2, value=(value,) * 4)
         return out.reshape(out.shape[:2] + x.shape[2:])
     widths = ((t, b), (left, r)) + ((0, 0),) * (x.ndim - 2)
-    if NUMPY_MODE[border] == "constant":
+    mode = BORDERS[border].numpy
+    if mode == "constant":
         return np.pad(x, widths, mode="constant", constant_values=value)
-    return np.pad(x, widths, mode=NUMPY_MODE[border])
+    return np.pad(x, widths, mode=mode)
 
 
 def margins_fit(pads: tuple[int, int, int, int], size: tuple[int, int], border: str) -> bool:
     """Whether ``pad_margins`` can fill these pads (one reflection of the frame reaches)."""
     t, b, left, r = pads
     h, w = size
-    reach = {"reflect101": 1, "symmetric": 0, "wrap": 0}.get(border)
+    reach = BORDERS[border].reach
     return reach is None or (max(t, b) <= h - reach and max(left, r) <= w - reach)
 
 

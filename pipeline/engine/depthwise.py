@@ -23,12 +23,10 @@ from collections.abc import Callable
 import numpy as np
 
 from . import native, threads
-from .border import margins_fit
+from .border import BORDERS, margins_fit
 from .epilogue import Epilogue
 from .spec import BankSpec
 
-BORDER = {"zero": 0, "constant": 0, "replicate": 1, "symmetric": 2, "reflect101": 3,
-          "wrap": 4}  # _depthwise.c's codes
 _BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer
 
 
@@ -63,7 +61,7 @@ class _Banded:
         h_out, w_out = spec.out_shape[:2]
         self._geometry = (*spec.in_shape, h_out, w_out, *spec.kernel_size, *spec.dilation,
                           t, left)
-        self._border = (BORDER[spec.border],
+        self._border = (BORDERS[spec.border].c,
                         0.0 if spec.border == "zero" else float(spec.border_value))
         self._bands = row_bands(h_out, _BANDS_PER_CORE * threads.CORES,
                                 native.depthwise.block()[1])

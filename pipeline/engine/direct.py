@@ -29,7 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import depthwise, native, threads
-from .border import CV2_BORDER, cv2_makes_border, fill_planar, pad
+from .border import BORDERS, cv2_makes_border, fill_planar, pad
 from .epilogue import Epilogue
 from .native import loops
 from .spec import BankSpec
@@ -127,7 +127,7 @@ class DirectMethod:
         if self._in_place_border:
             t, _, left, _ = s.pads
             return cv2.filter2D(src, self._ddepth, kernel, anchor=(left, t),
-                                borderType=CV2_BORDER[s.border])
+                                borderType=BORDERS[s.border].cv2)
         if self._big:
             roi = cv2.UMat(cv2.UMat(src), (0, h_out), (0, w_out))
             return cv2.filter2D(roi, self._ddepth, kernel, anchor=(0, 0)).get()
@@ -143,7 +143,7 @@ class DirectMethod:
             return self._correlate(src, self._kernels[0, 0]).reshape(h_out, w_out, c_out)
         outputs = sum_over_inputs(
             s, src, lambda plane, o, ci: self._correlate(plane, self._kernels[o, ci]))
-        return _stack(outputs, (h_out, w_out, c_out))
+        return stack_planes(outputs, (h_out, w_out, c_out))
 
     # -------------------------------------------------------------------- GEMM path
     def _gemm(self, x: np.ndarray) -> np.ndarray:
@@ -233,7 +233,7 @@ def sum_over_inputs(spec: BankSpec, src: np.ndarray,
     return outputs
 
 
-def _stack(planes: list[np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:
+def stack_planes(planes: list[np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:
     """Channel planes ``(H, W)`` -> one ``(H, W, C)`` array."""
     if len(planes) == 1:
         return planes[0].reshape(shape)

@@ -24,6 +24,7 @@ from . import cache as disk
 from . import native, threads
 from .border import fill_planar
 from .direct import DirectMethod
+from .epilogue import Epilogue
 from .sizes import fft_shape
 from .spec import BankSpec
 
@@ -65,25 +66,25 @@ def use_pyfftw() -> bool:
 class Transforms:
     """Forward r2c over (C_in, *batch, Fh, Fw) and inverse c2r over (C_out, *batch, Fh,
     Fw//2+1), both on the last two axes, planned once with ``fftw_threads`` threads.
-    ``paired``: the inverse is c2c over (C_out, *batch, Fh, Fw) instead (each of its
+    ``packed``: the inverse is c2c over (C_out, *batch, Fh, Fw) instead (each of its
     C_out outputs holds two real results, as its real and imaginary parts)."""
 
     def __init__(self, c_in: int, c_out: int, shape: tuple[int, int], dtype: np.dtype,
                  effort: str, batch: tuple[int, ...] = (),
-                 fftw_threads: int = threads.CORES, paired: bool = False) -> None:
+                 fftw_threads: int = threads.CORES, packed: bool = False) -> None:
         fh, fw = shape
         self.shape = shape
         self.threads = fftw_threads
         self.real = np.dtype(dtype)
         self.complex = np.result_type(self.real, np.complex64)
-        self.paired = paired
+        self.packed = packed
         self.fftw = use_pyfftw()
         empty = pyfftw.empty_aligned if self.fftw else np.empty
         self.frames = empty((c_in, *batch, fh, fw), dtype=self.real)
         self.spectra = empty((c_in, *batch, fh, fw // 2 + 1), dtype=self.complex)
         self._out = (c_out, *batch, fh, fw)
-        self._out_dtype = self.complex if paired else self.real
-        bins = fw if paired else fw // 2 + 1
+        self._out_dtype = self.complex if packed else self.real
+        bins = fw if packed else fw // 2 + 1
         self._inverse_in = empty((c_out, *batch, fh, bins), dtype=self.complex)
         self.planning_s = 0.0
         if self.fftw:
@@ -126,7 +127,7 @@ class Transforms:
         else:
             from scipy import fft
 
-            inverse = fft.ifft2 if self.paired else functools.partial(fft.irfft2, s=self.shape)
+            inverse = fft.ifft2 if self.packed else functools.partial(fft.irfft2, s=self.shape)
             out[...] = inverse(spectra, axes=(-2, -1), norm="forward", workers=self.threads)
         return out
 
@@ -151,11 +152,11 @@ def kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, in
     return (np.conj(np.fft.rfft2(placed, axes=(2, 3))) / math.prod(shape)).astype(dtype)
 
 
-def paired_kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, int]
+def packed_kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[int, int]
                           ) -> np.ndarray:
     """The full-grid spectra (as ``kernel_spectra``, all Fw bins) of outputs 2j and 2j+1
     as one: K[2j] + i·K[2j+1], complex64 (C_out/2 rounded up, C_in/g, Fh, Fw); an odd
-    last output is paired with nothing. The inverse of Σ spectrum·K is then output 2j in
+    last output is packed with nothing. The inverse of Σ spectrum·K is then output 2j in
     its real part and 2j+1 in its imaginary part."""
     full = np.conj(np.fft.fft2(_placed(spec, shape, offset), axes=(2, 3))) / math.prod(shape)
     if len(full) % 2:
@@ -163,7 +164,7 @@ def paired_kernel_spectra(spec: BankSpec, shape: tuple[int, int], offset: tuple[
     return (full[0::2] + 1j * full[1::2]).astype(np.complex64)
 
 
-def fused(complex_dtype: np.dtype) -> bool:
+def c_products(complex_dtype: np.dtype) -> bool:
     """Whether ``accumulate`` runs the C loop for spectra of ``complex_dtype`` (complex64,
     where the install built it); else numpy, which needs a scratch buffer."""
     return native.spectral is not None and np.dtype(complex_dtype) == np.complex64
@@ -175,13 +176,13 @@ def accumulate(spec: BankSpec, spectra: np.ndarray, kernels: np.ndarray, acc: np
 
     ``spectra``: (C_in, …, Fh, B), ``kernels``: (C_out, C_in/g, Fh, B) (broadcast over the
     middle axes, the tiles), ``acc``: (C_out, …, Fh, B); bin rows ``rows`` of each (all
-    when None). The fused C loop where ``fused``; otherwise numpy, a pass per product and
+    when None). The C loop where ``c_products``; otherwise numpy, a pass per product and
     per sum, with ``tmp`` (scratch shaped ``acc[0]``, at least ``rows`` long). Either way
     memory-bound on the kernel spectra when they do not fit in the cache; blocking the
     bin rows finer bought numpy nothing but call overhead, measured.
     """
     a, b = rows if rows is not None else (0, spectra.shape[-2])
-    if fused(spectra.dtype):
+    if c_products(spectra.dtype):
         fh, cols = spectra.shape[-2:]
         n = spectra.size // (spectra.shape[0] * fh * cols)
         native.spectral.accumulate(
@@ -225,10 +226,15 @@ class FFTMethod:
         # bands of bin rows, more than workers: each takes the next as it comes free
         self._bands = threads.split(self._tx.spectra.shape[1], 4 * threads.CORES)
         rows = max(b - a for a, b in self._bands)  # numpy's scratch, a worker's band
-        self._scratch = [None if fused(self._tx.complex) else
+        self._scratch = [None if c_products(self._tx.complex) else
                          np.empty_like(self._tx.inverse_input()[0, :rows])
                          for _ in range(threads.CORES)]
         self._direct: DirectMethod | None = None
+        self.fused = False  # bias and activation: the bank's, afterwards
+
+    def fuse(self, epilogue: Epilogue) -> bool:
+        """Full-frame transforms store nothing band by band: the bank applies them."""
+        return False
 
     def _fill(self, x: np.ndarray) -> None:
         """The frame (padded unless the wrap supplies zeros) into the planar FFT input."""
@@ -276,7 +282,7 @@ class FFTMethod:
 
     @property
     def planning_s(self) -> float:
-        return getattr(self._tx, "planning_s", 0.0)
+        return self._tx.planning_s
 
 
 def spectra_bytes(spec: BankSpec, shape: tuple[int, int]) -> int:

@@ -3,7 +3,7 @@
 The cost model ranks the layouts. It is coarse between them: layouts it put within 10 %
 of each other were measured up to 1.5x apart (cache effects it does not see: a dense
 bank's 384² tiles, 13 MB of buffers a worker, were predicted 19 ms and ran 27 ms, while
-128² tiles were predicted 23 and ran 23). So when layouts are within ``CLOSE_CALL`` of the
+128² tiles were predicted 23 and ran 23). So when layouts are within ``timing.CLOSE_CALL`` of the
 best and worth the time, up to ``TIMED`` of them (full-frame and the best tilings) are
 timed on a synthetic frame, once: the result is kept in the cache folder
 (``fft_layouts.json``, keyed by the frame format, the bank's shape and the layouts) and
@@ -21,11 +21,11 @@ from .fft import FFTMethod, spectra_bytes, transform_ms_estimate
 from .sizes import likely_shape
 from .spec import BankSpec
 from .tiles import TiledFFTMethod, Tiling, tiled_cost, tilings
+from . import timing
 from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
 LAYOUT_FILE = "fft_layouts.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
-CLOSE_CALL = 1.6  # predictions this close are settled by timing (seen 1.5x off)
 TIMING_MIN_MS = 4.0  # below this a wrong layout costs less than timing them would
 TIMED = 3  # layouts timed at most: full-frame and the best tilings
 LAYOUT_LIMIT = 256  # timings kept; the oldest go first
@@ -74,7 +74,7 @@ def _close_calls(ranked: list[Candidate]) -> list[Candidate] | None:
     the best prediction (``TIMED`` at most); None when fewer than two are."""
     if not ranked or ranked[0][0] < TIMING_MIN_MS:
         return None
-    close = [c for c in ranked if c[0] <= ranked[0][0] * CLOSE_CALL]
+    close = [c for c in ranked if c[0] <= ranked[0][0] * timing.CLOSE_CALL]
     full = [c for c in close if c[1] is None]
     tiled = [c for c in close if c[1] is not None][: TIMED - len(full)]
     return tiled + full if len(tiled) + len(full) >= 2 else None
@@ -110,7 +110,7 @@ def build(spec: BankSpec, tiling: Tiling | None) -> Any:
     return FFTMethod(spec) if tiling is None else TiledFFTMethod(spec, tiling)
 
 
-def settle(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
+def time_layouts(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | None:
     """Time the close layouts if the model's call is close and no timing is saved.
 
     Saves the timings (so ``choose`` reads them, now and on every later start) and returns

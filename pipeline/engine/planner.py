@@ -3,9 +3,11 @@
 ``choose(spec, requested)`` is a pure function of the resolved bank and the constants
 (scipy.signal.choose_conv_method's shape, without its constants tuned elsewhere): the
 shipped defaults were fitted on the 2-core reference machine and `pipeline bench`
-replaces them with this machine's (``calibration.json`` in the cache folder). The bank
-calls it once per frame format, so a stream never changes method midway. ``measure=True``
-times every candidate on a synthetic frame instead of predicting.
+replaces them with this machine's (``calibration.json`` in the cache folder), and
+timings kept there by earlier starts are read, never taken. ``decide`` is what the bank
+calls, once per frame format (a stream never changes method midway): it times what the
+model cannot call (close calls, FFT layouts; ``measure=True``: every candidate) on a
+synthetic frame, keeps those timings in the cache folder, then chooses.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .separable import default_strategy as separable_strategy
 from .sizes import fft_shape
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
+from . import timing
 from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
 CALIBRATION_FILE = "calibration.json"
@@ -154,40 +157,34 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     return costs, notes
 
 
-def choose(spec: BankSpec, requested: str, *, measure: bool = False,
-           built: dict[str, Any] | None = None) -> Choice:
-    """Pick the method for ``spec``: ``requested`` unless it is 'auto'. Pure unless
-    ``measure`` (then each candidate is timed, and kept in ``built`` if given)."""
+def choose(spec: BankSpec, requested: str) -> Choice:
+    """The method for ``spec``: ``requested`` unless it is 'auto', then the cheapest
+    predicted. Pure: decides from the cost model (and timings kept by earlier starts)."""
     costs, notes = predict(spec)
-    if _fft_in_question(requested, costs):
-        engine = layout.settle(spec, constants())  # a close call between layouts: timed once
-        if engine is not None:
-            costs["fft"], notes["fft"] = layout.choose(spec, constants())[1:]
-            if built is not None:
-                built["fft"] = engine
     if requested != "auto":
-        if costs.get(requested) is None:
-            from ..errors import ConfigError
+        return forced(requested, costs, notes)
+    return cheapest(costs, notes, measured=False)
 
-            raise ConfigError(f"method={requested!r} cannot run this bank: {notes[requested]}")
-        return Choice(requested, "forced by method", costs, notes)
-    if measure:
-        costs = measure_costs(spec, costs, built)
+
+def forced(requested: str, costs: dict[str, float | None], notes: dict[str, str]) -> Choice:
+    if costs.get(requested) is None:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"method={requested!r} cannot run this bank: {notes[requested]}")
+    return Choice(requested, "forced by method", costs, notes)
+
+
+def cheapest(costs: dict[str, float | None], notes: dict[str, str], measured: bool) -> Choice:
+    """The cheapest usable method of ``costs`` (ms per frame, predicted or ``measured``)."""
     usable = {m: c for m, c in costs.items() if c is not None}
     best = min(usable, key=usable.get)
     others = sorted((c, m) for m, c in usable.items() if m != best)
-    verb = "measured" if measure else "predicted"
-    reason = f"fastest {verb}: {usable[best]:.2f} ms/frame"
+    reason = f"fastest {'measured' if measured else 'predicted'}: {usable[best]:.2f} ms/frame"
     if others:
         reason += f", {others[0][0] / max(usable[best], 1e-9):.1f}x ahead of {others[0][1]}"
-    return Choice(best, reason, costs, notes, measured=measure)
+    return Choice(best, reason, costs, notes, measured=measured)
 
 
-# auto times the two best methods when their predictions are this close. The model is
-# linear in taps and pixels, and a library's speed is not always: cv2.filter2D at 11x11
-# ran 0.034 ns a tap and pixel on 1280x720 frames, 0.018-0.020 on 1280x1080, 1920x720 and
-# 1920x1080 (so calibrated at 720p it predicted 27.6 ms for 13.7 at 1080p).
-CLOSE_CALL = 1.5
 # Timings this close are a tie, and a tie goes to the method with fewer moving parts
 # (in this order): no FFT buffers or kernel spectra, exact zeros, NaNs local by design.
 TIE = 1.05
@@ -199,23 +196,32 @@ def _fft_in_question(requested: str, costs: dict[str, float | None]) -> bool:
     fft = costs.get("fft")
     if fft is None or requested not in ("fft", "auto"):
         return False
-    return requested == "fft" or fft <= CLOSE_CALL * min(c for c in costs.values() if c is not None)
+    best = min(c for c in costs.values() if c is not None)
+    return requested == "fft" or fft <= timing.CLOSE_CALL * best
 
 
 def decide(spec: BankSpec, requested: str, *, measure: bool = False,
            built: dict[str, Any] | None = None) -> Choice:
-    """``choose``, then, for 'auto', time the two best candidates when the model's call is close.
+    """``choose``, after timing what the model cannot call; writes the cache folder.
 
-    The model is coarse and this machine noisy: within 50 % a synthetic frame decides,
-    once per format: the timings are kept in the cache folder (``TIMINGS_FILE``, keyed by
-    the format, the bank and how each method would run) and read on later starts.
-    Methods built for timing are left in ``built`` so the winner is not built twice.
+    First the FFT's layout, where layouts are a close call and the fft method may run
+    (``layout.time_layouts``). Then ``measure``: every candidate timed. Else, for 'auto',
+    the two best candidates when the model's call is close (``timing.CLOSE_CALL``): the
+    timings are kept in the cache folder (``TIMINGS_FILE``, keyed by the format, the
+    bank and how each method would run) and read on later starts. Methods built for
+    timing are left in ``built`` so the winner is not built twice.
     """
-    choice = choose(spec, requested, measure=measure, built=built)
-    if requested != "auto" or measure:
+    if _fft_in_question(requested, predict(spec)[0]):
+        engine = layout.time_layouts(spec, constants())  # now kept: choose reads it
+        if engine is not None and built is not None:
+            built["fft"] = engine
+    choice = choose(spec, requested)
+    if requested != "auto":
         return choice
+    if measure:
+        return cheapest(measure_costs(spec, choice.costs, built), choice.notes, measured=True)
     ranked = sorted((c, m) for m, c in choice.costs.items() if c is not None)
-    if len(ranked) < 2 or ranked[1][0] > ranked[0][0] * CLOSE_CALL:
+    if len(ranked) < 2 or ranked[1][0] > ranked[0][0] * timing.CLOSE_CALL:
         return choice
     pair = {m: c for c, m in ranked[:2]}
     names = sorted(pair)

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from . import depthwise, threads
-from .border import CV2_BORDER, cv2_makes_border, pad
-from .direct import _stack, sum_over_inputs
+from .border import BORDERS, cv2_makes_border, pad
+from .direct import stack_planes, sum_over_inputs
 from .epilogue import Epilogue
 from .spec import BankSpec
 from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
@@ -180,7 +180,7 @@ class SeparableMethod:
         s = self.spec
         pairs, c, (dy, dx) = terms
         if self._in_place_border:
-            anchor, border = (s.pads[2], s.pads[0]), CV2_BORDER[s.border]
+            anchor, border = (s.pads[2], s.pads[0]), BORDERS[s.border].cv2
         else:
             anchor, border = (0, 0), cv2.BORDER_CONSTANT
         acc = None
@@ -232,7 +232,7 @@ class SeparableMethod:
         sums = sum_over_inputs(
             s, src, lambda plane, o, ci: correlate(plane, self._terms[o][ci]))
         outputs = [np.ascontiguousarray(y[: h_out * sh : sh, : w_out * sw : sw]) for y in sums]
-        return _stack(outputs, (h_out, w_out, c_out))
+        return stack_planes(outputs, (h_out, w_out, c_out))
 
     def _choose_bands(self) -> int:
         """Bands of rows to run on, 1 for whole frames: OpenCV threads sepFilter2D itself

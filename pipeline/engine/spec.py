@@ -1,10 +1,27 @@
-"""BankSpec: a filter bank resolved for one frame format, the input of every method."""
+"""BankSpec: a filter bank resolved for one frame format, the input of every method;
+``Method``: what a bank needs of the method that computes it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+from .epilogue import Epilogue
+
+
+class Method(Protocol):
+    """A method built for one BankSpec (all set-up done): direct, separable, fft."""
+
+    fused: bool  # whether results come with the bank's bias and activation applied
+
+    def fuse(self, epilogue: Epilogue) -> bool:
+        """Take on the bank's bias and activation where the method can apply them as it
+        stores results (in cache); returns ``fused``."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x``: (H, W, C_in) contiguous of spec.dtype -> (H', W', C_out) of spec.dtype."""
 
 
 @dataclass(frozen=True, eq=False)

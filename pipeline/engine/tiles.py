@@ -13,7 +13,7 @@ dense banks), C_out·n inverse transforms, and the valid part copied into the pl
 result. Workers take alternate rows, each with its own buffers and one-thread plans.
 A tile holding NaN/Inf shows it in its DC bin; such a frame goes to the direct method.
 
-Dense float32 banks pair their outputs (where the C loops are built): outputs 2j and
+Dense float32 banks pack their outputs (where the C loops are built): outputs 2j and
 2j+1 come out of one complex inverse transform, as its real and imaginary parts, which
 FFTW does in 0.68-0.71x the time of two real ones here (128-192 px tiles). The
 multiply-accumulate then fills the full grid of bins, reading the other half of each
@@ -39,9 +39,9 @@ from .epilogue import Epilogue
 from .fft import (
     Transforms,
     accumulate,
-    fused,
+    c_products,
     kernel_spectra,
-    paired_kernel_spectra,
+    packed_kernel_spectra,
     pyfftw,
     transform_ms_estimate,
     use_pyfftw,
@@ -55,11 +55,11 @@ CHUNK_BYTES = 8 << 20  # a worker's tile buffers (all planes, real and complex):
 C2C = 1.4  # one complex inverse transform of a tile, in real ones (0.68-0.71 of two, here)
 
 
-def pairs_of(spec: BankSpec) -> int:
-    """How many paired inverse transforms a dense bank's tiles take (0: not paired).
+def packed_of(spec: BankSpec) -> int:
+    """How many packed inverse transforms a dense bank's tiles take (0: not packed).
 
-    Paired where the C loops are built, for float32 banks of two or more outputs whose
-    pairs read the same input channels (one group, or an even number of outputs a group).
+    Packed where the C loops are built, for float32 banks of two or more outputs whose
+    twos read the same input channels (one group, or an even number of outputs a group).
     """
     if (native.spectral is None or spec.shared or spec.c_out < 2
             or np.dtype(spec.dtype) != np.float32):
@@ -128,7 +128,7 @@ def tiled_cost(spec: BankSpec, k: dict[str, float], tiling: Tiling) -> float:
     n = tiling.count
     products = spec.c_in if spec.shared else spec.c_out * spec.in_per_group
     copied = n * (spec.c_in * th * tw + spec.c_out * tiling.step[0] * tiling.step[1])
-    inverses = pairs_of(spec) * C2C or spec.c_out
+    inverses = packed_of(spec) * C2C or spec.c_out
     ms = n * (spec.c_in + inverses) * transform_ms_estimate((th, tw)) * k[unit_key(th)]
     ms += n * products * th * (tw // 2 + 1) * k["tile_cmac_ns"] * 1e-6
     ms += copied * k["tile_copy_ns"] * 1e-6
@@ -143,11 +143,11 @@ class _Worker:
     output tiles and its multiply-accumulate scratch."""
 
     def __init__(self, spec: BankSpec, n: int, tile: tuple[int, int], effort: str,
-                 fftw_threads: int, pairs: int) -> None:
-        self.tx = Transforms(spec.c_in, pairs or spec.c_out, tile, spec.dtype, effort,
-                             batch=(n,), fftw_threads=fftw_threads, paired=pairs > 0)
+                 fftw_threads: int, packed: int) -> None:
+        self.tx = Transforms(spec.c_in, packed or spec.c_out, tile, spec.dtype, effort,
+                             batch=(n,), fftw_threads=fftw_threads, packed=packed > 0)
         self.out = self.tx.empty_output()
-        self.scratch = None if fused(self.tx.complex) else \
+        self.scratch = None if c_products(self.tx.complex) else \
             np.empty_like(self.tx.inverse_input()[0])  # numpy's multiply-accumulate only
 
 
@@ -169,29 +169,29 @@ class TiledFFTMethod:
                          for row, col in self._chunks]
         parts = min(threads.CORES, len(self._chunks))
         fftw_threads = threads.CORES if parts == 1 else 1
-        self._pairs = pairs_of(spec)
-        self._workers = [_Worker(spec, self._m, tiling.tile, effort, fftw_threads, self._pairs)
+        self._packed = packed_of(spec)
+        self._workers = [_Worker(spec, self._m, tiling.tile, effort, fftw_threads, self._packed)
                          for _ in range(parts)]
-        self._kernels = (paired_kernel_spectra(spec, tiling.tile, (0, 0)) if self._pairs else
+        self._kernels = (packed_kernel_spectra(spec, tiling.tile, (0, 0)) if self._packed else
                          kernel_spectra(spec, tiling.tile, (0, 0), self._workers[0].tx.complex))
-        # the C loops' shapes for paired outputs (a worker's chunk of tiles)
+        # the C loops' shapes for packed outputs (a worker's chunk of tiles)
         th, tw = tiling.tile
-        self._mac_shape = (spec.c_in, self._pairs, spec.in_per_group,
-                           self._pairs // spec.groups, self._m, th, tw)
-        self._split_shape = (self._pairs, spec.c_out, self._m, th, tw)
+        self._mac_shape = (spec.c_in, self._packed, spec.in_per_group,
+                           self._packed // spec.groups, self._m, th, tw)
+        self._split_shape = (self._packed, spec.c_out, self._m, th, tw)
         self._direct: DirectMethod | None = None
         self._given: Epilogue | None = None  # the bank's, once fused
         self._epilogue: Callable[[np.ndarray], object] | None = None  # on each chunk
-        self._split_bias: np.ndarray | None = None  # in the paired scatter's stores
+        self._split_bias: np.ndarray | None = None  # in the packed scatter's stores
         self._relu = False
 
     def fuse(self, epilogue: Epilogue) -> bool:
-        """Take on the bank's bias and activation: paired tiles apply what the C stores can
-        as the scatter stores each value; the rest (or all of it, unpaired) runs on each
+        """Take on the bank's bias and activation: packed tiles apply what the C stores can
+        as the scatter stores each value; the rest (or all of it, unpacked) runs on each
         chunk's tiles as they land in the result. A frame holding NaN, computed directly,
         gets all of it."""
         self._given = epilogue
-        if self._pairs and epilogue.in_stores:
+        if self._packed and epilogue.in_stores:
             self._split_bias, self._relu = epilogue.bias, epilogue.relu
         else:
             self._epilogue = epilogue.apply
@@ -220,7 +220,7 @@ class TiledFFTMethod:
         if self.spec.shared:
             return np.multiply(spectra, self._kernels[0, 0], out=spectra)
         acc = w.tx.inverse_input()
-        if self._pairs:
+        if self._packed:
             native.spectral.accumulate_pairs(spectra, self._kernels, acc, self._mac_shape, 0,
                                              self.tiling.tile[0])
         else:
@@ -251,10 +251,10 @@ class TiledFFTMethod:
         return n
 
     def _scatter(self, w: _Worker, row: int, col: int, n: int, out: np.ndarray) -> None:
-        """The valid part of the worker's ``n`` output tiles into the planar result (paired:
+        """The valid part of the worker's ``n`` output tiles into the planar result (packed:
         cut at its edges, where the spare tiles of a short chunk lie)."""
         sh, sw = self.tiling.step
-        if self._pairs:
+        if self._packed:
             height = out.shape[1]
             native.spectral.split_pairs(w.out, out, self._split_shape, out.shape[1:], row * sh,
                                         col * sw, min(sh, height - row * sh), sw, None,
@@ -269,8 +269,8 @@ class TiledFFTMethod:
         s = self.spec
         fill_planar(self._padded, x, s.pads, s.border, s.border_value)
         (sh, sw), (ny, nx) = self.tiling.step, self.tiling.grid
-        # paired tiles are cut at the edge of the result; others fill whole steps
-        out = np.empty((s.c_out, *(self._full if self._pairs else (ny * sh, nx * sw))), s.dtype)
+        # packed tiles are cut at the edge of the result; others fill whole steps
+        out = np.empty((s.c_out, *(self._full if self._packed else (ny * sh, nx * sw))), s.dtype)
         finite = [True] * len(self._workers)
 
         def work(part: int, i: int) -> bool:

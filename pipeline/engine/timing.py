@@ -14,6 +14,14 @@ from . import cache as disk
 from . import threads
 from .spec import BankSpec
 
+# Predictions this close (the slower within this factor of the faster) are a close call,
+# settled by timing, once per format: between methods (planner.py) and between FFT
+# layouts (layout.py). The cost model is linear in taps and pixels and a library's speed
+# is not always: cv2.filter2D at 11x11 ran 0.034 ns a tap and pixel on 1280x720 frames,
+# 0.018-0.020 on 1080p (calibrated at 720p it predicted 27.6 ms for 13.7 at 1080p); FFT
+# layouts predicted within 10 % of each other ran up to 1.5x apart (cache effects).
+CLOSE_CALL = 1.5
+
 
 def spec_key(spec: BankSpec) -> str:
     """The frame format and bank shape a timing holds for, as a cache key."""
