@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FilterBank": ".bank", "Plan": ".bank",
+    "FilterBank": ".bank", "Plan": ".bank", "BankOptions": ".options",
     "Config": ".config", "load_config": ".config",
     "Stats": ".runner", "run_config": ".runner",
     "PipelineError": ".errors", "ConfigError": ".errors", "FrameError": ".errors",
     "InputError": ".errors", "OutputError": ".errors", "SourceLostError": ".errors",
 }
 __all__ = [
-    "Config", "ConfigError", "FilterBank", "FrameError", "InputError", "OutputError",
+    "BankOptions", "Config", "ConfigError", "FilterBank", "FrameError", "InputError", "OutputError",
     "PipelineError", "Plan", "SourceLostError", "Stats", "load_config", "run_config",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
@@ -27,6 +27,7 @@ assert sorted(__all__) == sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from .bank import FilterBank, Plan
     from .config import Config, load_config
+    from .options import BankOptions
     from .errors import (
         ConfigError,
         FrameError,

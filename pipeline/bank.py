@@ -7,7 +7,6 @@ receives a fully resolved ``BankSpec`` (correlation weights, groups, pads) once 
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -15,27 +14,13 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from . import geometry
 from .engine import planner
 from .engine.epilogue import Epilogue
-from .engine.spec import BankSpec
+from .engine.spec import BankSpec, Method
 from .errors import ConfigError, FrameError
 from .kernels import to_oihw
-from .options import (
-    Activation,
-    Padding,
-    _is_int,
-    parse_activation,
-    parse_align,
-    parse_border,
-    parse_dtype,
-    parse_finite,
-    parse_layout,
-    parse_method,
-    parse_mode,
-    parse_op,
-    parse_padding,
-    parse_pair,
-)
+from .options import Activation, BankOptions, check_finite, parse_bias
 
 _ENGINE_CACHE = 8  # frame formats one bank keeps planned at once
 
@@ -82,58 +67,31 @@ class FilterBank:
     ``weights``: 4-D in ``layout`` -- oihw ``(C_out, C_in/groups, kh, kw)`` (depthwise:
     ``(C_in·M, 1, kh, kw)``) or hwio ``(kh, kw, C_in, C_out)`` (depthwise:
     ``(kh, kw, C_in, M)``) -- or a 2-D ``(kh, kw)`` kernel applied to every channel.
-    Every option takes the values of its YAML field (SPEC section 1); a bad one raises
-    ``ConfigError`` (a ``ValueError``) naming the option, the value and what is allowed.
+    Options are keywords (or one ``options=BankOptions(...)``) taking the values of their
+    YAML fields (SPEC section 1, ``options.BankOptions``); a bad one raises ``ConfigError``
+    (a ``ValueError``) naming the option, the value and what is allowed.
     ``method='auto'`` picks by a cost model once per frame format (``measure=True``: by
     timing every method on a synthetic frame of that format instead).
     """
 
-    def __init__(
-        self,
-        weights: Any,
-        bias: Any = None,
-        *,
-        op: str = "correlate",
-        mode: str = "dense",
-        groups: int = 1,
-        padding: Any = "same",
-        align: str = "keras",
-        anchor: Any = None,
-        border: str = "zero",
-        border_value: float = 0.0,
-        stride: Any = 1,
-        dilation: Any = 1,
-        activation: str | None = None,
-        layout: str = "oihw",
-        method: str = "auto",
-        dtype: str = "float32",
-        measure: bool = False,
-    ) -> None:
-        self.op = parse_op(op)
-        self.mode = parse_mode(mode)
-        self.padding: Padding = parse_padding(padding)
-        self.align = parse_align(align)
-        self.border = parse_border(border)
-        self.border_value = parse_finite("border_value", border_value)
-        self.stride = parse_pair("stride", stride, minimum=1)
-        self.dilation = parse_pair("dilation", dilation, minimum=1)
-        self.activation: Activation = parse_activation(activation)
-        self.layout = parse_layout(layout)
-        self.method = parse_method(method)
-        self.dtype = parse_dtype(dtype)
-        self.measure = bool(measure)
-        if not _is_int(groups) or groups < 1:
-            raise ConfigError(f"groups={groups!r} is not allowed; expected an int >= 1")
-        self.groups = int(groups)
+    def __init__(self, weights: Any, bias: Any = None, *, options: BankOptions | None = None,
+                 **values: Any) -> None:
+        if options is not None and values:
+            raise TypeError("FilterBank: give options=BankOptions(...) or keywords, not both")
+        self.options = options if options is not None else BankOptions(**values)
         self.weights, self.shared = self._parse_weights(weights)
         self.bias = self._parse_bias(bias)
-        self.anchor = self._parse_anchor(anchor)
-        if self.padding.kind == "full" and self.stride != (1, 1):
-            raise ConfigError(f"padding='full' needs stride 1, got stride={list(self.stride)}")
+        anchor = self.options.anchor
+        kh, kw = self.kernel_size
+        if anchor is not None and (anchor[0] >= kh or anchor[1] >= kw):
+            raise ConfigError(f"anchor={list(anchor)} is not allowed; expected [row, col] "
+                              f"inside the {kh}x{kw} kernel")
         # The kernels every method computes with: correlation, so a convolve bank turns them.
-        self._corr = self.weights[..., ::-1, ::-1] if self.op == "convolve" else self.weights
-        self._bias = None if self.bias is None else self.bias.astype(self.dtype)
-        self._engines: OrderedDict[tuple[int, int, int], Any] = OrderedDict()
+        self._corr = self.weights[..., ::-1, ::-1] if self.options.op == "convolve" \
+            else self.weights
+        self._bias = None if self.bias is None else self.bias.astype(self.options.dtype)
+        self._engines: OrderedDict[tuple[int, int, int], tuple[BankSpec, planner.Choice,
+                                                              Method]] = OrderedDict()
 
     # ------------------------------------------------------------------ validation
     def _parse_weights(self, weights: Any) -> tuple[np.ndarray, bool]:
@@ -144,56 +102,32 @@ class FilterBank:
         if w.ndim not in (2, 4) or 0 in w.shape:
             raise ConfigError(
                 f"weights of shape {w.shape}: expected a 2-D (kh, kw) kernel or 4-D weights "
-                f"in layout {self.layout}, no axis empty"
+                f"in layout {self.options.layout}, no axis empty"
             )
-        if not np.isfinite(w).all():
-            raise ConfigError("weights contain NaN or Inf")
+        check_finite(w, "weights")
+        groups = self.options.groups
         if w.ndim == 2:
-            if self.groups != 1:
+            if groups != 1:
                 raise ConfigError("groups needs 4-D weights; a 2-D kernel is depthwise already")
             return w, True
-        depthwise = self.mode == "depthwise"
-        if depthwise and self.groups != 1:
-            raise ConfigError("groups: mode='depthwise' fixes groups to C_in; leave groups at 1")
-        w = np.ascontiguousarray(to_oihw(w, self.layout, depthwise))
+        depthwise = self.options.mode == "depthwise"
+        w = np.ascontiguousarray(to_oihw(w, self.options.layout, depthwise))
         if depthwise and w.shape[1] != 1:
             raise ConfigError(
                 f"depthwise weights of oihw shape {w.shape}: expected (C_in*M, 1, kh, kw)"
             )
-        if not depthwise and w.shape[0] % self.groups:
-            raise ConfigError(
-                f"groups={self.groups}: C_out={w.shape[0]} is not a multiple of groups"
-            )
+        if not depthwise and w.shape[0] % groups:
+            raise ConfigError(f"groups={groups}: C_out={w.shape[0]} is not a multiple of groups")
         return w, False
 
     def _parse_bias(self, bias: Any) -> np.ndarray | None:
-        if bias is None:
-            return None
-        try:
-            b = np.array(bias, dtype=np.float64).reshape(-1)
-        except (ValueError, TypeError):
-            raise ConfigError(f"bias={bias!r} is not allowed; expected a list of numbers") from None
-        if not np.isfinite(b).all():
-            raise ConfigError("bias contains NaN or Inf")
+        b = parse_bias(bias)
         c_out = None if self.shared else self.weights.shape[0]
-        if b.size == 0 or (c_out is not None and b.size != c_out):
+        if b is not None and (b.size == 0 or (c_out is not None and b.size != c_out)):
             raise ConfigError(
                 f"bias has {b.size} values; expected one per output channel ({c_out})"
             )
         return b
-
-    def _parse_anchor(self, anchor: Any) -> tuple[int, int] | None:
-        if anchor is None:
-            return None
-        a = parse_pair("anchor", anchor, minimum=0)
-        kh, kw = self.kernel_size
-        if a[0] >= kh or a[1] >= kw:
-            raise ConfigError(
-                f"anchor={list(a)} is not allowed; expected [row, col] inside the {kh}x{kw} kernel"
-            )
-        if self.padding.kind != "same" or self.stride != (1, 1):
-            raise ConfigError("anchor applies to padding='same' with stride 1 only")
-        return a
 
     # ------------------------------------------------------------------ properties
     @property
@@ -207,32 +141,7 @@ class FilterBank:
 
     def centre(self) -> tuple[int, int] | None:
         """The kernel index (row, col) that sits on the output pixel under 'same' padding."""
-        if self.padding.kind != "same":
-            return None
-        if self.anchor is not None:
-            return self.anchor
-        kh, kw = self.kernel_size
-        if self.align == "keras":
-            return (kh - 1) // 2, (kw - 1) // 2
-        return kh // 2, kw // 2
-
-    # ------------------------------------------------------------------ geometry
-    def _axis_pads(self, n: int, k: int, s: int, d: int, anchor: int | None) -> tuple[int, int]:
-        """(before, after) padding of one axis of ``n`` pixels, in the correlation frame."""
-        extent = d * (k - 1) + 1
-        kind = self.padding.kind
-        if kind == "valid":
-            return 0, 0
-        if kind == "full":
-            return extent - 1, extent - 1
-        total = max(0, (math.ceil(n / s) - 1) * s + extent - n)  # TF/Keras 'same'
-        if anchor is not None:
-            before = d * (anchor if self.op == "correlate" else k - 1 - anchor)
-            return before, total - before
-        small, big = total // 2, total - total // 2
-        # keras puts the extra pixel after; turning a convolve kernel mirrors the sides.
-        extra_after = (self.align == "keras") == (self.op == "correlate")
-        return (small, big) if extra_after else (big, small)
+        return geometry.centre(self.options, self.kernel_size)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
         """``(H', W', C_out)`` for frames of ``shape`` (H, W[, C]); raises FrameError."""
@@ -240,39 +149,13 @@ class FilterBank:
 
     def _resolve(self, shape: tuple[int, int, int]) -> BankSpec:
         h, w, c = shape
-        kh, kw = self.kernel_size
-        if self.padding.kind == "explicit":
-            pads = self.padding.pixels
-        else:
-            a = self.anchor or (None, None)
-            pads = self._axis_pads(h, kh, self.stride[0], self.dilation[0], a[0]) + \
-                self._axis_pads(w, kw, self.stride[1], self.dilation[1], a[1])
-        sizes = []
-        for n, before, after, k, s, d in (
-            (h, pads[0], pads[1], kh, self.stride[0], self.dilation[0]),
-            (w, pads[2], pads[3], kw, self.stride[1], self.dilation[1]),
-        ):
-            extent = d * (k - 1) + 1
-            if n + before + after < extent:
-                raise FrameError(
-                    f"frame {h}x{w} is smaller than the kernel extent {d * (kh - 1) + 1}x"
-                    f"{self.dilation[1] * (kw - 1) + 1} with padding={self.padding}"
-                )
-            sizes.append((n + before + after - extent) // s + 1)
+        o = self.options
+        pads, size = geometry.pads_and_size(o, self.kernel_size, (h, w))
         weights, groups = self._weights_for(c)
-        return BankSpec(
-            in_shape=(h, w, c),
-            out_shape=(sizes[0], sizes[1], weights.shape[0]),
-            weights=weights,
-            groups=groups,
-            shared=self.shared,
-            pads=pads,
-            border=self.border,
-            border_value=self.border_value,
-            stride=self.stride,
-            dilation=self.dilation,
-            dtype=np.dtype(self.dtype),
-        )
+        return BankSpec(in_shape=(h, w, c), out_shape=(*size, weights.shape[0]),
+                        weights=weights, groups=groups, shared=self.shared, pads=pads,
+                        border=o.border, border_value=o.border_value, stride=o.stride,
+                        dilation=o.dilation, dtype=np.dtype(o.dtype))
 
     def _weights_for(self, c: int) -> tuple[np.ndarray, int]:
         """Correlation weights ``(C_out, C_in/g, kh, kw)`` and groups for a ``c``-channel frame."""
@@ -281,29 +164,29 @@ class FilterBank:
             if self.bias is not None and self.bias.size not in (1, c):
                 raise FrameError(f"bias has {self.bias.size} values; a {c}-channel frame needs {c}")
             return np.broadcast_to(w, (c, 1) + w.shape), c
-        if self.mode == "depthwise":
+        if self.options.mode == "depthwise":
             if w.shape[0] % c:
                 raise FrameError(
                     f"depthwise bank has {w.shape[0]} kernels; a {c}-channel frame needs "
                     f"a multiple of {c}"
                 )
             return w, c
-        expected = w.shape[1] * self.groups
+        expected = w.shape[1] * self.options.groups
         if c != expected:
             raise FrameError(f"bank expects {expected}-channel frames, got {c} channels")
-        return w, self.groups
+        return w, self.options.groups
 
     # ------------------------------------------------------------------ planning
-    def _planned(self, shape: tuple[int, int, int]) -> tuple[BankSpec, planner.Choice, Any]:
+    def _planned(self, shape: tuple[int, int, int]) -> tuple[BankSpec, planner.Choice, Method]:
         """(spec, choice, engine) for a frame format: decided and built once, then kept."""
         entry = self._engines.get(shape)
         if entry is None:
             spec = self._resolve(shape)
-            built: dict[str, Any] = {}  # methods timed by decide(): not built a second time
-            choice = planner.decide(spec, self.method, measure=self.measure, built=built)
+            built: dict[str, Method] = {}  # methods timed by decide(): not built twice
+            choice = planner.decide(spec, self.options.method, measure=self.options.measure,
+                                    built=built)
             engine = built.get(choice.method) or planner.build(spec, choice.method)
-            if hasattr(engine, "fuse") and (self._bias is not None or
-                                            self.activation.name != "none"):
+            if self._bias is not None or self.options.activation.name != "none":
                 engine.fuse(self._epilogue())
             entry = (spec, choice, engine)
             self._engines[shape] = entry
@@ -313,7 +196,7 @@ class FilterBank:
             self._engines.move_to_end(shape)
         return entry
 
-    def _engine(self, shape: tuple[int, int, int]) -> Any:
+    def _engine(self, shape: tuple[int, int, int]) -> Method:
         return self._planned(shape)[2]
 
     def plan(self, shape: tuple[int, ...]) -> Plan:
@@ -328,9 +211,9 @@ class FilterBank:
             out_shape=spec.out_shape,
             pads=spec.pads,
             centre=self.centre(),
-            border=self.border if any(spec.pads) else f"{self.border} (unused: no padding)",
-            stride=self.stride,
-            dilation=self.dilation,
+            border=spec.border if any(spec.pads) else f"{spec.border} (unused: no padding)",
+            stride=spec.stride,
+            dilation=spec.dilation,
             groups=spec.groups,
             num_params=self.num_params,
             method=choice.method,
@@ -342,32 +225,30 @@ class FilterBank:
     # ------------------------------------------------------------------ applying
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """``frame``: (H, W) or (H, W, C_in), uint8/uint16/float -> (H', W', C_out) float."""
-        x = _as_compute(frame, self.dtype)
+        x = _as_compute(frame, self.options.dtype)
         engine = self._engine(x.shape)
         y = engine(x)
-        if getattr(engine, "fused", False):  # bias and activation applied band by band
+        if engine.fused:  # bias and activation applied band by band
             return y
         if self._bias is not None:
             y += self._bias
-        return _activate(y, self.activation)
+        return _activate(y, self.options.activation)
 
     def _epilogue(self) -> Epilogue:
         """The bias and activation, for a method to apply as it stores its results."""
         def apply(block: np.ndarray) -> None:  # in place, on a (C_out, rows, W') block
             if self._bias is not None:
                 block += self._bias[:, None, None]
-            _activate(block, self.activation)
+            _activate(block, self.options.activation)
 
         bias = None if self._bias is None else np.ascontiguousarray(self._bias, np.float32)
-        return Epilogue(apply, bias, self.activation.name)
+        return Epilogue(apply, bias, self.options.activation.name)
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.weights.shape))
-        return (
-            f"FilterBank({shape} {self.layout if not self.shared else '2-D'}, op={self.op}, "
-            f"mode={self.mode}, padding={self.padding}, border={self.border}, "
-            f"method={self.method})"
-        )
+        o = self.options
+        return (f"FilterBank({shape} {o.layout if not self.shared else '2-D'}, op={o.op}, "
+                f"mode={o.mode}, padding={o.padding}, border={o.border}, method={o.method})")
 
 
 def _as_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -20,13 +20,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    InstanceOf,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from . import options
 from .errors import ConfigError
+from .options import OPTION_NAMES, BankOptions, OptionError, check_finite, parse_bias, parse_layout
 from .yamlfile import Limits, mark, node_at, read_yaml
 
 __all__ = ["Config", "Limits", "load_config"]
@@ -45,11 +46,13 @@ class BuiltinKernel(BaseModel):
 
 
 class FileWeights(BaseModel):
-    """``{file: w.npy}`` or ``{file: w.npz, key: conv1}``; relative to the config file."""
+    """``{file: w.npy}`` or ``{file: w.npz, key: conv1, layout: hwio}``; relative to the
+    config file. A file's ``layout`` belongs to the file: it becomes the bank's."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     file: str
     key: str | None = None
+    layout: str | None = None
 
 
 def _numbers(value: Any, depth: int, limits: Limits, where: str) -> int:
@@ -57,8 +60,7 @@ def _numbers(value: Any, depth: int, limits: Limits, where: str) -> int:
     if depth == 0:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{where}: expected a number, got {value!r}")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{where}: kernel contains NaN or Inf")
+        check_finite(value, where)
         return 1
     if not isinstance(value, list) or not value:
         raise ValueError(f"{where}: expected a non-empty list")
@@ -74,7 +76,8 @@ def _numbers(value: Any, depth: int, limits: Limits, where: str) -> int:
     return len(value) * sizes.pop()
 
 
-def _depth(value: Any) -> int:
+def nesting_depth(value: Any) -> int:
+    """Levels of nested lists (following first items): 2 for a kernel, 4 for weights."""
     d = 0
     while isinstance(value, list) and value:
         d, value = d + 1, value[0]
@@ -88,86 +91,69 @@ def _kernel_source(v: dict[str, Any], where: str, files: bool = True
             raise ValueError(f"{where}.builtin: expected a kernel name")
         return BuiltinKernel.model_validate(v)
     if "file" in v and files:
-        unknown = sorted(set(v) - {"file", "key"})
+        unknown = sorted(set(v) - {"file", "key", "layout"})
         if unknown:
-            raise ValueError(f"{where}.{unknown[0]}: unknown field (expected file, key)")
-        if not isinstance(v["file"], str) or not isinstance(v.get("key", ""), str):
-            raise ValueError(f"{where}: file and key must be strings")
+            raise ValueError(f"{where}.{unknown[0]}: unknown field (expected file, key, layout)")
+        if not all(isinstance(v.get(k, ""), str) for k in ("file", "key", "layout")):
+            raise ValueError(f"{where}: file, key and layout must be strings")
+        if "layout" in v:
+            try:
+                parse_layout(v["layout"])
+            except OptionError as e:
+                raise ValueError(f"{where}.layout: {e}") from None
         return FileWeights.model_validate(v)
     want = "builtin" if not files else "builtin or file"
     raise ValueError(f"{where}: a mapping here needs {want}")
 
 
 # ------------------------------------------------------------------ stages
-_OPTION_PARSERS = {  # FilterBank's own parsers: one place validates each option
-    "op": options.parse_op, "mode": options.parse_mode, "align": options.parse_align,
-    "border": options.parse_border, "layout": options.parse_layout,
-    "method": options.parse_method, "dtype": options.parse_dtype,
-}
-
-
 class _Stage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
 
 
 class BankStage(_Stage):
-    """A filter bank: every option of SPEC section 1, with the values FilterBank takes."""
+    """A filter bank: ``weights``, ``bias`` and every option of SPEC section 1, which
+    arrive at the top level of the stage and are gathered into ``options`` (one
+    BankOptions, the same object ``FilterBank`` takes)."""
 
     type: Literal["bank"]
-    op: str  # always explicit in YAML: correlate and convolve differ for asymmetric kernels
+    op: Any  # required in YAML (correlate and convolve differ for asymmetric kernels); parsed in options
     weights: Any  # BuiltinKernel | FileWeights | 2-D/4-D nested lists | list of 2-D kernels
-    mode: str = "dense"
-    groups: int = Field(1, ge=1, strict=True)
     bias: list[float] | None = None
-    padding: str | int | list[int] = "same"
-    align: str = "keras"
-    anchor: list[int] | None = None
-    border: str = "zero"
-    border_value: float = Field(0.0, allow_inf_nan=False)
-    stride: int | list[int] = 1
-    dilation: int | list[int] = 1
-    activation: str | None = None
-    layout: str = "oihw"
-    method: str = "auto"
-    dtype: str = "float32"
-    measure: bool = False
+    options: InstanceOf[BankOptions]
 
-    @field_validator(*_OPTION_PARSERS, mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _option(cls, v: Any, info: Any) -> str:
-        return _OPTION_PARSERS[info.field_name](v)
+    def _gather(cls, data: Any) -> Any:
+        """The option fields, gathered for ``options``; a weight file's layout joins them."""
+        if not isinstance(data, dict):
+            return data
+        if "options" in data:
+            raise ValueError("options: unknown field (write each option in the stage)")
+        data = dict(data)
+        chosen = {k: data.pop(k) for k in OPTION_NAMES - {"op"} if k in data}
+        if "op" in data:
+            chosen["op"] = data["op"]
+        weights = data.get("weights")
+        if isinstance(weights, dict) and "file" in weights and "layout" in weights:
+            given, own = chosen.get("layout"), weights["layout"]
+            if given is not None and str(given).lower() != str(own).lower():
+                raise ValueError(f"layout {given!r} and weights.layout {own!r} differ; the "
+                                 "file's layout belongs to the file: give one")
+            chosen["layout"] = own
+        data["options"] = chosen
+        return data
 
-    @field_validator("padding", mode="before")
+    @field_validator("options", mode="before")
     @classmethod
-    def _padding(cls, v: Any) -> Any:
-        options.parse_padding(v)
-        return v
-
-    @field_validator("stride", "dilation", mode="before")
-    @classmethod
-    def _pair(cls, v: Any, info: Any) -> Any:
-        options.parse_pair(info.field_name, v, minimum=1)
-        return v
-
-    @field_validator("anchor", mode="before")
-    @classmethod
-    def _anchor(cls, v: Any) -> Any:
-        if v is not None:
-            options.parse_pair("anchor", v, minimum=0)
-        return v
-
-    @field_validator("activation", mode="before")
-    @classmethod
-    def _activation(cls, v: Any) -> Any:
-        options.parse_activation(v)
-        return v
+    def _options(cls, v: Any) -> BankOptions:
+        return BankOptions(**v)
 
     @field_validator("bias")
     @classmethod
     def _bias(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None and not all(x == x and abs(x) != float("inf") for x in v):
-            raise ValueError("bias contains NaN or Inf")
+        parse_bias(v)
         return v
 
     @field_validator("weights", mode="before")
@@ -180,7 +166,7 @@ class BankStage(_Stage):
         if not isinstance(v, list) or not v:
             raise ValueError("expected {builtin: …}, {file: …}, a 2-D kernel [[…], …], "
                              "a list of kernels, or 4-D nested lists")
-        depth = _depth(v)
+        depth = nesting_depth(v)
         if depth in (2, 4) and not any(isinstance(k, dict) for k in v):
             _numbers(v, depth, limits, "weights")
             return v
@@ -191,19 +177,12 @@ class BankStage(_Stage):
         for i, k in enumerate(v):
             if isinstance(k, dict):
                 kernels.append(_kernel_source(k, f"weights[{i}]", files=False))
-            elif _depth(k) == 2:
+            elif nesting_depth(k) == 2:
                 _numbers(k, 2, limits, f"weights[{i}]")
                 kernels.append(k)
             else:
                 raise ValueError(f"weights[{i}]: expected a 2-D kernel or {{builtin: …}}")
         return kernels
-
-    @model_validator(mode="after")
-    def _combinations(self) -> BankStage:
-        options.parse_padding(self.padding)
-        if self.padding == "full" and self.stride not in (1, [1, 1]):
-            raise ValueError("padding 'full' needs stride 1")
-        return self
 
 
 class ReduceStage(_Stage):
@@ -328,16 +307,24 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 _TAGS = {"bank", "reduce", "convert", "resize", "select", "function-after"}
 _FIELDS = {
-    "bank": set(BankStage.model_fields), "reduce": set(ReduceStage.model_fields),
+    "bank": set(BankStage.model_fields) - {"options"} | OPTION_NAMES, "reduce": set(ReduceStage.model_fields),
     "convert": set(ConvertStage.model_fields), "resize": set(ResizeStage.model_fields),
     "select": set(SelectStage.model_fields), "encode": set(Encode.model_fields),
     "": set(Config.model_fields) - {"path", "limits"},
 }
 
 
+def _option_error(error: dict[str, Any]) -> OptionError | None:
+    """The OptionError behind a pydantic error, when BankOptions raised it."""
+    cause = (error.get("ctx") or {}).get("error")
+    return cause if isinstance(cause, OptionError) else None
+
+
 def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
     kind = error["type"]
-    if isinstance(error.get("input"), bool):
+    cause = _option_error(error)
+    given = cause.value if cause is not None else error.get("input")
+    if isinstance(given, bool):
         hint = " (YAML reads yes/no/on/off as booleans: quote the word)"
     else:
         hint = ""
@@ -366,6 +353,9 @@ def load_config(path: str | os.PathLike[str], limits: Limits | None = None) -> C
     except ValidationError as e:
         first = e.errors()[0]
         loc = tuple(first["loc"])
+        cause = _option_error(first)
+        if loc and loc[-1] == "options":  # the option's own field, where the user wrote it
+            loc = loc[:-1] + ((cause.option,) if cause is not None and cause.option else ())
         where = mark(node_at(node, loc), os.fspath(path))
         raise ConfigError(f"{where}: {_path(loc)}: {_message(first, loc)}") from None
     config.path = Path(os.fspath(path))

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError
-from .options import _is_int
+from .options import is_int
 from .paths import open_regular
 
 
@@ -27,9 +27,9 @@ def _bad(kernel: str, param: str, value: Any, expected: str) -> ConfigError:
 
 def _size(kernel: str, value: Any, *, odd: bool = False, param: str = "size") -> tuple[int, int]:
     """An int or [rows, cols], each in 1..1023 (and odd where the kernel needs a centre)."""
-    items = [value, value] if _is_int(value) else value
+    items = [value, value] if is_int(value) else value
     expected = f"an int or [rows, cols] in 1..1023{', odd' if odd else ''}"
-    if not isinstance(items, list | tuple) or len(items) != 2 or not all(map(_is_int, items)):
+    if not isinstance(items, list | tuple) or len(items) != 2 or not all(map(is_int, items)):
         raise _bad(kernel, param, value, expected)
     if not all(1 <= v <= 1023 and (v % 2 or not odd) for v in items):
         raise _bad(kernel, param, value, expected)

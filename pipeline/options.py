@@ -1,21 +1,32 @@
-"""The one place that validates each filter-bank option (SPEC section 1).
+"""The one declaration of a filter bank's options (SPEC section 1): ``BankOptions``.
 
-``FilterBank`` and the YAML models both call these parsers, so a value means the same
-thing, and is refused with the same message, in Python and in a config file. Each parser
-takes what a user may write and returns the canonical value, or raises ``ConfigError``
-naming the option, the value and what is allowed.
+Each field names its parser; building a ``BankOptions`` parses every field and then checks
+the rules between fields, so the object is whole and canonical, and frozen. ``FilterBank
+(weights, **options)`` and a YAML bank stage both build it the same way, so a value means
+the same thing, and is refused with the same message, in Python and in a config file:
+``OptionError`` (a ``ConfigError``) naming the option, the value and what is allowed; the
+config loader adds file:line:col and the field path from ``OptionError.option``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError
+
+
+class OptionError(ConfigError):
+    """A bad option value; ``option`` is the field it belongs to, ``value`` what was given."""
+
+    def __init__(self, message: str, option: str | None = None, value: Any = None) -> None:
+        super().__init__(message)
+        self.option = option
+        self.value = value
 
 OPS = ("correlate", "convolve")
 MODES = ("dense", "depthwise")
@@ -23,10 +34,9 @@ ALIGNS = ("keras", "opencv")
 LAYOUTS = ("oihw", "hwio")
 METHODS = ("auto", "direct", "separable", "fft")
 DTYPES = ("float32", "float64")
-BORDERS = ("zero", "constant", "replicate", "symmetric", "reflect101", "wrap")
-
 # Every library's spelling of the six canonical borders (compared lower-case, with any
-# "cv2." prefix removed). "reflect" is deliberately absent: see parse_border.
+# "cv2." prefix removed). "reflect" is deliberately absent: see parse_border. What each
+# canonical border is to OpenCV, numpy.pad and the C kernels: engine/border.py's BORDERS.
 BORDER_ALIASES = {
     "zero": "zero",
     "zeros": "zero",  # torch padding_mode
@@ -54,6 +64,8 @@ BORDER_ALIASES = {
     "border_wrap": "wrap",  # cv2
 }
 
+BORDERS = tuple(dict.fromkeys(BORDER_ALIASES.values()))  # the canonical names, in order
+
 AMBIGUOUS_REFLECT = (
     "border 'reflect' is ambiguous: scipy.ndimage 'reflect' repeats the edge pixel "
     "(c b a | a b c, canonical 'symmetric') while numpy/PyTorch/TensorFlow 'reflect' "
@@ -64,8 +76,8 @@ ACTIVATIONS = ("none", "relu", "abs", "square", "sigmoid", "tanh", "clip(lo, hi)
 _CLIP = re.compile(r"^clip\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)$")
 
 
-def _fail(option: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{option}={value!r} is not allowed; expected {allowed}")
+def _fail(option: str, value: Any, allowed: str) -> OptionError:
+    return OptionError(f"{option}={value!r} is not allowed; expected {allowed}", option, value)
 
 
 def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -106,14 +118,15 @@ def parse_border(value: Any) -> str:
     """Canonical border name from any library's alias; the bare word 'reflect' is refused."""
     key = value.strip().lower().removeprefix("cv2.") if isinstance(value, str) else None
     if key == "reflect":
-        raise ConfigError(AMBIGUOUS_REFLECT)
+        raise OptionError(AMBIGUOUS_REFLECT, "border", value)
     if key not in BORDER_ALIASES:
         aliases = ", ".join(sorted(BORDER_ALIASES))
         raise _fail("border", value, " | ".join(BORDERS) + f" (aliases: {aliases})")
     return BORDER_ALIASES[key]
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An int (numpy's too), not a bool."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
@@ -129,8 +142,8 @@ def parse_finite(option: str, value: Any) -> float:
 def parse_pair(option: str, value: Any, *, minimum: int) -> tuple[int, int]:
     """An int or [row, col] of ints >= minimum (stride, dilation, anchor)."""
     allowed = f"an int >= {minimum} or [row, col] of such ints"
-    items = [value, value] if _is_int(value) else value
-    if not isinstance(items, list | tuple) or len(items) != 2 or not all(map(_is_int, items)):
+    items = [value, value] if is_int(value) else value
+    if not isinstance(items, list | tuple) or len(items) != 2 or not all(map(is_int, items)):
         raise _fail(option, value, allowed)
     row, col = (int(v) for v in items)
     if row < minimum or col < minimum:
@@ -150,16 +163,18 @@ class Padding:
 
 
 def parse_padding(value: Any) -> Padding:
+    if isinstance(value, Padding):
+        return value
     allowed = "'valid' | 'same' | 'full' | an int >= 0 | [top, bottom, left, right] ints >= 0"
     if isinstance(value, str) and value.lower() in ("valid", "same", "full"):
         return Padding(value.lower())
-    if _is_int(value) and value >= 0:
+    if is_int(value) and value >= 0:
         p = int(value)
         return Padding("explicit", (p, p, p, p))
     if (
         isinstance(value, list | tuple)
         and len(value) == 4
-        and all(_is_int(v) and v >= 0 for v in value)
+        and all(is_int(v) and v >= 0 for v in value)
     ):
         t, b, left, r = (int(v) for v in value)
         return Padding("explicit", (t, b, left, r))
@@ -180,6 +195,8 @@ class Activation:
 
 def parse_activation(value: Any) -> Activation:
     allowed = " | ".join(ACTIVATIONS)
+    if isinstance(value, Activation):
+        return value
     if value is None:
         return Activation()
     if not isinstance(value, str):
@@ -198,3 +215,95 @@ def parse_activation(value: Any) -> Activation:
         if math.isfinite(lo) and math.isfinite(hi) and lo <= hi:
             return Activation("clip", lo, hi)
     raise _fail("activation", value, allowed + " with finite lo <= hi")
+
+
+def parse_groups(value: Any) -> int:
+    if not is_int(value) or value < 1:
+        raise _fail("groups", value, "an int >= 1")
+    return int(value)
+
+
+def parse_anchor(value: Any) -> tuple[int, int] | None:
+    return None if value is None else parse_pair("anchor", value, minimum=0)
+
+
+def parse_stride(value: Any) -> tuple[int, int]:
+    return parse_pair("stride", value, minimum=1)
+
+
+def parse_dilation(value: Any) -> tuple[int, int]:
+    return parse_pair("dilation", value, minimum=1)
+
+
+def parse_border_value(value: Any) -> float:
+    return parse_finite("border_value", value)
+
+
+def parse_measure(value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise _fail("measure", value, "true or false")
+    return bool(value)
+
+
+def check_finite(values: Any, what: str, option: str | None = None) -> None:
+    """Refuse NaN and Inf in weights or a bias (``what`` names them in the message)."""
+    if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+        raise OptionError(f"{what} contains NaN or Inf", option)
+
+
+def parse_bias(value: Any) -> np.ndarray | None:
+    """A bias as float64 ``(n,)``, or None; its length is the bank's to check."""
+    if value is None:
+        return None
+    try:
+        b = np.array(value, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError):
+        raise _fail("bias", value, "a list of numbers") from None
+    check_finite(b, "bias", "bias")
+    return b
+
+
+def _option(default: Any, parse: Any) -> Any:
+    return field(default=default, metadata={"parse": parse})
+
+
+@dataclass(frozen=True)
+class BankOptions:
+    """Every option of a filter bank, parsed and cross-checked (SPEC section 1).
+
+    ``BankOptions(**values)`` parses each value with its field's parser (what a user may
+    write -> the canonical value) and then checks the rules between fields; ``replace``
+    does the same. Raises OptionError.
+    """
+
+    op: str = _option("correlate", parse_op)
+    mode: str = _option("dense", parse_mode)
+    groups: int = _option(1, parse_groups)
+    padding: Padding = _option(Padding("same"), parse_padding)
+    align: str = _option("keras", parse_align)
+    anchor: tuple[int, int] | None = _option(None, parse_anchor)
+    border: str = _option("zero", parse_border)
+    border_value: float = _option(0.0, parse_border_value)
+    stride: tuple[int, int] = _option((1, 1), parse_stride)
+    dilation: tuple[int, int] = _option((1, 1), parse_dilation)
+    activation: Activation = _option(Activation(), parse_activation)
+    layout: str = _option("oihw", parse_layout)
+    method: str = _option("auto", parse_method)
+    dtype: str = _option("float32", parse_dtype)
+    measure: bool = _option(False, parse_measure)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, f.metadata["parse"](getattr(self, f.name)))
+        if self.padding.kind == "full" and self.stride != (1, 1):
+            raise OptionError(f"padding='full' needs stride 1, got stride={list(self.stride)}",
+                              "stride", list(self.stride))
+        if self.anchor is not None and (self.padding.kind != "same" or self.stride != (1, 1)):
+            raise OptionError("anchor applies to padding='same' with stride 1 only", "anchor",
+                              list(self.anchor))
+        if self.mode == "depthwise" and self.groups != 1:
+            raise OptionError("groups: mode='depthwise' fixes groups to C_in; leave groups at 1",
+                              "groups", self.groups)
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(BankOptions))

@@ -23,7 +23,8 @@ from .config import (
     ReduceStage,
     ResizeStage,
     SelectStage,
-    _depth,
+    Stage,
+    nesting_depth,
 )
 from .errors import ConfigError, FrameError
 from .frames import FrameFormat
@@ -55,6 +56,16 @@ class Chain:
     def out_shape(self) -> Shape:
         return self.steps[-1].out_shape
 
+    def plan(self) -> None:
+        """Plan every bank for its input format (FFTW plans, kernel spectra, method
+        timings) so the first frame already runs at full speed; raises ConfigError."""
+        for step in self.steps:
+            if step.bank is not None and step.plan is None:
+                try:
+                    step.plan = step.bank.plan(step.in_shape)
+                except (ConfigError, FrameError) as e:
+                    raise type(e)(f"{step.name}: {e}") from None
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         x = frame if frame.ndim == 3 else frame[:, :, None]
         for step in self.steps:
@@ -62,9 +73,8 @@ class Chain:
         return x
 
 
-def _where(stage: object, index: int) -> str:
-    name = getattr(stage, "name", None)
-    return f"stages[{index}]" + (f" ({name})" if name else "")
+def _where(stage: Stage, index: int) -> str:
+    return f"stages[{index}]" + (f" ({stage.name})" if stage.name else "")
 
 
 def _kernel(source: BuiltinKernel | list, where: str) -> np.ndarray:
@@ -93,7 +103,7 @@ def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.
             raise ConfigError(f"{where}.weights: {e}") from None
     if isinstance(w, BuiltinKernel):
         return _kernel(w, f"{where}.weights")
-    if _depth(w) in (2, 4):  # one inline 2-D kernel, or inline 4-D weights in `layout`
+    if nesting_depth(w) in (2, 4):  # one inline 2-D kernel, or inline 4-D weights in `layout`
         return np.asarray(w, dtype=np.float64)
     kernels = [_kernel(k, f"{where}.weights[{i}]") for i, k in enumerate(w)]
     shapes = {k.shape for k in kernels}
@@ -101,43 +111,36 @@ def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.
         raise ConfigError(f"{where}.weights: kernels differ in size {sorted(shapes)}; "
                           "a bank needs one size (pad the smaller ones with zeros)")
     stack = np.stack(kernels)  # (M, kh, kw)
-    if stage.mode == "depthwise":
+    if stage.options.mode == "depthwise":
         return np.tile(stack[None], (c_in, 1, 1, 1)).reshape(-1, 1, *stack.shape[1:])
     return np.repeat(stack[:, None], c_in, axis=1)
 
 
 def _check_limits(weights: np.ndarray, stage: BankStage, config: Config, where: str) -> None:
     """Built-ins and weight files meet the same limits as inline kernels."""
-    limits = config.limits
-    kh, kw = weights.shape[-2:] if stage.layout == "oihw" or weights.ndim == 2 \
+    limits, o = config.limits, stage.options
+    kh, kw = weights.shape[-2:] if o.layout == "oihw" or weights.ndim == 2 \
         else weights.shape[:2]
     if max(kh, kw) > limits.kernel:
         raise ConfigError(f"{where}.weights: {kh}x{kw} kernel exceeds the limit "
                           f"{limits.kernel}x{limits.kernel} (raise with --max-kernel)")
     if weights.ndim == 4:
-        c_out = weights.shape[0] if stage.layout == "oihw" else weights.shape[3] * (
-            weights.shape[2] if stage.mode == "depthwise" else 1)
+        c_out = weights.shape[0] if o.layout == "oihw" else weights.shape[3] * (
+            weights.shape[2] if o.mode == "depthwise" else 1)
         if c_out > limits.outputs:
             raise ConfigError(f"{where}.weights: {c_out} output channels exceed the limit "
                               f"{limits.outputs} (raise with --max-outputs)")
 
 
-def _bank_step(stage: BankStage, config: Config, shape: Shape, where: str,
-               plan: bool = True) -> Step:
+def _bank_step(stage: BankStage, config: Config, shape: Shape, where: str) -> Step:
     weights = bank_weights(stage, config, shape[2], where)
     _check_limits(weights, stage, config, where)
     try:
-        bank = FilterBank(
-            weights, stage.bias, op=stage.op, mode=stage.mode, groups=stage.groups,
-            padding=stage.padding, align=stage.align, anchor=stage.anchor,
-            border=stage.border, border_value=stage.border_value, stride=stage.stride,
-            dilation=stage.dilation, activation=stage.activation, layout=stage.layout,
-            method=stage.method, dtype=stage.dtype, measure=stage.measure)
-        made = bank.plan(shape) if plan else None
-        out = made.out_shape if made else bank.output_shape(shape)
+        bank = FilterBank(weights, stage.bias, options=stage.options)
+        out = bank.output_shape(shape)
     except (ConfigError, FrameError) as e:
         raise type(e)(f"{where}: {e}") from None
-    return Step(where, bank, shape, out, bank=bank, plan=made)
+    return Step(where, bank, shape, out, bank=bank)
 
 
 def _reduce(op: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -198,7 +201,7 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
     for i, stage in enumerate(config.stages):
         where = _where(stage, i)
         if isinstance(stage, BankStage):
-            step = _bank_step(stage, config, shape, where, plan)
+            step = _bank_step(stage, config, shape, where)
         elif isinstance(stage, ReduceStage):
             step = Step(where, _reduce(stage.op), shape, (shape[0], shape[1], 1))
         elif isinstance(stage, ConvertStage):
@@ -222,4 +225,6 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
     if not isinstance(config.stages[0], BankStage):
         first = chain.steps[0].fn
         chain.steps[0].fn = lambda x, f=first: f(np.asarray(x, dtype=np.float32))
+    if plan:
+        chain.plan()
     return chain

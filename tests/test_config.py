@@ -45,8 +45,8 @@ encode: {policy: saturate, range: [0, 255]}
 """))
     bank = config.stages[0]
     assert isinstance(bank, BankStage)
-    assert (bank.op, bank.border, bank.padding, bank.method) == \
-        ("correlate", "reflect101", "same", "auto")
+    o = bank.options
+    assert (o.op, o.border, str(o.padding), o.method) == ("correlate", "reflect101", "same", "auto")
     assert config.encode.bounds == (0.0, 255.0)
 
 
@@ -57,7 +57,8 @@ encode: {policy: saturate, range: [0, 255]}
     (BANK.replace("[3, 4]", "[3, x]"), "c.yaml:4:5: stages[0].weights: weights[1][1]: "
                                        "expected a number, got 'x'"),
     (BANK.replace("[3, 4]", "[3]"), "ragged: rows must all have the same length"),
-    (BANK.replace("[3, 4]", "[3, .nan]"), "kernel contains NaN or Inf"),
+    (BANK.replace("[3, 4]", "[3, .nan]"), "c.yaml:4:5: stages[0].weights: weights[1][1] contains "
+                                          "NaN or Inf"),
     (BANK.replace("op: correlate", "op: no"), "c.yaml:3:5: stages[0].op: op=False is not "
                                               "allowed; expected correlate | convolve (YAML "
                                               "reads yes/no/on/off as booleans"),
@@ -76,11 +77,18 @@ encode: {policy: saturate, range: [0, 255]}
     (BANK + "encode: {policy: normalize}\n", "policy 'normalize' needs range"),
     (BANK + "encode: {range: [5, 1]}\n", "range must be [lo, hi] with finite lo < hi"),
     (BANK + "encode: {select: [0, 1]}\n", "select takes 1 channel (gray) or 3"),
-    (BANK.replace("weights: [[1, 2], [3, 4]]", "weights: {file: w.npy, layout: hwio}"),
-     "weights.layout: unknown field (expected file, key)"),
+    (BANK.replace("weights: [[1, 2], [3, 4]]", "weights: {file: w.npy, layout: hwoi}"),
+     "weights.layout: layout='hwoi' is not allowed; expected oihw | hwio"),
+    (BANK.replace("weights: [[1, 2], [3, 4]]", "weights: {file: w.npy, lay: hwio}"),
+     "weights.lay: unknown field (expected file, key, layout)"),
+    (BANK.replace("weights: [[1, 2], [3, 4]]", "weights: {file: w.npy, layout: hwio}") +
+     "    layout: oihw\n", "layout 'oihw' and weights.layout 'hwio' differ"),
+    (BANK + "    groups: 0\n", "c.yaml:5:5: stages[0].groups: groups=0 is not allowed; "
+                             "expected an int >= 1"),
     (BANK + "    padding: half\n", "padding='half' is not allowed"),
     (BANK + "    stride: 0\n", "stride=0 is not allowed"),
-    (BANK + "    padding: full\n    stride: 2\n", "padding 'full' needs stride 1"),
+    (BANK + "    padding: full\n    stride: 2\n", "c.yaml:6:5: stages[0].stride: padding='full' "
+                                              "needs stride 1, got stride=[2, 2]"),
     ("stages:\n  - {type: resize}\n", "resize takes either scale, or both width and height"),
 ])
 def test_errors_name_file_line_and_field(tmp_path, text, expected):
@@ -146,3 +154,28 @@ stages:
 """))
     assert len(config.stages) == 5
     assert config.relative("w.npz") == tmp_path / "w.npz"
+
+
+@pytest.mark.parametrize("where", ["file", "stage", "both"])
+def test_weight_file_layout_spec_example(tmp_path, where):
+    """SPEC section 4's ``weights: {file: w.npy, layout: hwio}``: the file's layout is the
+    bank's (also given at the stage, equal, it is accepted); the result is Keras's."""
+    import numpy as np
+
+    from pipeline import FilterBank
+    from pipeline.frames import FrameFormat
+    from pipeline.stages import build_chain
+
+    rng = np.random.default_rng(3)
+    hwio = rng.normal(size=(3, 3, 2, 4))
+    np.save(tmp_path / "w.npy", hwio)
+    weights = "{file: w.npy, layout: hwio}" if where != "stage" else "{file: w.npy}"
+    stage_layout = "    layout: HWIO\n" if where != "file" else ""
+    config = load_config(write(tmp_path, "stages:\n  - type: bank\n    op: correlate\n"
+                               f"    weights: {weights}\n{stage_layout}"))
+    assert config.stages[0].options.layout == "hwio"
+    chain = build_chain(config, FrameFormat(9, 8, 2, "uint8"))
+    x = rng.integers(0, 255, size=(9, 8, 2), dtype=np.uint8)
+    expected = FilterBank(hwio, layout="hwio")(x)
+    np.testing.assert_allclose(chain(x), expected, rtol=1e-6, atol=1e-4)
+    assert chain.out_shape == (9, 8, 4)

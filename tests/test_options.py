@@ -61,3 +61,55 @@ def test_pairs_and_activations():
             parse_pair("stride", bad, minimum=1)
     assert str(parse_activation("clip(0, 255)")) == "clip(0, 255)"
     assert parse_activation(None).name == parse_activation("linear").name == "none"
+
+
+def test_border_table_matches_each_library():
+    """engine/border.py's one table: each canonical border is the same padding in OpenCV,
+    numpy.pad and the C kernels' code list, and covers exactly the canonical names."""
+    import cv2
+    import numpy as np
+
+    from pipeline.engine.border import BORDERS as TABLE
+
+    assert tuple(TABLE) == BORDERS
+    assert sorted({b.c for b in TABLE.values()}) == [0, 1, 2, 3, 4]
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    for name, b in TABLE.items():
+        ours = cv2.copyMakeBorder(x, 2, 1, 3, 2, b.cv2, value=0)
+        np.testing.assert_array_equal(ours, np.pad(x, ((2, 1), (3, 2)), mode=b.numpy), name)
+
+
+def test_yaml_stage_and_keywords_build_the_same_options(tmp_path):
+    """One parser: a YAML bank stage's options equal FilterBank's from the same keywords."""
+    import numpy as np
+
+    from pipeline import FilterBank, load_config
+    from pipeline.options import BankOptions
+
+    values = {"op": "convolve", "mode": "dense", "groups": 1, "padding": [1, 2, 3, 4],
+              "align": "opencv", "border": "cv2.BORDER_REFLECT", "border_value": 2,
+              "stride": [2, 1], "dilation": 2, "activation": "clip(0, 1)", "layout": "HWIO",
+              "method": "direct", "dtype": "float64", "measure": False}
+    text = "stages:\n  - type: bank\n    weights: [[1, 2], [3, 4]]\n" + "".join(
+        f"    {k}: {v if not isinstance(v, str) else repr(v)}\n".replace("False", "false")
+        for k, v in values.items())
+    (tmp_path / "c.yaml").write_text(text)
+    stage = load_config(tmp_path / "c.yaml").stages[0]
+    api = FilterBank(np.ones((2, 2)), **values).options
+    assert stage.options == api == BankOptions(**values)
+    assert api.stride == (2, 1) and api.border == "symmetric" and api.layout == "hwio"
+
+
+def test_options_object_is_frozen_and_reparsed_on_replace():
+    import dataclasses
+
+    from pipeline.options import BankOptions
+
+    o = BankOptions(stride=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.stride = (1, 1)  # type: ignore[misc]
+    assert dataclasses.replace(o, border="edge").border == "replicate"
+    with pytest.raises(ConfigError, match="full' needs stride 1"):
+        dataclasses.replace(o, padding="full")
+    with pytest.raises(TypeError, match="boarder"):
+        BankOptions(boarder="zero")  # type: ignore[call-arg]

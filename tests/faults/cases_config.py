@@ -84,7 +84,7 @@ def c5d(tmp):
 
 @fault("C6a", "config", "NaN in a kernel")
 def c6a(tmp):
-    return refused(tmp, bank(tmp, "[[1, .nan], [3, 4]]"), r"kernel contains NaN or Inf")
+    return refused(tmp, bank(tmp, "[[1, .nan], [3, 4]]"), r"weights\[0\]\[1\] contains NaN or Inf")
 
 
 @fault("C6b", "config", "-Inf as a border value")
