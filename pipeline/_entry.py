@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+from .signals import STOP_SIGNALS
+
 
 def _early_exit(signum: int, frame: object) -> None:
     os._exit(128 + signum)
@@ -42,9 +44,8 @@ def steady_heap() -> None:
 
 
 def main() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            signal.signal(sig, _early_exit)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _early_exit)
     if "--verbose" not in sys.argv[1:]:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")

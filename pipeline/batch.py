@@ -22,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .destination import new_token, partial_name
 from .errors import INTERNAL, LOSSY, ConfigError, InputError, PipelineError
+from .io.destination import new_token, partial_name
+from .io.sources import is_url
 from .proof import unproven, write_proof
-from .signals import SIGNAL_CODES, SIGNAL_NAMES, stop_on_signals
+from .signals import STOP_SIGNALS, signal_name, stop_on_signals
+from .signals import exit_code as signal_exit_code
 
 STOPPED = -1  # not an exit code: the file was stopped part-way (or never started)
 NOT_STARTED = "not started"  # the message of a STOPPED file that never began
@@ -119,7 +121,7 @@ def _worker(tasks, results, stop_all, parent: int) -> None:
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
-    for sig in SIGNAL_NAMES:
+    for sig in STOP_SIGNALS:
         signal.signal(sig, on_signal)
 
     current = threading.Event()  # the job under way's own stop (a run sets it when done)
@@ -215,7 +217,7 @@ class LocalPool:
             if index not in outcomes:
                 outcomes[index] = self._lost(self.jobs[index])
                 report(self.jobs[index], outcomes[index])
-        signame = SIGNAL_NAMES.get(received[0]) if received else None
+        signame = signal_name(received[0]) if received else None
         unstarted = Outcome("", STOPPED, NOT_STARTED) if stop.is_set() else \
             Outcome("", INTERNAL, "not run: no worker was left to run it")
         return [outcomes.get(j.index) or Outcome(j.source, unstarted.code, unstarted.message)
@@ -302,7 +304,7 @@ def run_dask(jobs: list[Job], scheduler: str,
                 client.cancel(list(pending))
                 break
             time.sleep(_POLL)
-    signame = SIGNAL_NAMES.get(received[0]) if received else None
+    signame = signal_name(received[0]) if received else None
     return [outcomes.get(j.index) or Outcome(j.source, STOPPED, "no answer from its worker")
             for j in jobs], signame
 
@@ -315,7 +317,7 @@ def plan_jobs(config_path: str, fingerprint: str, pairs: list[tuple[str, Path]],
     jobs: list[Job] = []
     decided: list[Outcome] = []
     for source, target in pairs:
-        if "://" in source and not allow_network:
+        if is_url(source) and not allow_network:
             decided.append(Outcome(source, InputError.exit_code,
                                    "network sources not allowed in batch (use "
                                    "--allow-network)"))
@@ -334,6 +336,6 @@ def plan_jobs(config_path: str, fingerprint: str, pairs: list[tuple[str, Path]],
 def exit_code(outcomes: list[Outcome], signame: str | None) -> int:
     """A signal's code; else the worst failure; else 6 for a lossy finish; else 0."""
     if signame:
-        return SIGNAL_CODES.get(getattr(signal, signame), 130)
+        return signal_exit_code(signame)
     codes = [o.code for o in outcomes if o.code != STOPPED]
     return max(codes, key=lambda c: (c not in (0, LOSSY), c), default=0)

@@ -23,6 +23,7 @@ from rich.table import Table
 from .config import Limits, load_config
 from .errors import INTERNAL, LOSSY, OutputError, PipelineError
 from .frames import FrameFormat
+from .signals import SIGNAL_CODES, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Streaming image-filter pipeline: exact convolution/correlation banks "
@@ -53,8 +54,8 @@ def leave(code: int, interrupted: bool = False) -> None:
     capture thread is stuck inside OpenCV (finalising around it crashed with rc 139,
     RELIABILITY b5), and after a signal: a second Ctrl-C during interpreter shutdown meets
     the restored default action and kills the process, so the exit code would be lost."""
-    runner = sys.modules.get("pipeline.runner")  # never imported: no run, no stuck thread
-    if interrupted or (runner is not None and runner.stuck_threads()):
+    streaming = sys.modules.get("pipeline.stream")  # never imported: no run, no stuck thread
+    if interrupted or (streaming is not None and streaming.stuck_threads()):
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -62,7 +63,6 @@ def leave(code: int, interrupted: bool = False) -> None:
                 pass
         os._exit(code)
     raise typer.Exit(code)
-SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 Strict = Annotated[bool, typer.Option("--strict", help=(
@@ -151,7 +151,8 @@ def run(
     debug: Debug = False,
 ) -> None:
     """Filter one stream, live or file, and print a summary."""
-    from .live import Reconnect
+    from .io.live import Reconnect
+    from .io.sources import is_url
     from .runner import run_config
 
     with guarded(debug):
@@ -159,8 +160,7 @@ def run(
         cfg = load_config(config, limits)
         retry = Reconnect(attempts=reconnect_attempts, budget=reconnect_budget)
         live = {"read_timeout": read_timeout, "retry": retry}
-        is_url = "://" in str(source if source is not None else cfg.source)
-        if is_url:
+        if is_url(source if source is not None else cfg.source):
             live["open_timeout"] = open_timeout
         with _progress(not quiet and err.is_terminal) as update:
             stats = run_config(cfg, source=source, output=output, max_frames=max_frames,
@@ -168,7 +168,7 @@ def run(
                                limits=limits, live=live, max_memory=int(max_memory * 2**30))
         say(str(stats))
         if stats.interrupted:
-            leave(SIGNAL_CODES.get(stats.interrupted, 130), interrupted=True)
+            leave(exit_code(stats.interrupted), interrupted=True)
         if strict and stats.losses():
             fail(f"{source if source is not None else cfg.source}: {_lossy(stats)}")
             leave(LOSSY)
@@ -190,7 +190,7 @@ def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
             raise typer.BadParameter(f"--size {size!r}: expected WIDTHxHEIGHT[xCHANNELS]") \
                 from None
         return FrameFormat(h, w, c[0] if c else 3)
-    from .sources import open_source
+    from .io.choose import open_source
 
     with open_source(cfg.source if source is None else source) as src:
         return src.open()

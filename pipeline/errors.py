@@ -44,3 +44,10 @@ class SourceLostError(PipelineError, ConnectionError):
     """A live source that could not be (re)opened within its budget (exit 5)."""
 
     exit_code = 5
+
+
+class Interrupted(PipelineError):
+    """A signal arrived before any frame was processed (exit 130/143/129, set by whoever
+    knows which signal it was)."""
+
+    exit_code = 130

@@ -59,12 +59,12 @@ def config_fingerprint(config: Any) -> str:
     """A digest of what decides the output's pixels: the validated stages and encode
     policy (not comments or layout of the YAML), the content of every weights file they
     read, and the version of pipeline."""
-    from .config import FileWeights
+    from .config import BankStage, FileWeights
 
     digest = hashlib.sha256(__version__.encode())
     digest.update(config.model_dump_json(include={"stages", "encode"}).encode())
     for stage in config.stages:
-        weights = getattr(stage, "weights", None)
+        weights = stage.weights if isinstance(stage, BankStage) else None
         if isinstance(weights, FileWeights):
             with open_regular(config.relative(weights.file), ConfigError, "weights file",
                               cannot="cannot load weights") as f:

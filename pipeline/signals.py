@@ -12,11 +12,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-SIGNAL_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-if hasattr(signal, "SIGHUP"):
-    SIGNAL_NAMES[signal.SIGHUP] = "SIGHUP"
-    SIGNAL_CODES[signal.SIGHUP] = 129
+# The exit code of a run each signal stopped (128 + its number on Linux, as a shell says).
+SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+STOP_SIGNALS = [getattr(signal, name) for name in SIGNAL_CODES if hasattr(signal, name)]
+
+
+def signal_name(signum: int) -> str:
+    """'SIGINT' for signal.SIGINT's number (the number itself for any other)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def exit_code(name: str | None) -> int:
+    """The exit code of a run stopped by the signal ``name`` (130 for any other)."""
+    return SIGNAL_CODES.get(name or "SIGINT", 130)
 
 
 @contextmanager
@@ -33,7 +44,7 @@ def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None
         received.append(signum)
         stop.set()
 
-    previous = {s: signal.signal(s, handler) for s in SIGNAL_NAMES}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:

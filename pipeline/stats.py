@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .sinks import SinkResult
+from .io.base import SinkResult
 
 
 @dataclass

@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 from pipeline import load_config, run_config  # noqa: E402
 from pipeline._entry import steady_heap  # noqa: E402
 from pipeline.encode import Encoder  # noqa: E402
-from pipeline.sinks import open_sink  # noqa: E402
-from pipeline.sources import SyntheticSource, VideoFileSource  # noqa: E402
+from pipeline.io.sinks import open_sink  # noqa: E402
+from pipeline.io.sources import SyntheticSource, VideoFileSource  # noqa: E402
 from pipeline.stages import build_chain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

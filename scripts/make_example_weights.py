@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.sources import SyntheticSource
+from pipeline.io.sources import SyntheticSource
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def serve(width: int, height: int, fps: float) -> None:
     """The stream's process: synthetic frames into an MJPEG server, paced at ``fps``."""
-    from pipeline.sources import SyntheticSource
-    from pipeline.viewers import MjpegServerSink
+    from pipeline.io.sources import SyntheticSource
+    from pipeline.io.viewers import MjpegServerSink
 
     sink = MjpegServerSink("127.0.0.1:0")
     sink.open((height, width, 3), fps)

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.sources import SyntheticSource
+from pipeline.io.sources import SyntheticSource
 
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
 

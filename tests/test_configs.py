@@ -45,8 +45,8 @@ def test_large_blur_takes_the_fft_path():
 def test_keras_config_matches_the_weights_it_names(tmp_path):
     """conv2d_keras.yaml equals FilterBank on the hwio weights (as Keras Conv2D would)."""
     from pipeline import FilterBank
-    from pipeline.sinks import MemorySink
-    from pipeline.sources import SyntheticSource
+    from pipeline.io.sinks import MemorySink
+    from pipeline.io.sources import SyntheticSource
 
     root = CONFIGS[0].parent
     weights = np.load(root / "weights" / "conv2d_keras.npy")

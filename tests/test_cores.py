@@ -12,8 +12,8 @@ import pytest
 from pipeline import run_config
 from pipeline.cores import WARMUP, CoreShare
 from pipeline.engine import threads
-from pipeline.sinks import MemorySink
-from pipeline.sources import MemorySource
+from pipeline.io.sinks import MemorySink
+from pipeline.io.sources import MemorySource
 
 IDENTITY = """
 source: synthetic

@@ -13,15 +13,11 @@ import pytest
 from media import decoded, write_clip
 
 from pipeline import ConfigError, InputError, OutputError, SourceLostError
-from pipeline.live import LiveSource, camera_source, url_source
-from pipeline.sinks import ImageSink, NpySink, VideoFileSink, open_sink
-from pipeline.sources import (
-    ImageSequenceSource,
-    SyntheticSource,
-    VideoFileSource,
-    open_source,
-)
-from pipeline.viewers import MjpegServerSink, WindowSink
+from pipeline.io.live import LiveSource, camera_source, url_source
+from pipeline.io.sinks import ImageSink, NpySink, VideoFileSink, open_sink
+from pipeline.io.choose import open_source
+from pipeline.io.sources import ImageSequenceSource, SyntheticSource, VideoFileSource
+from pipeline.io.viewers import MjpegServerSink, WindowSink
 
 
 def test_source_dispatch(tmp_path):
@@ -114,7 +110,7 @@ def test_unavailable_live_sources_exit_quickly():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    from pipeline.live import Reconnect
+    from pipeline.io.live import Reconnect
 
     with pytest.raises(SourceLostError, match=r"http://u:\*\*\*@127.0.0.1.*connection refused "
                                               r"\(3 attempts\)") as info:
@@ -246,7 +242,7 @@ def test_failed_verification_keeps_the_file_it_names(tmp_path, monkeypatch):
     """RELIABILITY X4: a message that names a file names one that exists."""
     import re
 
-    import pipeline.sinks as sinks
+    import pipeline.io.sinks as sinks
     from pipeline.runner import finish
     from pipeline.stats import Stats
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import SourceLostError
-from pipeline.live import ConnectFailed, LiveSource, Reconnect, redact
+from pipeline.io.live import ConnectFailed, LiveSource, Reconnect, redact
 
 FAST = Reconnect(attempts=4, budget=5.0, first=0.01, cap=0.05)
 

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from pipeline import FilterBank, run_config
 from pipeline.cli import app
-from pipeline.sinks import MemorySink
-from pipeline.sources import MemorySource
+from pipeline.io.sinks import MemorySink
+from pipeline.io.sources import MemorySource
 
 CONFIG = """
 source: synthetic
@@ -150,7 +150,7 @@ def test_served_stream_reads_back(tmp_path):
             time.sleep(0.01)
         got.extend(read_mjpeg(sink.name + "stream.mjpg", 5))
 
-    from pipeline.viewers import MjpegServerSink
+    from pipeline.io.viewers import MjpegServerSink
 
     sink = MjpegServerSink("127.0.0.1:0")
     reader = threading.Thread(target=client)
@@ -227,7 +227,7 @@ def test_memory_is_bounded_by_the_queues(tmp_path):
     """A fast source into a slow sink: at most a queue's worth of frames in memory."""
     import tracemalloc
 
-    from pipeline.runner import QUEUE, depth
+    from pipeline.stream import QUEUE, depth
 
     assert depth((2160, 3840, 64), 4) == 1  # huge frames: one at a time
     assert depth((480, 640, 3), 1) == QUEUE
@@ -293,3 +293,25 @@ def test_encoding_goes_to_the_thread_with_room(tmp_path, monkeypatch):
     assert len(where) == 60 and where.count("pipeline-write") >= 55, where
     for got, want in zip(sink.frames, expected, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_chain_is_built_once_per_run(tmp_path, monkeypatch):
+    """The memory estimate and the run use one chain: weights loaded and banks planned
+    once (before, build_chain ran twice per run)."""
+    import pipeline.runner as runner
+
+    calls = []
+    build = runner.build_chain
+
+    def counted(cfg, fmt, plan=True):
+        calls.append(plan)
+        return build(cfg, fmt, plan)
+
+    monkeypatch.setattr(runner, "build_chain", counted)
+    (tmp_path / "b.yaml").write_text(
+        "stages: [{type: bank, op: correlate, weights: {builtin: box, size: 3}}]\n")
+    sink = MemorySink()
+    frames = [np.full((12, 10, 3), i, np.uint8) for i in range(4)]
+    stats = run_config(tmp_path / "b.yaml", source=MemorySource(frames), sinks=[sink])
+    assert len(calls) == 1 and stats.frames_written == 4
+    np.testing.assert_allclose(sink.frames[2][5, 5], [2.0, 2.0, 2.0], rtol=1e-6)

@@ -21,7 +21,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 try:
     import fcntl

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import random
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -24,9 +23,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import SourceLostError
-from .frames import FrameFormat
-from .sources import _Source
+from ..errors import SourceLostError
+from ..frames import FrameFormat
+from .base import SourceBase
 
 
 def redact(url: str) -> str:
@@ -68,7 +67,7 @@ class ConnectFailed(Exception):
 Capture = object  # anything with read() -> (ok, frame) and release()
 
 
-class LiveSource(_Source):
+class LiveSource(SourceBase):
     """A live stream behind ``opener``: keeps reading, reconnects, or raises SourceLostError.
 
     ``opener()`` returns an opened capture or raises ConnectFailed; the runner's reader
@@ -86,8 +85,6 @@ class LiveSource(_Source):
         self.stale_timeout = stale_timeout
         self.retry = retry or Reconnect()
         self.first_attempt_only = first_attempt_only  # cameras: absent at start means absent
-        self.stop = threading.Event()
-        self.reconnects = 0
         self._cap: Capture | None = None
         self._format: FrameFormat | None = None
         self._pending: np.ndarray | None = None
@@ -121,7 +118,7 @@ class LiveSource(_Source):
             if self.stop.wait(delays.pop(0)):
                 return None
 
-    def open(self) -> FrameFormat:
+    def open(self, max_pixels: int | None = None) -> FrameFormat:
         frame = self._connect("", retry=not self.first_attempt_only)
         if frame is None:
             raise SourceLostError(f"{self.name}: stopped while connecting")

@@ -14,39 +14,16 @@ from __future__ import annotations
 import ast
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
+from ..errors import OutputError
+from .base import FrameSink, Shape, SinkResult, StreamSink
 from .destination import Destination
-from .errors import OutputError
 
 CONTAINERS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
-Shape = tuple[int, int, int]
-
-
-@dataclass
-class SinkResult:
-    name: str
-    frames: int
-    detail: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-
-class FrameSink(Protocol):
-    name: str
-    wants: str  # "uint8" (encoded) or "float" (the chain's results)
-
-    def open(self, shape: Shape, fps: float) -> None: ...
-
-    def write(self, frame: np.ndarray) -> None: ...
-
-    def close(self) -> SinkResult: ...
-
-    def abort(self) -> None: ...
 
 
 class _FileSink:
@@ -337,10 +314,9 @@ class NpySink(_FileSink):
         return self.dest.keep()
 
 
-class NullSink:
+class NullSink(StreamSink):
     """Discards everything (timing runs)."""
 
-    wants = "uint8"
     name = "null"
 
     def __init__(self) -> None:
@@ -355,11 +331,8 @@ class NullSink:
     def close(self) -> SinkResult:
         return SinkResult(self.name, self.frames)
 
-    def abort(self) -> None:
-        pass
 
-
-class MemorySink:
+class MemorySink(StreamSink):
     """Keeps every frame in a list (tests, notebooks); ``wants`` float or uint8."""
 
     name = "memory"
@@ -377,12 +350,9 @@ class MemorySink:
     def close(self) -> SinkResult:
         return SinkResult(self.name, len(self.frames))
 
-    def abort(self) -> None:
-        pass
-
 
 def open_sink(spec: str | None, force: bool = False, inputs: list[str] | None = None,
-              token: str | None = None):
+              token: str | None = None) -> FrameSink:
     """The sink an ``--output`` value names (not opened yet); ``token`` names its
     temporary file (destination.py), else a random one."""
     if spec is None or spec in ("null", "-"):

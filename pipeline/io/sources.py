@@ -17,13 +17,13 @@ import stat
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .frames import FrameFormat
+from ..errors import InputError
+from ..frames import FrameFormat
+from .base import SourceBase
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm",
                     ".ppm", ".pnm", ".exr", ".hdr"}
@@ -31,44 +31,8 @@ URL_SCHEMES = {"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp", "srt"}
 READ_RETRIES = 25  # consecutive failed reads tolerated before a file is taken as ended
 
 
-class FrameSource(Protocol):
-    name: str
-    live: bool
-    frame_count: int | None
-    decode_errors: int
-
-    def open(self) -> FrameFormat: ...
-
-    def read(self) -> np.ndarray | None: ...
-
-    def close(self) -> None: ...
-
-
-class _Source:
-    """Shared bookkeeping: counters, warnings, context manager."""
-
-    live = False
-    frame_count: int | None = None
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.decode_errors = 0
-        self.frames_read = 0
-        self.ended_early = False  # a file gave fewer frames than its header declared
-        self.warnings: list[str] = []
-
-    def __enter__(self) -> _Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release by default."""
-
-
 # ------------------------------------------------------------------ OpenCV captures
-class _CaptureSource(_Source):
+class _CaptureSource(SourceBase):
     """Reading from a cv2.VideoCapture, tolerant of corrupt frames."""
 
     def __init__(self, name: str) -> None:
@@ -162,7 +126,7 @@ class VideoFileSource(_CaptureSource):
 
 
 # ------------------------------------------------------------------ images
-class ImageSequenceSource(_Source):
+class ImageSequenceSource(SourceBase):
     """Still images in order (a folder, a glob, or a printf pattern); like a file: no drops."""
 
     def __init__(self, files: list[str], name: str, fps: float = 30.0) -> None:
@@ -179,7 +143,7 @@ class ImageSequenceSource(_Source):
             else None
         return image
 
-    def open(self) -> FrameFormat:
+    def open(self, max_pixels: int | None = None) -> FrameFormat:
         if not self.files:
             raise InputError(f"{self.name}: no image files")
         while self._index < len(self.files):
@@ -239,7 +203,7 @@ def image_files(spec: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ synthetic and memory
-class SyntheticSource(_Source):
+class SyntheticSource(SourceBase):
     """A deterministic moving test pattern: ``synthetic[:WxH][@fps][:frames]``.
 
     Edges, gradients, a moving disc and a frame counter: something to see a filter do,
@@ -271,7 +235,7 @@ class SyntheticSource(_Source):
             raise InputError(f"{spec!r}: size must be within 8x8 .. 7680x4320")
         return cls(width, height, float(fps or 30.0), int(n) if n else 150, spec)
 
-    def open(self) -> FrameFormat:
+    def open(self, max_pixels: int | None = None) -> FrameFormat:
         return FrameFormat(self.height, self.width, 3, "uint8", self.fps)
 
     def frame(self, i: int) -> np.ndarray:
@@ -296,7 +260,7 @@ class SyntheticSource(_Source):
         return frame
 
 
-class MemorySource(_Source):
+class MemorySource(SourceBase):
     """Frames from a list (tests, notebooks); ``live=True`` to exercise drop-oldest."""
 
     def __init__(self, frames: list[np.ndarray] | np.ndarray, fps: float = 30.0,
@@ -307,7 +271,7 @@ class MemorySource(_Source):
         self.frame_count = len(self.frames)
         self._index = 0
 
-    def open(self) -> FrameFormat:
+    def open(self, max_pixels: int | None = None) -> FrameFormat:
         if not self.frames:
             raise InputError(f"{self.name}: no frames")
         return FrameFormat.of(self.frames[0], self.fps)
@@ -377,38 +341,6 @@ def check_regular_file(path: str) -> None:
         raise InputError(f"{path}: cannot read: permission denied")
 
 
-def open_source(spec: str | int, live: dict | None = None) -> _Source:
-    """The source a ``--source`` value names (not opened yet).
-
-    An int or digits: a camera; ``synthetic…``: the test pattern; a URL: a stream; a
-    folder, glob or ``%05d`` pattern: images; an image file: a one-frame sequence;
-    anything else: a video file. ``live``: keyword options for camera/URL sources
-    (read_timeout, retry, …).
-    """
-    from .live import camera_source, url_source
-
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
-        return camera_source(int(spec), **(live or {}))
-    text = str(spec)
-    if text.startswith("synthetic"):
-        return SyntheticSource.parse(text)
-    scheme = urllib.parse.urlsplit(text).scheme.lower()
-    if scheme in URL_SCHEMES:
-        return url_source(text, **(live or {}))
-    if os.path.isfile(text):  # a real file is itself, even named like a pattern or glob
-        return _file_source(text)
-    if os.path.isdir(text) or any(c in text for c in "*?[") or re.search(r"%0?\d*d", text):
-        files = image_files(text)
-        if not files:
-            what = "is a directory with no image files" if os.path.isdir(text) else \
-                "no image files match"
-            raise InputError(f"{text}: {what}")
-        return ImageSequenceSource(files, text)
-    return _file_source(text)
-
-
-def _file_source(text: str) -> _Source:
-    if Path(text).suffix.lower() in IMAGE_EXTENSIONS:
-        check_regular_file(text)
-        return ImageSequenceSource([text], text)
-    return VideoFileSource(text)
+def is_url(spec: str | int) -> bool:
+    """Whether a --source value names a network stream (by its scheme, as FFmpeg reads it)."""
+    return isinstance(spec, str) and urllib.parse.urlsplit(spec).scheme.lower() in URL_SCHEMES

@@ -1,6 +1,6 @@
 """Sinks people look at: an OpenCV window (``--show``) and MJPEG over HTTP (``--serve``).
 
-Both follow the FrameSink protocol of ``sinks.py``; neither writes a file.
+Both follow the FrameSink protocol of ``base.py``; neither writes a file.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import threading
 import cv2
 import numpy as np
 
-from .errors import ConfigError, OutputError
-from .sinks import Shape, SinkResult
+from ..errors import ConfigError, OutputError
+from .base import Shape, SinkResult, StreamSink
 
 
-class WindowSink:
+class WindowSink(StreamSink):
     """An OpenCV window (``--show``); refused at start where there is no display."""
 
-    wants = "uint8"
     name = "window"
 
     def open(self, shape: Shape, fps: float) -> None:
@@ -116,10 +115,8 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
-class MjpegServerSink:
+class MjpegServerSink(StreamSink):
     """MJPEG over HTTP (``--serve HOST:PORT``): a browser at http://HOST:PORT/ shows it live."""
-
-    wants = "uint8"
 
     def __init__(self, address: str, quality: int = 85) -> None:
         host, _, port = address.rpartition(":")

@@ -1,0 +1,263 @@
+"""A stream's threads: reader -> queue -> compute -> queue -> writer.
+
+Decoding, filtering and encoding overlap on separate threads (OpenCV, numpy and FFTW
+release the GIL). A file source blocks when the compute queue is full, so no frame is
+ever dropped; a live source keeps only the newest frame and counts what it drops. Every
+wait has a timeout and checks ``stop``, so a signal ends the run within a bound; the
+sinks are then finalised (runner.py) with the frames written so far.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .cores import CoreShare
+from .encode import Encoder
+from .frames import Frame, FrameFormat
+from .io.base import FrameSink, FrameSource
+from .pacing import Pacing
+from .stages import Chain
+from .stats import Stats
+
+QUEUE = 8  # frames in flight between stages (files), at most …
+QUEUE_BYTES = 128 << 20  # … and at most this many bytes per queue: memory bounded by construction
+LIVE_QUEUE = 1  # a live source keeps only the newest frame …
+LIVE_OUT_QUEUE = 2  # … and only two results wait for the writer: latency, not backlog
+POLL = 0.1  # seconds between checks of the stop event
+_END = object()  # end of stream marker
+
+
+def depth(shape: tuple[int, ...], itemsize: int) -> int:
+    """Queue depth for frames of ``shape``: QUEUE, fewer when frames are large."""
+    frame = int(np.prod(shape)) * itemsize
+    return max(1, min(QUEUE, QUEUE_BYTES // max(frame, 1)))
+
+
+def memory_estimate(fmt: FrameFormat, shapes: list[tuple[int, int, int]],
+                    live: bool) -> int:
+    """Bytes a run holds at its peak: both queues full, plus a few working frames per stage."""
+    inbound = int(np.prod(fmt.shape)) * np.dtype(fmt.dtype).itemsize
+    out = int(np.prod(shapes[-1])) * 4
+    largest = max(int(np.prod(s)) * 4 for s in [fmt.shape, *shapes])
+    queued = (LIVE_QUEUE if live else depth(fmt.shape, np.dtype(fmt.dtype).itemsize)) * inbound
+    waiting = min(LIVE_OUT_QUEUE, depth(shapes[-1], 4)) if live else depth(shapes[-1], 4)
+    return queued + waiting * out + 6 * largest
+
+
+class Run:
+    """One stream from ``source`` (opened) through ``chain`` into ``sinks`` (opened);
+    ``run()`` returns Stats. Closing either is the caller's (runner.py)."""
+
+    def __init__(self, source: FrameSource, fmt: FrameFormat, chain: Chain,
+                 encoder: Encoder | None, sinks: list[FrameSink], max_frames: int | None = None,
+                 progress: Callable[[Stats], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.source, self.fmt, self.chain, self.encoder = source, fmt, chain, encoder
+        self.sinks = sinks
+        self.max_frames = max_frames
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.live = source.live
+        self.stats = Stats(frame_total=self._total())
+        self.inbox: queue.Queue = queue.Queue(
+            LIVE_QUEUE if self.live else depth(fmt.shape, np.dtype(fmt.dtype).itemsize))
+        # A live job whose writer is the slowest stage would otherwise hold a backlog of
+        # results (seen: p50 latency 234 ms at 1080p into an mp4); the source side drops.
+        out_depth = depth(chain.out_shape, 4)
+        self.outbox: queue.Queue = queue.Queue(min(LIVE_OUT_QUEUE, out_depth) if self.live
+                                               else out_depth)
+        self.errors: list[BaseException] = []
+        self.enough = threading.Event()  # --max-frames frames processed
+        self.stopped = False  # ended by ``stop`` before the stream did
+        self._encodes = encoder is not None and any(s.wants != "float" for s in sinks)
+        self.pacing = Pacing()
+        self._lock = threading.Lock()
+        self.cores = CoreShare(enabled=not self.live)
+
+    def _total(self) -> int | None:
+        count = self.source.frame_count
+        if count and self.max_frames:
+            return min(count, self.max_frames)
+        return self.max_frames or count
+
+    def _encode(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """The 8-bit frame, and the seconds it took (also counted in the stats)."""
+        assert self.encoder is not None
+        start = time.perf_counter()
+        encoded = self.encoder(y)
+        spent = time.perf_counter() - start
+        self.pacing.note("encode", spent)
+        with self._lock:  # either thread may encode
+            self.stats.encode_s += spent
+        return encoded, spent
+
+    # -------------------------------------------------------------- threads
+    def _put(self, q: queue.Queue, item: object, drop_oldest: bool = False) -> bool:
+        """Put ``item``; False if stopped first.
+
+        Files block (checking stop) until there is room: nothing is ever lost. A live
+        source never waits: the oldest queued frame makes way and is counted as dropped.
+        """
+        if drop_oldest:
+            while True:
+                try:
+                    q.put_nowait(item)
+                    return True
+                except queue.Full:
+                    try:
+                        q.get_nowait()
+                        self.stats.dropped += 1
+                    except queue.Empty:
+                        pass
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=POLL)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _reader(self) -> None:
+        try:
+            index = 0
+            while not (self.stop.is_set() or self.enough.is_set()):
+                if not self.live and self.max_frames is not None and index >= self.max_frames:
+                    break
+                start = time.perf_counter()
+                data = self.source.read()
+                self.stats.read_s += time.perf_counter() - start
+                if data is None:
+                    break
+                self.stats.frames_read += 1
+                if not self._put(self.inbox, Frame(index, time.perf_counter(), data),
+                                 drop_oldest=self.live):
+                    self.stats.discarded += 1
+                    break
+                index += 1
+        except BaseException as e:  # handed to the main thread, which reports it
+            self.errors.append(e)
+            self.stop.set()
+        finally:
+            self._put_end(self.inbox)
+
+    def _put_end(self, q: queue.Queue) -> None:
+        """The end marker, even into a full queue (the consumer drains it at shutdown)."""
+        while True:
+            try:
+                q.put(_END, timeout=POLL)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    try:
+                        if q.get_nowait() is not _END:
+                            self.stats.discarded += 1
+                    except queue.Empty:
+                        pass
+
+    def _writer(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self.outbox.get(timeout=POLL)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                frame, y, encoded = item
+                start = time.perf_counter()
+                encode_s = 0.0
+                for sink in self.sinks:
+                    if sink.wants == "float":
+                        sink.write(y)
+                    else:
+                        if encoded is None:
+                            encoded, encode_s = self._encode(y)
+                        sink.write(encoded)
+                spent = time.perf_counter() - start - encode_s
+                self.stats.write_s += spent
+                self.pacing.note("write", spent)
+                self.stats.frames_written += 1
+                self.stats.latencies.append(time.perf_counter() - frame.time)
+                if len(self.stats.latencies) > 100_000:  # bounded, by construction
+                    del self.stats.latencies[::2]
+        except BaseException as e:
+            self.errors.append(e)
+            self.stop.set()
+            while self.outbox.get() is not _END:  # unblock the compute loop
+                pass
+
+    # -------------------------------------------------------------- main
+    def run(self) -> Stats:
+        started = time.perf_counter()
+        reader = threading.Thread(target=self._reader, name="pipeline-read", daemon=True)
+        writer = threading.Thread(target=self._writer, name="pipeline-write", daemon=True)
+        reader.start()
+        writer.start()
+        last_progress = 0.0
+        processed = 0
+        try:
+            while True:
+                try:
+                    item = self.inbox.get(timeout=POLL)
+                except queue.Empty:
+                    if self.stop.is_set():
+                        break  # never wait on a reader blocked in OpenCV: finalise now
+                    continue
+                if item is _END:
+                    break
+                if self.stop.is_set():
+                    self.stats.discarded += 1  # drained unprocessed: the run is stopping
+                    continue
+                start = time.perf_counter()
+                y = self.chain(item.data)
+                spent = time.perf_counter() - start
+                self.stats.compute_s += spent
+                self.pacing.note("compute", spent)
+                self.cores.step(spent, self.pacing.writer_side)
+                encoded = self._encode(y)[0] if self._encodes and \
+                    self.pacing.encode_on_compute() else None
+                if not self._put(self.outbox, (item, y, encoded)):
+                    self.stats.discarded += 1  # computed, but the run stopped first
+                    break
+                processed += 1
+                if self.max_frames is not None and processed >= self.max_frames:
+                    self.enough.set()  # live: N frames out, however many arrived
+                    break
+                now = time.perf_counter()
+                if self.progress and now - last_progress > 0.1:
+                    self.stats.elapsed = now - started
+                    self.progress(self.stats)
+                    last_progress = now
+        finally:
+            self.stopped = self.stop.is_set()  # by a signal or its caller, before the end
+            self.cores.close()
+            self.stats.cores = self.cores.describe()
+            self._put_end(self.outbox)
+            writer.join()
+            self.stop.set()
+            reader.join(timeout=0.5)  # a reader still inside OpenCV is left: see stuck_threads
+            while True:  # frames the reader queued after the loop ended
+                try:
+                    if self.inbox.get_nowait() is not _END:
+                        self.stats.discarded += 1
+                except queue.Empty:
+                    break
+            self.stats.elapsed = time.perf_counter() - started
+        if self.errors:
+            raise self.errors[0]
+        if self.encoder is not None:
+            self.stats.nan_pixels = self.encoder.nan_pixels
+        return self.stats
+
+
+def stuck_threads() -> list[threading.Thread]:
+    """Pipeline threads still alive (a capture blocked in OpenCV): exit with os._exit then."""
+    return [t for t in threading.enumerate()
+            if t.name.startswith(("pipeline-read", "pipeline-open")) and t.is_alive()]
+
+
