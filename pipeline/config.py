@@ -118,7 +118,7 @@ class BankStage(_Stage):
     BankOptions, the same object ``FilterBank`` takes)."""
 
     type: Literal["bank"]
-    op: Any  # required in YAML (correlate and convolve differ for asymmetric kernels); parsed in options
+    op: Any  # required in YAML (correlate, convolve differ for asymmetric kernels); see options
     weights: Any  # BuiltinKernel | FileWeights | 2-D/4-D nested lists | list of 2-D kernels
     bias: list[float] | None = None
     options: InstanceOf[BankOptions]
@@ -307,8 +307,9 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 _TAGS = {"bank", "reduce", "convert", "resize", "select", "function-after"}
 _FIELDS = {
-    "bank": set(BankStage.model_fields) - {"options"} | OPTION_NAMES, "reduce": set(ReduceStage.model_fields),
-    "convert": set(ConvertStage.model_fields), "resize": set(ResizeStage.model_fields),
+    "bank": set(BankStage.model_fields) - {"options"} | OPTION_NAMES,
+    "reduce": set(ReduceStage.model_fields), "convert": set(ConvertStage.model_fields),
+    "resize": set(ResizeStage.model_fields),
     "select": set(SelectStage.model_fields), "encode": set(Encode.model_fields),
     "": set(Config.model_fields) - {"path", "limits"},
 }

@@ -28,6 +28,7 @@ class OptionError(ConfigError):
         self.option = option
         self.value = value
 
+
 OPS = ("correlate", "convolve")
 MODES = ("dense", "depthwise")
 ALIGNS = ("keras", "opencv")

@@ -211,11 +211,13 @@ def decide(spec: BankSpec, requested: str, *, measure: bool = False,
     bank and how each method would run) and read on later starts. Methods built for
     timing are left in ``built`` so the winner is not built twice.
     """
-    if _fft_in_question(requested, predict(spec)[0]):
-        engine = layout.time_layouts(spec, constants())  # now kept: choose reads it
-        if engine is not None and built is not None:
-            built["fft"] = engine
     choice = choose(spec, requested)
+    if _fft_in_question(requested, choice.costs):
+        engine = layout.time_layouts(spec, constants())
+        if engine is not None:  # new layout timings, now kept: choose reads them
+            if built is not None:
+                built["fft"] = engine
+            choice = choose(spec, requested)
     if requested != "auto":
         return choice
     if measure:
