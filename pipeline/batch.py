@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import INTERNAL, LOSSY, ConfigError, InputError, PipelineError
+from .io.codecs import VideoSettings
 from .io.destination import new_token, partial_name
 from .io.sources import is_url
 from .proof import unproven, write_proof
@@ -47,6 +48,7 @@ class Job:
     token: str
     strict: bool = False
     why: str = "new"  # why it runs: new, or why a finished-looking output is redone
+    video: VideoSettings | None = None  # the command line's codec settings
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
     try:
         Path(job.target).parent.mkdir(parents=True, exist_ok=True)
         stats = run_config(job.config, source=job.source, output=job.target, force=True,
-                           stop=stop, on_stop="keep", token=job.token)
+                           stop=stop, on_stop="keep", token=job.token, video=job.video)
     except PipelineError as e:
         return Outcome(job.source, e.exit_code, str(e))
     except Exception as e:  # noqa: BLE001 - reported per file, never a traceback
@@ -310,8 +312,8 @@ def run_dask(jobs: list[Job], scheduler: str,
 
 
 def plan_jobs(config_path: str, fingerprint: str, pairs: list[tuple[str, Path]],
-              force: bool, strict: bool, allow_network: bool
-              ) -> tuple[list[Job], list[Outcome]]:
+              force: bool, strict: bool, allow_network: bool,
+              video: VideoSettings | None = None) -> tuple[list[Job], list[Outcome]]:
     """Jobs to run, and outcomes decided up front (network sources refused, finished
     outputs skipped)."""
     jobs: list[Job] = []
@@ -329,7 +331,7 @@ def plan_jobs(config_path: str, fingerprint: str, pairs: list[tuple[str, Path]],
                                    "same config)"))
             continue
         jobs.append(Job(len(jobs), source, str(target), config_path, fingerprint,
-                        new_token(), strict, why))
+                        new_token(), strict, why, video))
     return jobs, decided
 
 

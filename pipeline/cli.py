@@ -72,6 +72,25 @@ Strict = Annotated[bool, typer.Option("--strict", help=(
 MaxKernel = Annotated[int, typer.Option("--max-kernel", help="Largest kernel side in a config.")]
 MaxOutputs = Annotated[int, typer.Option("--max-outputs", help="Most output channels of a bank.")]
 MaxPixels = Annotated[float, typer.Option("--max-pixels", help="Largest frame, megapixels.")]
+Codec = Annotated[str | None, typer.Option("--codec", help=(
+    "Video codec: h264 hevc vp9 av1 ffv1 mpeg4 mjpeg (default by extension: .mp4/.mov "
+    "h264, .webm vp9, .mkv ffv1, .avi mjpeg; see `pipeline codecs`)."))]
+Crf = Annotated[int | None, typer.Option("--crf", help=(
+    "Quality: x264/x265/VP9/AV1 constant rate factor, MPEG-4/MJPEG quantiser (-q:v); "
+    "lower is better."))]
+Preset = Annotated[str | None, typer.Option("--preset", help=(
+    "Encoder speed preset (x264/x265 ultrafast..placebo, VP9 realtime/good/best, AV1 0..13)."
+    ))]
+NoAudio = Annotated[bool, typer.Option("--no-audio", help=(
+    "Write no sound (default: the input's sound track, copied where the container takes "
+    "it)."))]
+
+
+def _video(codec: str | None, crf: int | None, preset: str | None, no_audio: bool) -> Any:
+    """The codec flags as settings (codecs.py checks them against the output)."""
+    from .io.codecs import VideoSettings
+
+    return VideoSettings.from_flags(codec, crf, preset, False if no_audio else None)
 
 
 @contextmanager
@@ -147,6 +166,10 @@ def run(
         "Live sources: seconds of trying before giving up."))] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show FFmpeg/OpenCV log lines.")
                        ] = False,
+    codec: Codec = None,
+    crf: Crf = None,
+    preset: Preset = None,
+    no_audio: NoAudio = False,
     strict: Strict = False,
     debug: Debug = False,
 ) -> None:
@@ -165,7 +188,8 @@ def run(
         with _progress(not quiet and err.is_terminal) as update:
             stats = run_config(cfg, source=source, output=output, max_frames=max_frames,
                                show=show, serve=serve, force=force, progress=update,
-                               limits=limits, live=live, max_memory=int(max_memory * 2**30))
+                               limits=limits, live=live, max_memory=int(max_memory * 2**30),
+                               video=_video(codec, crf, preset, no_audio))
         say(str(stats))
         if stats.interrupted:
             leave(exit_code(stats.interrupted), interrupted=True)
@@ -278,21 +302,42 @@ def filters() -> None:
 
 
 @app.command()
+def codecs() -> None:
+    """List the video codecs, what this machine's PyAV can encode, and their settings."""
+    from .io.codecs import listing
+
+    table = Table(title="video codecs (--codec, --crf, --preset; YAML output: {codec, crf, "
+                        "preset})")
+    for col in ("codec", "encoder", "containers", "crf (default)", "presets (default)",
+                "what it is"):
+        table.add_column(col)
+    for row in listing():
+        table.add_row(*row)
+    out.print(table)
+
+
+@app.command()
 def batch(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
     inputs: Annotated[list[str], typer.Argument(help="Video files (or image folders).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")],
-    ext: Annotated[str, typer.Option("--ext", help="Output extension.")] = ".mkv",
+    ext: Annotated[str, typer.Option("--ext", help="Output extension (.mkv .mp4 .mov .webm "
+                                     ".avi .npy).")] = ".mkv",
     workers: Annotated[int, typer.Option("--workers", min=1)] = max(1, (os.cpu_count() or 2)),
     scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
         "Dask scheduler address (tcp://host:8786): run on that cluster."))] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo finished outputs.")] = False,
     allow_network: Annotated[bool, typer.Option("--allow-network")] = False,
+    codec: Codec = None,
+    crf: Crf = None,
+    preset: Preset = None,
+    no_audio: NoAudio = False,
     strict: Strict = False,
     debug: Debug = False,
 ) -> None:
     """Filter many files in parallel; a rerun skips outputs proven finished, so it resumes."""
     from . import batch as jobs_
+    from .io.sinks import open_sink
     from .proof import config_fingerprint
 
     with guarded(debug):
@@ -300,9 +345,11 @@ def batch(
         if not out_dir.is_dir():
             raise OutputError(f"--out {out_dir}: no such directory")
         ext = ext if ext.startswith(".") else f".{ext}"
+        video = _video(codec, crf, preset, no_audio)
+        open_sink(f"{out_dir}/x{ext}", settings=video)  # bad settings: exit 2 before any job
         pairs = jobs_.targets(inputs, out_dir, ext)
-        todo, decided = jobs_.plan_jobs(str(config), config_fingerprint(cfg), pairs, force,
-                                        strict, allow_network)
+        todo, decided = jobs_.plan_jobs(str(config), config_fingerprint(cfg, video), pairs,
+                                        force, strict, allow_network, video)
 
         def report(job: Any, outcome: Any) -> None:
             text = outcome.message if outcome.message.startswith(outcome.source) else \

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .io.codecs import OutputTarget
 from .options import OPTION_NAMES, BankOptions, OptionError, check_finite, parse_bias, parse_layout
 from .yamlfile import Limits, mark, node_at, read_yaml
 
@@ -273,11 +274,16 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     source: str | int = "synthetic"
-    output: str | None = None
+    output: str | InstanceOf[OutputTarget] | None = None  # a path, or {path, codec, ...}
     stages: list[Stage] = Field(min_length=1, max_length=64)
     encode: Encode = Field(default_factory=Encode)
     path: Path | None = Field(None, exclude=True)  # the YAML file, for relative weight paths
     limits: Limits = Field(default_factory=Limits, exclude=True)
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, v: Any) -> Any:
+        return OutputTarget.parse(v) if isinstance(v, dict) else v
 
     @field_validator("source", mode="before")
     @classmethod
@@ -357,8 +363,12 @@ def load_config(path: str | os.PathLike[str], limits: Limits | None = None) -> C
         cause = _option_error(first)
         if loc and loc[-1] == "options":  # the option's own field, where the user wrote it
             loc = loc[:-1] + ((cause.option,) if cause is not None and cause.option else ())
+        elif loc == ("output",) and cause is not None and cause.option:
+            loc = loc + (cause.option,)
         where = mark(node_at(node, loc), os.fspath(path))
-        raise ConfigError(f"{where}: {_path(loc)}: {_message(first, loc)}") from None
+        field = _path(loc)
+        message = _message(first, loc).removeprefix(f"{field}: ")  # said once
+        raise ConfigError(f"{where}: {field}: {message}") from None
     config.path = Path(os.fspath(path))
     config.limits = limits
     return config

@@ -34,8 +34,10 @@ class FrameFormat:
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame: its position in the stream, capture time (s), and pixels ``(H, W, C)``."""
+    """One frame: its position in the stream, when it was read (``time.perf_counter``), its
+    pixels ``(H, W, C)``, and its presentation time (seconds from the stream's start)."""
 
     index: int
     time: float
     data: np.ndarray
+    pts: float | None = None

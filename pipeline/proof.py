@@ -55,14 +55,17 @@ def identity(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "sample": _sample(path)}
 
 
-def config_fingerprint(config: Any) -> str:
+def config_fingerprint(config: Any, video: Any = None) -> str:
     """A digest of what decides the output's pixels: the validated stages and encode
     policy (not comments or layout of the YAML), the content of every weights file they
-    read, and the version of pipeline."""
+    read, the codec settings (``video``: the command line's), and the version of
+    pipeline."""
     from .config import BankStage, FileWeights
 
     digest = hashlib.sha256(__version__.encode())
     digest.update(config.model_dump_json(include={"stages", "encode"}).encode())
+    if video is not None and video.chosen():
+        digest.update(repr(video).encode())
     for stage in config.stages:
         weights = stage.weights if isinstance(stage, BankStage) else None
         if isinstance(weights, FileWeights):

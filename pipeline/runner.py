@@ -14,6 +14,7 @@ from .encode import Encoder
 from .errors import InputError, Interrupted, OutputError, PipelineError
 from .frames import FrameFormat
 from .io.base import FrameSink, FrameSource
+from .io.codecs import OutputTarget, VideoSettings
 from .signals import exit_code, signal_name, stop_on_signals
 from .stages import build_chain
 from .stats import Stats
@@ -67,14 +68,23 @@ def _open_interruptibly(src: FrameSource, stop: threading.Event, max_pixels: int
 
 
 def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
-                 inputs: list[str], token: str | None) -> list[FrameSink]:
+                 inputs: list[str], token: str | None, video: VideoSettings | None
+                 ) -> list[FrameSink]:
+    """The sinks a run writes to. ``-o`` replaces the config's output, codec settings and
+    all; the command line's codec flags (``video``) apply to whichever path is used."""
     from .io.sinks import open_sink
     from .io.viewers import MjpegServerSink, WindowSink
 
-    target = output if output is not None else config.output
+    target, settings = output, video
+    if output is None and isinstance(config.output, OutputTarget):
+        target = config.output.path
+        settings = (video or VideoSettings()).over(config.output.settings)
+    elif output is None:
+        target = config.output
     sinks: list[FrameSink] = []
     if target is not None or not (show or serve):
-        sinks.append(open_sink(target, force=force, inputs=inputs, token=token)
+        sinks.append(open_sink(target, force=force, inputs=inputs, token=token,
+                               settings=settings)
                      if target is None or isinstance(target, str) else target)
     if show:
         sinks.append(WindowSink())
@@ -84,17 +94,17 @@ def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
 
 
 def _open_sinks(sinks: list[FrameSink], shape: tuple[int, int, int],
-                encoder: Encoder | None, fps: float) -> None:
+                encoder: Encoder | None, fps: float, origin: str | None) -> None:
     """Each sink sized from the chain's output (float) or the encoder's (8-bit); any
     failure aborts the ones already opened."""
     opened: list[FrameSink] = []
     try:
         for sink in sinks:
             if sink.wants == "float":
-                sink.open(shape, fps)
+                sink.open(shape, fps, origin)
             else:
                 assert encoder is not None
-                sink.open(encoder.shape, fps)
+                sink.open(encoder.shape, fps, origin)
             opened.append(sink)
     except BaseException:
         for sink in opened:
@@ -108,7 +118,7 @@ def run_config(config, *, source=None, output: str | None = None,
                progress: Callable[[Stats], None] | None = None,
                stop: threading.Event | None = None, limits=None, live: dict | None = None,
                max_memory: int = 4 << 30, on_stop: str = "finalise",
-               token: str | None = None) -> Stats:
+               token: str | None = None, video: VideoSettings | None = None) -> Stats:
     """Run ``config`` (a Config or a YAML path) and return its Stats.
 
     ``source``/``output`` override the config's (a spec string, or a FrameSource/FrameSink
@@ -119,7 +129,9 @@ def run_config(config, *, source=None, output: str | None = None,
     whole outputs get their final names) leaves them at their temporary names, listed in
     ``Stats.kept``. A source that fails midway leaves the frames written so far at the
     output's temporary name, named in the error; an output that fails leaves nothing.
-    ``token`` names the temporary files (destination.py). Raises PipelineError subclasses.
+    ``token`` names the temporary files (destination.py); ``video`` the command line's codec
+    settings (codecs.py), checked before anything is opened. Raises PipelineError
+    subclasses.
     """
     from .config import Config, Limits, load_config
     from .io.choose import open_source
@@ -131,7 +143,7 @@ def run_config(config, *, source=None, output: str | None = None,
     src: FrameSource = open_source(spec, live) if isinstance(spec, str | int) else spec
     if sinks is None:
         sinks = _sinks_named(config, output, show, serve, force,
-                             [src.path] if src.path else [], token)
+                             [src.path] if src.path else [], token, video)
     stop = stop or threading.Event()
     src.stop = stop  # reconnect back-offs end at a signal too
     received: list[int] = []
@@ -153,7 +165,7 @@ def run_config(config, *, source=None, output: str | None = None,
         chain.plan()  # FFT plans and spectra, method timings: before the first frame
         needs_encoder = any(s.wants == "uint8" for s in sinks)
         encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
-        _open_sinks(sinks, chain.out_shape, encoder, fmt.fps)
+        _open_sinks(sinks, chain.out_shape, encoder, fmt.fps, src.path)
         run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop)
         try:
             stats = run.run()

@@ -134,7 +134,8 @@ class Run:
                 if data is None:
                     break
                 self.stats.frames_read += 1
-                if not self._put(self.inbox, Frame(index, time.perf_counter(), data),
+                frame = Frame(index, time.perf_counter(), data, self.source.pts)
+                if not self._put(self.inbox, frame,
                                  drop_oldest=self.live):
                     self.stats.discarded += 1
                     break
@@ -173,11 +174,11 @@ class Run:
                 encode_s = 0.0
                 for sink in self.sinks:
                     if sink.wants == "float":
-                        sink.write(y)
+                        sink.write(y, frame.pts)
                     else:
                         if encoded is None:
                             encoded, encode_s = self._encode(y)
-                        sink.write(encoded)
+                        sink.write(encoded, frame.pts)
                 spent = time.perf_counter() - start - encode_s
                 self.stats.write_s += spent
                 self.pacing.note("write", spent)

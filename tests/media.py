@@ -7,6 +7,7 @@ import socketserver
 import struct
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,12 @@ import numpy as np
 
 from pipeline.io.sources import SyntheticSource
 
-FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+# the codecs OpenCV's writer used for these containers (tests rely on their traits:
+# MPEG-4 Part 2's VOP start codes, FFV1's losslessness)
+CLIP_CODECS = {".mp4": ("mpeg4", "yuv420p"), ".avi": ("mjpeg", "yuvj420p"),
+               ".mkv": ("ffv1", "bgr0"), ".mov": ("libx264", "yuv420p"),
+               ".webm": ("libvpx-vp9", "yuv420p")}
+AUDIO_RATE = 48000
 
 
 def clip_frames(n: int = 60, width: int = 160, height: int = 120) -> list[np.ndarray]:
@@ -29,15 +35,61 @@ def clip_frames(n: int = 60, width: int = 160, height: int = 120) -> list[np.nda
 
 
 def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
-               fps: float = 30.0) -> list[np.ndarray]:
+               fps: float = 30.0, *, codec: str | None = None, audio: str | None = None,
+               times: list[float] | None = None, seconds_of_audio: float | None = None
+               ) -> list[np.ndarray]:
+    """A clip made with PyAV: ``n`` frames of ``clip_frames`` at ``fps`` (or at ``times``,
+    seconds: variable frame rate), in the codec of its extension (``CLIP_CODECS``) or
+    ``codec``; with ``audio`` (an encoder: aac, libmp3lame, ac3, libopus), a 440 Hz tone
+    as long as the video (or ``seconds_of_audio``). Returns the frames."""
+    import av
+
     frames = clip_frames(n, width, height)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix]), fps,
-                             (width, height))
-    assert writer.isOpened(), path
-    for f in frames:
-        writer.write(f)
-    writer.release()
+    name, pix = CLIP_CODECS[path.suffix] if codec is None else (codec, "yuv420p")
+    with av.open(str(path), "w") as out:
+        rate = Fraction(fps).limit_denominator(1001)
+        video = out.add_stream(name, rate=rate)
+        video.width, video.height, video.pix_fmt = width, height, pix
+        if name in ("mpeg4", "mjpeg"):
+            video.codec_context.qscale = True
+            video.codec_context.global_quality = 3 * 118
+        time_base = Fraction(1, 1000) if times is not None else 1 / rate
+        video.codec_context.time_base = video.time_base = time_base
+        sound = None
+        if audio is not None:
+            sound = out.add_stream(audio, rate=AUDIO_RATE)
+            sound.layout = "stereo"
+        for i, f in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(f, format="bgr24")
+            picture.pts = i if times is None else round(times[i] * 1000)
+            picture.time_base = time_base
+            for packet in video.encode(picture):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound is not None:
+            length = seconds_of_audio if seconds_of_audio is not None else \
+                (times[-1] + 1 / fps if times is not None else n / fps)
+            for packet in tone(sound, length):
+                out.mux(packet)
     return frames
+
+
+def tone(stream, seconds: float, hz: float = 440.0):
+    """Packets of a stereo sine tone ``seconds`` long, encoded by ``stream``."""
+    import av
+
+    total = int(seconds * AUDIO_RATE)
+    step = 1024
+    for start in range(0, total, step):
+        t = np.arange(start, min(start + step, total)) / AUDIO_RATE
+        wave = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, \
+            Fraction(1, AUDIO_RATE)
+        yield from stream.encode(frame)
+    yield from stream.encode(None)
 
 
 def write_clips(folder: Path, stem: str, count: int, **clip) -> list[Path]:

@@ -33,7 +33,8 @@ def test_run_writes_video_and_summary(tmp_path):
     result = cli("run", EDGES, "--source", "synthetic:160x120:12", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "frames: 12 read, 12 written" in result.stdout
-    assert "output: edges.mp4: 12 frames (mp4v, 160x120)" in result.stdout
+    assert "output: edges.mp4: 12 frames (h264 crf 23 preset veryfast, yuv420p bt601, 160x120" \
+        in result.stdout
     assert len(decoded(tmp_path / "edges.mp4")) == 12
 
 

@@ -128,7 +128,7 @@ def test_disabled_or_one_core_changes_nothing(four_cores):
 
 
 class SlowSink(MemorySink):
-    def write(self, frame):
+    def write(self, frame, pts=None):
         time.sleep(0.015)
         super().write(frame)
 

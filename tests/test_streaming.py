@@ -199,7 +199,7 @@ def test_live_latency_stays_low_when_the_writer_is_slowest(tmp_path):
     source = MemorySource(frames, live=True, interval=0.001)
 
     class SlowSink(MemorySink):
-        def write(self, frame):
+        def write(self, frame, pts=None):
             time.sleep(0.02)
             super().write(frame)
 
@@ -235,7 +235,7 @@ def test_memory_is_bounded_by_the_queues(tmp_path):
     source = MemorySource([frame] * 150)
 
     class SlowSink(MemorySink):
-        def write(self, y):
+        def write(self, y, pts=None):
             time.sleep(0.002)  # keeps nothing
 
     (tmp_path / "id.yaml").write_text(IDENTITY)
@@ -269,7 +269,7 @@ def test_encoding_goes_to_the_thread_with_room(tmp_path, monkeypatch):
     monkeypatch.setattr(Encoder, "__call__", spy)
 
     class SlowSink(MemorySink):
-        def write(self, frame):
+        def write(self, frame, pts=None):
             time.sleep(0.02)
             super().write(frame)
 

@@ -30,6 +30,7 @@ class FrameSource(Protocol):
     decode_errors: int  # frames skipped as undecodable
     reconnects: int  # times a live source was reopened
     ended_early: bool  # a file gave fewer frames than it declared
+    pts: float | None  # seconds from the stream's start of the frame read() gave last
     warnings: list[str]  # complete once closed
     stop: threading.Event  # the runner's: any wait (a reconnect back-off) ends when set
 
@@ -55,9 +56,11 @@ class SourceBase:
     live = False
     frame_count: int | None = None
     path: str | None = None
+    fps: float = 30.0
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.pts: float | None = None
         self.decode_errors = 0
         self.frames_read = 0
         self.reconnects = 0
@@ -74,6 +77,14 @@ class SourceBase:
     def close(self) -> None:
         """Nothing to release by default."""
 
+    def _stamp(self, seconds: float | None) -> None:
+        """``pts`` of the frame about to be returned: ``seconds`` when the source knows
+        its frame's time and it moves forward, else one frame after the last."""
+        last = self.pts
+        if seconds is None or (last is not None and seconds <= last):
+            seconds = 0.0 if last is None else last + 1.0 / self.fps
+        self.pts = seconds
+
 
 @dataclass
 class SinkResult:
@@ -89,11 +100,13 @@ class FrameSink(Protocol):
     name: str
     wants: str  # "uint8" (encoded by the config's encode policy) or "float" (the chain's)
 
-    def open(self, shape: Shape, fps: float) -> None:
-        """Sized from the chain's output; raises OutputError before the first frame."""
+    def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
+        """Sized from the chain's output; raises OutputError before the first frame.
+        ``origin``: the file the frames come from (its sound and clock), or None."""
 
-    def write(self, frame: np.ndarray) -> None:
-        """One frame; never fails silently (OutputError)."""
+    def write(self, frame: np.ndarray, pts: float | None = None) -> None:
+        """One frame, shown at ``pts`` seconds from the stream's start (None: the next
+        slot of the frame rate); never fails silently (OutputError)."""
 
     def close(self) -> SinkResult:
         """Finalise (flush, verify, give the file its name) and say what was written."""

@@ -123,7 +123,9 @@ class LiveSource(SourceBase):
         if frame is None:
             raise SourceLostError(f"{self.name}: stopped while connecting")
         self._pending = frame
-        self._format = FrameFormat.of(frame, self._fps())
+        self._start = time.monotonic()  # the capture clock: frames are timed on arrival
+        self.fps = self._fps()
+        self._format = FrameFormat.of(frame, self.fps)
         return self._format
 
     def _fps(self) -> float:
@@ -166,6 +168,7 @@ class LiveSource(SourceBase):
             if self._pending is not None:  # the first frame of a (re)connection comes first
                 frame, self._pending = self._pending, None
                 self.frames_read += 1
+                self._stamp(time.monotonic() - self._start)
                 return frame
             assert self._cap is not None
             started = time.monotonic()
@@ -180,6 +183,7 @@ class LiveSource(SourceBase):
                     self._reconnect(f"picture unchanged for {self.stale_timeout:g} s")
                     continue
                 self.frames_read += 1
+                self._stamp(time.monotonic() - self._start)
                 return self._fit(frame)
             if elapsed >= self.read_timeout * 0.9:
                 self._reconnect(f"no frame for {elapsed:.1f} s")

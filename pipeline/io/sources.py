@@ -39,6 +39,8 @@ class _CaptureSource(SourceBase):
         super().__init__(name)
         self._cap: cv2.VideoCapture | None = None
         self._pending: np.ndarray | None = None
+        self._pending_time: float | None = None
+        self._time: float | None = None  # the time of the frame _next() gave last
         self._failures = 0
         self._exhausted = False  # read until the stream gave no more (not stopped early)
 
@@ -47,13 +49,14 @@ class _CaptureSource(SourceBase):
         if not (math.isfinite(fps) and 0 < fps <= 1000):
             self.warnings.append(f"{self.name}: frame rate unknown ({fps:g}); using 30")
             fps = 30.0
+        self.fps = fps
         return FrameFormat.of(first, fps)
 
     def _first_frame(self) -> np.ndarray:
         frame = self._next()
         if frame is None:
             raise InputError(f"{self.name}: input contains no video frames")
-        self._pending = frame
+        self._pending, self._pending_time = frame, self._time
         return frame
 
     def _next(self) -> np.ndarray | None:
@@ -64,6 +67,10 @@ class _CaptureSource(SourceBase):
             ok, frame = self._cap.read()
             if ok and frame is not None:
                 self.decode_errors += failures
+                # the frame's own presentation time (FFmpeg's best-effort timestamp, from
+                # the stream's start): variable frame rates and gaps survive
+                ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+                self._time = ms / 1000 if math.isfinite(ms) and ms >= 0 else None
                 return frame
             failures += 1
             if failures > READ_RETRIES or self._at_end():
@@ -80,10 +87,12 @@ class _CaptureSource(SourceBase):
     def read(self) -> np.ndarray | None:
         if self._pending is not None:
             frame, self._pending = self._pending, None
+            self._time = self._pending_time
         else:
             frame = self._next()
         if frame is not None:
             self.frames_read += 1
+            self._stamp(self._time)
         return frame
 
     def close(self) -> None:
@@ -175,6 +184,7 @@ class ImageSequenceSource(SourceBase):
                                  f"differs from the sequence's first image ({first.width}x"
                                  f"{first.height}x{first.channels} {first.dtype})")
             self.frames_read += 1
+            self._stamp((self._index - 1) / self.fps)  # a skipped image leaves a gap
             return image
         return None
 
@@ -255,6 +265,7 @@ class SyntheticSource(SourceBase):
         if self.frame_count is not None and self._index >= self.frame_count:
             return None
         frame = self.frame(self._index)
+        self._stamp(self._index / self.fps)
         self._index += 1
         self.frames_read += 1
         return frame
@@ -282,6 +293,7 @@ class MemorySource(SourceBase):
         if self.interval:
             time.sleep(self.interval)
         frame = self.frames[self._index]
+        self._stamp(self._index / self.fps)
         self._index += 1
         self.frames_read += 1
         return frame

@@ -22,7 +22,7 @@ class WindowSink(StreamSink):
 
     name = "window"
 
-    def open(self, shape: Shape, fps: float) -> None:
+    def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
         gui = "GUI:" in cv2.getBuildInformation() and "GUI:                           NONE" \
             not in cv2.getBuildInformation()
         if not gui:
@@ -32,7 +32,7 @@ class WindowSink(StreamSink):
             raise ConfigError("--show: display not available (DISPLAY is not set)")
         self.frames = 0
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, pts: float | None = None) -> None:
         cv2.imshow("pipeline", frame)
         cv2.waitKey(1)
         self.frames += 1
@@ -129,7 +129,7 @@ class MjpegServerSink(StreamSink):
         self._latest = _Latest()
         self._server: _Server | None = None
 
-    def open(self, shape: Shape, fps: float) -> None:
+    def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
         try:
             self._server = _Server((self.host, self.port), _handler(self._latest))
         except OSError as e:
@@ -139,7 +139,7 @@ class MjpegServerSink(StreamSink):
         threading.Thread(target=self._server.serve_forever, name="pipeline-serve",
                          daemon=True).start()
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, pts: float | None = None) -> None:
         ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise OutputError(f"{self.name}: cannot encode a JPEG")

@@ -170,12 +170,20 @@ def i8(tmp):
     return job(tmp, video, 3, r"none\.avi: input contains no video frames")
 
 
-@fault("I9", "input", "odd dimensions 321x241")
+@fault("I9", "input", "odd dimensions 321x241 into a 4:2:0 codec (H.264 .mp4): padded")
 def i9(tmp):
     for i in range(5):  # PNGs: an OpenCV-written video would already be cropped to even
         cv2.imwrite(str(tmp / f"odd_{i}.png"), np.full((241, 321, 3), 30 * i, np.uint8))
     return job(tmp, tmp / "odd_%d.png", 0, None, ("playable", 5, (322, 242)),
-               stdout=r"warning: .*321x241 padded to 322x242")
+               output="out.mp4", stdout=r"warning: .*321x241 padded to 322x242")
+
+
+@fault("I9b", "input", "odd dimensions 321x241 into FFV1 (.mkv): kept as they are")
+def i9b(tmp):
+    for i in range(5):
+        cv2.imwrite(str(tmp / f"odd_{i}.png"), np.full((241, 321, 3), 30 * i, np.uint8))
+    return job(tmp, tmp / "odd_%d.png", 0, None, ("playable", 5, (321, 241)),
+               stdout=r"out\.mkv: 5 frames \(ffv1, gray full range, 321x241")
 
 
 @fault("I10", "input", "frames over the pixel limit: refused before decoding")

@@ -90,7 +90,8 @@ def o4c(tmp):
 @fault("O5a", "output", "unknown extension")
 def o5a(tmp):
     return Case(["run", EDGES, "-s", SYN, "-o", tmp / "out.xyz"], 4,
-                r"out\.xyz: unknown output type '\.xyz'; expected \.mp4 \.avi \.mkv \.npy")
+                r"out\.xyz: unknown output type '\.xyz'; expected \.mp4 \.mov \.webm \.mkv "
+                r"\.avi \.npy")
 
 
 @fault("O5b", "output", "no extension")
@@ -142,6 +143,16 @@ def o10a(tmp):
     return Case(["run", EDGES, "-s", "synthetic:320x240:200", "-o", tmp / "out.mkv"], 4,
                 r"out\.mkv: write failed after \d+ frames \(file size limit reached\)",
                 outputs={tmp / "out.mkv": "absent"}, preexec=_file_limit(200_000))
+
+
+@fault("O10c", "output", "disk full while writing H.264 .mp4 with sound (PyAV's muxer)")
+def o10c(tmp):
+    video = tmp / "in.mp4"
+    write_clip(video, n=90, width=320, height=240, codec="libx264", audio="aac")
+    return Case(["run", EDGES, "-s", video, "-o", tmp / "out.mp4"], 4,
+                r"out\.mp4: (write failed|cannot finish the file) after \d+ frames \(file size "
+                r"limit reached\)", outputs={tmp / "out.mp4": "absent"},
+                preexec=_file_limit(60_000))
 
 
 @fault("O10b", "output", "disk full while writing .npy")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from harness import Case, fault, wait_for_partial
-from media import MjpegServer, clip_frames
+from media import MjpegServer, clip_frames, write_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGES = ROOT / "configs" / "edges.yaml"
@@ -48,6 +48,28 @@ def s2(tmp):
 @fault("S3", "signals", "SIGHUP (terminal closed) is handled like SIGTERM")
 def s3(tmp):
     return signalled(tmp, signal.SIGHUP, 129, "sig.avi")
+
+
+@fault("S3b", "signals", "SIGINT while filtering a clip with sound into .mp4: the file "
+       "keeps its sound up to the last frame written")
+def s3b(tmp):
+    import av
+
+    clip = tmp / "long.mp4"
+    write_clip(clip, n=900, width=320, height=240, codec="libx264", audio="aac")
+    case = signalled(tmp, signal.SIGINT, 130, "sig.mp4", source=str(clip))
+
+    def sound_to_the_last_frame(result):
+        ends = {}
+        with av.open(str(tmp / "sig.mp4")) as c:
+            for p in c.demux():
+                if p.pts is not None and p.size:
+                    end = float((p.pts + (p.duration or 0)) * p.time_base)
+                    ends[p.stream.type] = max(ends.get(p.stream.type, 0.0), end)
+        assert "audio" in ends and abs(ends["audio"] - ends["video"]) < 0.05, ends
+
+    case.check = sound_to_the_last_frame
+    return case
 
 
 @fault("S4a", "signals", "SIGINT during a blocking open (server never answers)")
