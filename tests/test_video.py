@@ -460,3 +460,57 @@ def test_live_sources_take_the_capture_clock(tmp_path):
     assert len(times) == stats.frames_written == 12
     steps = np.diff(times)
     assert np.median(steps) == pytest.approx(1 / 20, abs=0.02)  # the server's pace, not 30
+
+
+@pytest.mark.parametrize("matrix, full, pix", [("ITU709", False, "yuv420p"),
+                                               ("ITU601", False, "yuv420p"),
+                                               ("ITU601", True, "yuvj420p")])
+def test_c_conversion_matches_swscale(matrix, full, pix):
+    """The writer's one-pass BGR -> YUV 4:2:0 (pipeline/io/_yuv.c) against swscale with
+    accurate rounding: luma within 1 everywhere; chroma within 2 on smooth content (the
+    two site chroma half a pixel apart and filter it differently, which only texture and
+    steep gradients tell apart)."""
+    from av.video.reformatter import Interpolation
+
+    from pipeline.io import _yuv
+    from pipeline.io.video import _coefficients
+
+    rng = np.random.default_rng(9)
+    noisy = rng.integers(0, 256, (64, 96, 3), np.uint8)
+    yy, xx = np.mgrid[0:128, 0:192]
+    smooth = np.stack([128 + 100 * np.sin(xx / 50 + c) * np.cos(yy / 40 - c)
+                       for c in range(3)], axis=2).round().astype(np.uint8)
+    for frame, chroma_tolerance in ((noisy, None), (smooth, 2)):
+        h, w = frame.shape[:2]
+        ours = av.VideoFrame(w, h, pix)
+        y, u, v = ours.planes
+        _yuv.bgr_to_yuv420(frame, frame.strides[0], w, h, y, y.line_size, u, u.line_size,
+                           v, v.line_size, _coefficients(matrix, full), 0 if full else 16)
+        theirs = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(
+            format=pix, src_colorspace=matrix, dst_colorspace=matrix, src_color_range="JPEG",
+            dst_color_range="JPEG" if full else "MPEG",
+            interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND)
+        for i, (a, b) in enumerate(zip(ours.planes, theirs.planes, strict=True)):
+            width = w if i == 0 else w // 2
+            got = np.frombuffer(a, np.uint8).reshape(-1, a.line_size)[:, :width]
+            want = np.frombuffer(b, np.uint8).reshape(-1, b.line_size)[:, :width]
+            tolerance = 1 if i == 0 else chroma_tolerance
+            if tolerance is not None:
+                np.testing.assert_allclose(got.astype(float), want.astype(float),
+                                           atol=tolerance)
+
+
+def test_without_the_c_conversion_swscale_does_it(tmp_path, monkeypatch):
+    """An install without a C compiler: the same colours, by swscale."""
+    import pipeline.io.video as video
+
+    monkeypatch.setattr(video, "_yuv", None)
+    frame = patch_frame(320, 240)
+    out = tmp_path / "sws.mp4"
+    run_config(config(tmp_path), source=MemorySource([frame] * 3), output=str(out),
+               video=VideoSettings.from_flags(crf=0))
+    got = decode_bgr(out)[1]
+    step = 320 // len(PATCHES)
+    for i, colour in enumerate(PATCHES):
+        np.testing.assert_allclose(got[120, i * step + step // 2].astype(float),
+                                   colour.astype(float), atol=4)

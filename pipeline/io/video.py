@@ -33,12 +33,28 @@ from .base import Shape, SinkResult
 from .codecs import Encoding, VideoSettings, resolve
 from .destination import Destination
 
+try:
+    from . import _yuv  # BGR -> YUV 4:2:0 in one pass (setup.py); else swscale
+except ImportError:  # installed without a C compiler
+    _yuv = None
+
 # colour tags (FFmpeg's AVCOL_* numbers) and swscale's matrix, per convention
 _BT709 = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 1}
 _BT601 = {"colorspace": 6, "color_primaries": 6, "color_trc": 6, "color_range": 1}
 _JPEG = {"colorspace": 5, "color_range": 2}
 _FULL = {"color_range": 2}
 _VFR_TIME_BASE = Fraction(1, 90000)  # MPEG's clock: 24, 25, 30, 50, 60 and 29.97 fps exact
+
+
+def _coefficients(matrix: str | None, full: bool) -> tuple[float, ...]:
+    """R, G, B weights of Y, Cb and Cr for BT.709 or BT.601, full or limited range."""
+    kr, kb = (0.2126, 0.0722) if matrix == "ITU709" else (0.299, 0.114)
+    kg = 1 - kr - kb
+    sy, sc = (1.0, 1.0) if full else (219 / 255, 224 / 255)
+    cb, cr = sc * 0.5 / (1 - kb), sc * 0.5 / (1 - kr)
+    return (sy * kr, sy * kg, sy * kb,
+            -cb * kr, -cb * kg, cb * (1 - kb),
+            cr * (1 - kr), -cr * kg, -cr * kb)
 
 
 def _cores() -> int:
@@ -246,20 +262,25 @@ class VideoFileSink(FileSink):
 
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[:, :, 0]
+        frame = np.ascontiguousarray(frame)
+        matrix = {1: "ITU709", 5: "ITU601", 6: "ITU601"}.get(self._colour.get("colorspace", 0))
+        full = self._colour.get("color_range") == 2
         if self._pix == self._format:  # a copy: the encoder may hold it past this call
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
-                                                 format=self._format)
-        else:  # swscale reads the array once, into a frame of its own; its default
-            # rounding is off by one (flat gray 30 came back as (26, 29, 27)): accurate
+            picture = av.VideoFrame.from_ndarray(frame, format=self._format)
+        elif _yuv is not None and self._format == "bgr24" and self._pix.endswith("420p"):
+            h, w = frame.shape[:2]
+            picture = av.VideoFrame(w, h, self._pix)
+            y, u, v = picture.planes
+            _yuv.bgr_to_yuv420(frame, frame.strides[0], w, h, y, y.line_size, u, u.line_size,
+                               v, v.line_size, _coefficients(matrix, full), 0 if full else 16)
+        else:  # swscale, with accurate rounding: its default rounding is off by one (a
+            # flat gray 30 came back as (26, 29, 27))
             from av.video.reformatter import Interpolation
 
-            matrix = {1: "ITU709", 5: "ITU601", 6: "ITU601"}.get(
-                self._colour.get("colorspace", 0))
-            picture = av.VideoFrame.from_numpy_buffer(
-                np.ascontiguousarray(frame), format=self._format).reformat(
+            picture = av.VideoFrame.from_numpy_buffer(frame, format=self._format).reformat(
                 format=self._pix, src_colorspace=matrix, dst_colorspace=matrix,
-                src_color_range="JPEG", dst_color_range="JPEG" if self._colour.get(
-                    "color_range") == 2 else "MPEG", interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND, threads=1)
+                src_color_range="JPEG", dst_color_range="JPEG" if full else "MPEG",
+                interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND, threads=1)
         for key, value in self._colour.items():
             setattr(picture, key, value)
         return picture
