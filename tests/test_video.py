@@ -514,3 +514,19 @@ def test_without_the_c_conversion_swscale_does_it(tmp_path, monkeypatch):
     for i, colour in enumerate(PATCHES):
         np.testing.assert_allclose(got[120, i * step + step // 2].astype(float),
                                    colour.astype(float), atol=4)
+
+
+def test_undecodable_sound_is_left_out_with_a_warning(tmp_path):
+    """Damaged sound that must be re-encoded (AAC into WebM): the video is written whole,
+    the sound up to the damage, and a warning says so; never a traceback."""
+    from media import flip_bytes
+
+    clip = tmp_path / "damaged.mkv"
+    write_clip(clip, 60, 16, 16, audio="aac")  # tiny frames: the file is mostly sound
+    for at in np.linspace(0.3, 0.9, 40):
+        flip_bytes(clip, at=float(at), n=64, seed=1)
+    out = tmp_path / "out.webm"
+    stats = run_config(config(tmp_path), source=str(clip), output=str(out))
+    assert len(decode_bgr(out)) == stats.frames_written > 0
+    assert any("its sound cannot be decoded after" in w and "the video goes on" in w
+               for w in stats.warnings), stats.warnings

@@ -20,6 +20,15 @@ from typing import Any
 from .codecs import Encoding
 
 
+class _Undecodable(Exception):
+    """A sound packet the decoder refused."""
+
+
+def _reason(e: BaseException) -> str:
+    """FFmpeg's words for a failure, without its errno and function name."""
+    return str(getattr(e, "strerror", None) or e).rstrip(".")
+
+
 class AudioTrack:
     """The input's sound, copied or re-encoded into ``output`` (an open PyAV container)."""
 
@@ -70,8 +79,11 @@ class AudioTrack:
                 continue  # untimed: nowhere to put it
             try:
                 self._write(packet, mux)
+            except _Undecodable as e:
+                self._stop(f"its sound cannot be decoded after {self.written:.1f} s ({e})")
             except Exception as e:  # noqa: BLE001 - the sound stops, the video goes on
-                self._stop(f"cannot write its sound after {self.written:.1f} s ({e})")
+                self._stop(f"cannot write its sound after {self.written:.1f} s "
+                           f"({_reason(e)})")
 
     def _next(self) -> Any:
         try:
@@ -82,7 +94,7 @@ class AudioTrack:
         except StopIteration:
             self._done = True
         except Exception as e:  # noqa: BLE001 - a damaged sound track
-            self._stop(f"its sound cannot be read after {self.written:.1f} s ({e})")
+            self._stop(f"its sound cannot be read after {self.written:.1f} s ({_reason(e)})")
         return None
 
     def _write(self, packet: Any, mux: Any) -> None:
@@ -95,7 +107,11 @@ class AudioTrack:
             packet.stream = self.out
             mux(packet)
         else:
-            for frame in packet.decode():
+            try:
+                frames = packet.decode()
+            except Exception as e:  # noqa: BLE001 - a damaged packet
+                raise _Undecodable(_reason(e)) from None
+            for frame in frames:
                 if frame.pts is not None:
                     t = float(frame.pts * frame.time_base) - self.offset
                     if t + frame.samples / frame.sample_rate <= 0:
@@ -115,7 +131,7 @@ class AudioTrack:
                 for out in self.out.encode(None):
                     mux(out)
             except Exception as e:  # noqa: BLE001
-                self._stop(f"cannot finish its sound ({e})")
+                self._stop(f"cannot finish its sound ({_reason(e)})")
         self.close()
 
     def _stop(self, why: str) -> None:
