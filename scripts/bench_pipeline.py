@@ -27,7 +27,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline import load_config, run_config  # noqa: E402
@@ -41,13 +40,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_input(path: Path, width: int, height: int, frames: int) -> None:
+    """An MPEG-4 Part 2 clip (quantiser 3) of the test pattern plus noise, made by PyAV."""
+    import av
+
     src = SyntheticSource(width, height, frames=frames)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (width, height))
     rng = np.random.default_rng(0)
-    for i in range(frames):
-        noisy = src.frame(i).astype(np.int16) + rng.integers(-8, 9, (height, width, 3))
-        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
-    writer.release()
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.qscale = True
+        stream.codec_context.global_quality = 3 * 118
+        for i in range(frames):
+            noisy = src.frame(i).astype(np.int16) + rng.integers(-8, 9, (height, width, 3))
+            picture = av.VideoFrame.from_ndarray(np.clip(noisy, 0, 255).astype(np.uint8),
+                                                 format="bgr24")
+            picture.pts = i
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
 
 
 def fps(n: int, seconds: float) -> float:

@@ -44,7 +44,7 @@ def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
     as long as the video (or ``seconds_of_audio``). Returns the frames."""
     import av
 
-    frames = clip_frames(n, width, height)
+    frames = clip_frames(n, width, height) if n else []
     name, pix = CLIP_CODECS[path.suffix] if codec is None else (codec, "yuv420p")
     with av.open(str(path), "w") as out:
         rate = Fraction(fps).limit_denominator(1001)
@@ -59,6 +59,8 @@ def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
         if audio is not None:
             sound = out.add_stream(audio, rate=AUDIO_RATE)
             sound.layout = "stereo"
+        if not frames:
+            out.start_encoding()  # a header (and an index) with no frame in between
         for i, f in enumerate(frames):
             picture = av.VideoFrame.from_ndarray(f, format="bgr24")
             picture.pts = i if times is None else round(times[i] * 1000)

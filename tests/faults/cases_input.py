@@ -165,8 +165,7 @@ def i7b(tmp):
 @fault("I8", "input", "valid container, zero frames")
 def i8(tmp):
     video = tmp / "none.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
-    writer.release()
+    write_clip(video, n=0, width=64, height=48)  # a header and an index, no frame
     return job(tmp, video, 3, r"none\.avi: input contains no video frames")
 
 
