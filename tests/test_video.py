@@ -401,6 +401,14 @@ def test_batch_takes_the_codec_flags(tmp_path, clips):
     assert bad.returncode == 2 and "--codec: .webm cannot hold mpeg4" in bad.stderr, bad.stderr
 
 
+@pytest.mark.parametrize("codec, ext", [("hevc", ".mkv"), ("av1", ".mkv"), ("vp9", ".webm")])
+def test_encoders_say_nothing_on_stderr(tmp_path, codec, ext):
+    """x265 and SVT-AV1 print banners of their own unless told not to."""
+    result = cli("run", config(tmp_path), "-s", "synthetic:64x48:5", "-o", tmp_path / f"o{ext}",
+                 "--codec", codec, "-q")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
 def test_codecs_command_lists_what_this_machine_encodes():
     result = cli("codecs")
     assert result.returncode == 0, result.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, fields, replace
 from functools import cache
+from pathlib import PurePath
 
 from ..options import OptionError
 
@@ -39,6 +40,7 @@ class Codec:
     pix_fmt: str = "yuv420p"  # colour frames (gray ones: ``gray_fmt`` where there is one)
     gray_fmt: str | None = None
     max_time_base: int | None = None  # the largest time-base denominator it takes
+    quiet: tuple[tuple[str, str], ...] = ()  # options that stop it printing to stderr
 
     @property
     def subsampled(self) -> bool:
@@ -50,7 +52,8 @@ CODECS = {c.name: c for c in (
     Codec("h264", "libx264", "H.264 (x264): plays everywhere, browsers included", "crf",
           (0, 51), 23, {p: {"preset": p} for p in X26X_PRESETS}, "veryfast"),
     Codec("hevc", "libx265", "H.265 (x265): smaller files, slower, fewer browsers", "crf",
-          (0, 51), 28, {p: {"preset": p} for p in X26X_PRESETS}, "veryfast"),
+          (0, 51), 28, {p: {"preset": p} for p in X26X_PRESETS}, "veryfast",
+          quiet=(("x265-params", "log-level=error"),)),
     Codec("vp9", "libvpx-vp9", "VP9 (libvpx): WebM for browsers", "crf", (0, 63), 31,
           {"realtime": {"deadline": "realtime", "cpu-used": "8"},
            "good": {"deadline": "good", "cpu-used": "4"},
@@ -169,7 +172,7 @@ class Encoding:
 
     def options(self) -> dict[str, str]:
         """The encoder's private options (libx264's crf and preset, ...)."""
-        out: dict[str, str] = {}
+        out: dict[str, str] = dict(self.codec.quiet)
         if self.codec.quality == "crf" and self.crf is not None:
             out["crf"] = str(self.crf)
             if self.codec.name == "vp9":
@@ -194,7 +197,7 @@ def video_extensions() -> tuple[str, ...]:
 
 
 def is_video(path: str) -> bool:
-    return any(str(path).lower().endswith(ext) for ext in CONTAINERS)
+    return PurePath(str(path)).suffix.lower() in CONTAINERS
 
 
 def resolve(path: str, settings: VideoSettings | None = None) -> Encoding:
@@ -202,7 +205,7 @@ def resolve(path: str, settings: VideoSettings | None = None) -> Encoding:
     field for an unknown codec, one the container cannot hold or this machine cannot
     encode, a CRF out of range, or an unknown preset."""
     settings = settings or VideoSettings()
-    ext = "." + str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+    ext = PurePath(str(path)).suffix.lower()
     if ext not in CONTAINERS:
         given = sorted(settings.given) or ["codec"]
         raise OptionError(f"{settings.label(given[0])}: {path} is not a video file; codec "

@@ -193,6 +193,8 @@ class VideoFileSink(FileSink):
         self._out = av.open(str(self.tmp), "w", format=enc.container,
                             container_options=container_options)
         rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
+        if codec.name == "av1":  # SVT-AV1 prints a banner of 20 lines to stderr otherwise
+            os.environ.setdefault("SVT_LOG", "1")
         stream = self._out.add_stream(codec.encoder, rate=rate, options=enc.options())
         stream.width, stream.height = self.size
         stream.pix_fmt = self._pix
@@ -224,8 +226,6 @@ class VideoFileSink(FileSink):
                     source.close()
             else:
                 source.close()
-        if os.environ.get("SVT_LOG") is None:
-            os.environ["SVT_LOG"] = "1"  # SVT-AV1 prints its banner to stderr otherwise
 
     # ------------------------------------------------------------------ writing
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
