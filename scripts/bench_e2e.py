@@ -53,16 +53,25 @@ CODECS = {  # ours (flags, extension) and ffmpeg's equivalent
 }
 
 
-def make_input(path: Path, frames: int, width: int = 1280, height: int = 720) -> None:
+def make_input(path: Path, frames: int, width: int = 1280, height: int = 720,
+               codec: str = "libx264", sound: bool = True) -> None:
+    """The test pattern plus sensor-like noise at 30 fps, made by PyAV: H.264 (CRF 20) or
+    MPEG-4 Part 2 (quantiser 3), with a 440 Hz AAC tone as long as the video."""
     import av
 
     src = SyntheticSource(width, height, frames=frames)
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=30, options={"crf": "20", "preset": "fast"})
+        video = out.add_stream(codec, rate=30)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        sound = out.add_stream("aac", rate=48000)
-        sound.layout = "stereo"
+        if codec == "libx264":
+            video.options = {"crf": "20", "preset": "fast"}
+        else:
+            video.codec_context.qscale = True
+            video.codec_context.global_quality = 3 * 118  # ffmpeg's -q:v 3
+        audio = out.add_stream("aac", rate=48000) if sound else None
+        if audio is not None:
+            audio.layout = "stereo"
         for i in range(frames):
             noisy = src.frame(i).astype(np.int16) + rng.integers(-8, 9, (height, width, 3))
             picture = av.VideoFrame.from_ndarray(np.clip(noisy, 0, 255).astype(np.uint8),
@@ -72,6 +81,8 @@ def make_input(path: Path, frames: int, width: int = 1280, height: int = 720) ->
                 out.mux(packet)
         for packet in video.encode(None):
             out.mux(packet)
+        if audio is None:
+            return
         total = int(frames / 30 * 48000)
         for start in range(0, total, 1024):
             t = np.arange(start, min(start + 1024, total)) / 48000
@@ -79,9 +90,9 @@ def make_input(path: Path, frames: int, width: int = 1280, height: int = 720) ->
             frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp",
                                                layout="stereo")
             frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
-            for packet in sound.encode(frame):
+            for packet in audio.encode(frame):
                 out.mux(packet)
-        for packet in sound.encode(None):
+        for packet in audio.encode(None):
             out.mux(packet)
 
 

@@ -27,38 +27,21 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-
 from pipeline import load_config, run_config  # noqa: E402
 from pipeline._entry import steady_heap  # noqa: E402
 from pipeline.encode import Encoder  # noqa: E402
 from pipeline.io.sinks import open_sink  # noqa: E402
-from pipeline.io.sources import SyntheticSource, VideoFileSource  # noqa: E402
+from pipeline.io.sources import VideoFileSource  # noqa: E402
 from pipeline.stages import build_chain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_input(path: Path, width: int, height: int, frames: int) -> None:
-    """An MPEG-4 Part 2 clip (quantiser 3) of the test pattern plus noise, made by PyAV."""
-    import av
+    """An MPEG-4 Part 2 clip (quantiser 3), no sound: bench_e2e.py's maker."""
+    from bench_e2e import make_input as make
 
-    src = SyntheticSource(width, height, frames=frames)
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=30)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.qscale = True
-        stream.codec_context.global_quality = 3 * 118
-        for i in range(frames):
-            noisy = src.frame(i).astype(np.int16) + rng.integers(-8, 9, (height, width, 3))
-            picture = av.VideoFrame.from_ndarray(np.clip(noisy, 0, 255).astype(np.uint8),
-                                                 format="bgr24")
-            picture.pts = i
-            for packet in stream.encode(picture):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    make(path, frames, width, height, codec="mpeg4", sound=False)
 
 
 def fps(n: int, seconds: float) -> float:
