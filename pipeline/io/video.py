@@ -133,6 +133,7 @@ class VideoFileSink(FileSink):
                 f"({codec.name} needs an even size; the edge pixels are repeated)")
         self.size = (w + self._pad[1], h + self._pad[0])
         self._colour = self._colour_of(self.size)
+        self._conversion()
         probe = self._probe(origin)
         self.dest.claim()
         try:
@@ -256,6 +257,15 @@ class VideoFileSink(FileSink):
                               f"({_why(e)})") from None
         self.frames += 1
 
+    def _conversion(self) -> None:
+        """What turns a frame into the codec's pixels, fixed once per stream."""
+        self._matrix = {1: "ITU709", 5: "ITU601", 6: "ITU601"}.get(
+            self._colour.get("colorspace", 0))
+        self._full = self._colour.get("color_range") == 2
+        self._coefficients = _coefficients(self._matrix, self._full)
+        self._by_c = _yuv is not None and self._format == "bgr24" and \
+            self._pix.endswith("420p")
+
     def _picture(self, frame: np.ndarray) -> Any:
         """The frame in the codec's pixel format, its colour tagged."""
         import av
@@ -263,23 +273,21 @@ class VideoFileSink(FileSink):
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[:, :, 0]
         frame = np.ascontiguousarray(frame)
-        matrix = {1: "ITU709", 5: "ITU601", 6: "ITU601"}.get(self._colour.get("colorspace", 0))
-        full = self._colour.get("color_range") == 2
         if self._pix == self._format:  # a copy: the encoder may hold it past this call
             picture = av.VideoFrame.from_ndarray(frame, format=self._format)
-        elif _yuv is not None and self._format == "bgr24" and self._pix.endswith("420p"):
+        elif self._by_c:
             h, w = frame.shape[:2]
             picture = av.VideoFrame(w, h, self._pix)
             y, u, v = picture.planes
             _yuv.bgr_to_yuv420(frame, frame.strides[0], w, h, y, y.line_size, u, u.line_size,
-                               v, v.line_size, _coefficients(matrix, full), 0 if full else 16)
+                               v, v.line_size, self._coefficients, 0 if self._full else 16)
         else:  # swscale, with accurate rounding: its default rounding is off by one (a
             # flat gray 30 came back as (26, 29, 27))
             from av.video.reformatter import Interpolation
 
             picture = av.VideoFrame.from_numpy_buffer(frame, format=self._format).reformat(
-                format=self._pix, src_colorspace=matrix, dst_colorspace=matrix,
-                src_color_range="JPEG", dst_color_range="JPEG" if full else "MPEG",
+                format=self._pix, src_colorspace=self._matrix, dst_colorspace=self._matrix,
+                src_color_range="JPEG", dst_color_range="JPEG" if self._full else "MPEG",
                 interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND, threads=1)
         for key, value in self._colour.items():
             setattr(picture, key, value)
