@@ -538,3 +538,18 @@ def test_undecodable_sound_is_left_out_with_a_warning(tmp_path):
     assert len(decode_bgr(out)) == stats.frames_written > 0
     assert any("its sound cannot be decoded after" in w and "the video goes on" in w
                for w in stats.warnings), stats.warnings
+
+
+def test_adts_sound_from_mpeg_ts_copied_into_mp4(tmp_path):
+    """AAC in MPEG-TS comes in ADTS frames; MP4 holds raw AAC. FFmpeg's MP4 muxer strips
+    the 7-byte ADTS headers itself (aac_adtstoasc): the payload is copied unchanged."""
+    clip = tmp_path / "in.ts"
+    write_clip(clip, 30, 96, 64, codec="libx264", audio="aac")
+    out = tmp_path / "out.mp4"
+    stats = run_config(config(tmp_path), source=str(clip), output=str(out))
+    assert "sound aac (copied)" in stats.results[0].detail
+    ours, theirs = audio_packets(out), audio_packets(clip)
+    assert ours == [p[7:] for p in theirs]  # ADTS without CRC: a 7-byte header
+    with av.open(str(out)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert samples == pytest.approx(48000 * 30 / 30, abs=1024 + 1024)
