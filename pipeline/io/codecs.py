@@ -40,7 +40,9 @@ class Codec:
     pix_fmt: str = "yuv420p"  # colour frames (gray ones: ``gray_fmt`` where there is one)
     gray_fmt: str | None = None
     max_time_base: int | None = None  # the largest time-base denominator it takes
-    quiet: tuple[tuple[str, str], ...] = ()  # options that stop it printing to stderr
+    # encoder options it always gets (x265 kept off stderr, FFV1's version and slices)
+    fixed: tuple[tuple[str, str], ...] = ()
+    thread_type: str = "AUTO"  # libavcodec's threading: frames and slices, or slices only
 
     @property
     def subsampled(self) -> bool:
@@ -53,7 +55,7 @@ CODECS = {c.name: c for c in (
           (0, 51), 23, {p: {"preset": p} for p in X26X_PRESETS}, "veryfast"),
     Codec("hevc", "libx265", "H.265 (x265): smaller files, slower, fewer browsers", "crf",
           (0, 51), 28, {p: {"preset": p} for p in X26X_PRESETS}, "veryfast",
-          quiet=(("x265-params", "log-level=error"),)),
+          fixed=(("x265-params", "log-level=error"),)),
     Codec("vp9", "libvpx-vp9", "VP9 (libvpx): WebM for browsers", "crf", (0, 63), 31,
           {"realtime": {"deadline": "realtime", "cpu-used": "8"},
            "good": {"deadline": "good", "cpu-used": "4"},
@@ -61,7 +63,8 @@ CODECS = {c.name: c for c in (
     Codec("av1", "libsvtav1", "AV1 (SVT-AV1): smallest files", "crf", (0, 63), 35,
           {str(p): {"preset": str(p)} for p in range(14)}, "10"),
     Codec("ffv1", "ffv1", "FFV1: lossless, every pixel exactly as computed",
-          pix_fmt="bgr0", gray_fmt="gray"),
+          pix_fmt="bgr0", gray_fmt="gray", fixed=(("level", "3"), ("slices", "4")),
+          thread_type="SLICE"),
     Codec("mpeg4", "mpeg4", "MPEG-4 Part 2: old players (--crf is its quantiser, -q:v)",
           "qscale", (1, 31), 5, max_time_base=65535),
     Codec("mjpeg", "mjpeg", "Motion JPEG: every frame a JPEG (--crf is its quantiser)",
@@ -172,7 +175,7 @@ class Encoding:
 
     def options(self) -> dict[str, str]:
         """The encoder's private options (libx264's crf and preset, ...)."""
-        out: dict[str, str] = dict(self.codec.quiet)
+        out: dict[str, str] = dict(self.codec.fixed)
         if self.codec.quality == "crf" and self.crf is not None:
             out["crf"] = str(self.crf)
             if self.codec.name == "vp9":

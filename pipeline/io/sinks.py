@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import OutputError
 from ..options import OptionError
 from .base import FrameSink, Shape, SinkResult, StreamSink
-from .codecs import VideoSettings, is_video, video_extensions
+from .codecs import VideoSettings, is_video, resolve, video_extensions
 from .video import FileSink, VideoFileSink
 
 
@@ -226,8 +226,6 @@ def open_sink(spec: str | None, force: bool = False, inputs: list[str] | None = 
     if is_video(spec):
         return VideoFileSink(spec, force, inputs, token, settings)
     if settings is not None and settings.chosen():
-        from .codecs import resolve
-
         resolve(spec, settings)  # raises: codec settings on a file that is not a video
     if suffix == ".npy":
         return NpySink(spec, force, inputs, token)

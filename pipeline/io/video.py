@@ -204,11 +204,7 @@ class VideoFileSink(FileSink):
         cc.time_base = stream.time_base = self.time_base
         for key, value in self._colour.items():
             setattr(cc, key, value)
-        cc.thread_count = _CORES
-        if codec.name == "ffv1":
-            cc.thread_type = "SLICE"
-            cc.options = {**cc.options, "level": "3", "slices": "4" if _CORES <= 4
-                          else "16"}
+        cc.thread_count, cc.thread_type = _CORES, codec.thread_type
         if codec.quality == "qscale" and enc.crf is not None:
             cc.qscale = True
             cc.global_quality = enc.crf * 118  # FF_QP2LAMBDA: what ffmpeg's -q:v sets
@@ -219,9 +215,9 @@ class VideoFileSink(FileSink):
             if audio is not None and enc.audio:
                 try:
                     self._audio = AudioTrack(source, audio, self._out, enc, start,
-                                             str(probe[0].name))
+                                             str(source.name))
                 except (av.FFmpegError, ValueError) as e:
-                    self.warnings.append(f"{probe[0].name}: its sound cannot be carried "
+                    self.warnings.append(f"{source.name}: its sound cannot be carried "
                                          f"into {self.final.suffix} ({_why(e)}); written "
                                          "without it")
                     source.close()
