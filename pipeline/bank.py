@@ -225,8 +225,10 @@ class FilterBank:
     # ------------------------------------------------------------------ applying
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """``frame``: (H, W) or (H, W, C_in), uint8/uint16/float -> (H', W', C_out) float."""
-        x = _as_compute(frame, self.options.dtype)
+        x = _as_frame(frame)
         engine = self._engine(x.shape)
+        if not engine.takes(x.dtype):  # a whole-frame copy in the compute dtype
+            x = np.ascontiguousarray(x, dtype=self.options.dtype)
         y = engine(x)
         if engine.fused:  # bias and activation applied band by band
             return y
@@ -259,8 +261,8 @@ def _as_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
     raise FrameError(f"frame shape {tuple(shape)}: expected (H, W) or (H, W, C)")
 
 
-def _as_compute(frame: Any, dtype: str) -> np.ndarray:
-    """The frame as a contiguous ``(H, W, C)`` array of the compute dtype (never wraps)."""
+def _as_frame(frame: Any) -> np.ndarray:
+    """The frame as a contiguous ``(H, W, C)`` array of its own dtype (checked)."""
     x = np.asarray(frame)
     if x.dtype.kind not in "biuf":
         raise FrameError(f"frame dtype {x.dtype}: expected uint8, uint16 or float")
@@ -268,7 +270,7 @@ def _as_compute(frame: Any, dtype: str) -> np.ndarray:
         x = x[:, :, None]
     if x.ndim != 3 or 0 in x.shape:
         raise FrameError(f"frame shape {x.shape}: expected (H, W) or (H, W, C), none empty")
-    return np.ascontiguousarray(x, dtype=dtype)
+    return np.ascontiguousarray(x)
 
 
 def _activate(y: np.ndarray, act: Activation) -> np.ndarray:

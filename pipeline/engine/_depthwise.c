@@ -24,14 +24,20 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <stdint.h>
 
 #include "_shared.h"
 
 enum { B_CONSTANT = 0, B_REPLICATE = 1, B_SYMMETRIC = 2, B_REFLECT101 = 3, B_WRAP = 4 };
 enum { XB = 3 }; /* vectors per block: a block holds XB·VW floats, a multiple of C */
 
+enum { K_FLOAT = 0, K_U8 = 1, K_U16 = 2 }; /* what the source frame holds */
+
 typedef struct {
-    const float *src;
+    const float *src;  /* K_FLOAT */
+    const void *raw;   /* K_U8, K_U16: rows are converted to float as they are first read */
+    int kind;
     float *out;
     int h, w, c, ho, wo, kh, kw, dh, dw, top, left, border;
     float value;
@@ -74,7 +80,20 @@ typedef struct {
     float *scratch; /* edge blocks: [rows][span] */
     float *obuf;    /* a last partial block's outputs: [R][XB·VW] */
     int span;
+    struct RowCache *cache; /* an integer source's rows as floats, else NULL */
 } Tables;
+
+/* An integer frame's rows, converted to float as they are first read: each padded row p
+ * sits in slot p mod ``slots``, and ``slots`` covers the rows one window spans, so a
+ * window's rows never share a slot and a row stays while windows slide over it. Only
+ * floats a..b of a row are converted (the separable method's strip of columns). So no
+ * float copy of the frame is made: 720p x 3 at k = 3, 3.1 -> 2.0 ms (README). */
+typedef struct RowCache {
+    float *rows;
+    int *tags; /* the padded row each slot holds, or INT_MIN */
+    int slots;
+    ptrdiff_t a, b;
+} RowCache;
 
 /* Output row q of the block gets tap (i, j) of the window row loaded into v. */
 #define DW_TAP(SHARED, VW, I, J, Q)                                                         \
@@ -222,11 +241,57 @@ ISA(avx512, ISA_AVX512_ATTR, 16, 4)
 
 static const Isa *isa_blocks(int isa) { return ISA_PICK(isa, &generic, &avx2, &avx512); }
 
-/* The source row that padded row ``p`` reads (the constant row past the frame). */
+/* Floats a..b of source row ``r`` of an integer frame into ``dst`` (indexed as the row). */
+static void convert_row(const Job *jb, int r, float *dst, ptrdiff_t a, ptrdiff_t b)
+{
+    const size_t at = (size_t)r * jb->w * jb->c;
+    if (jb->kind == K_U8) {
+        const uint8_t *s = (const uint8_t *)jb->raw + at;
+        for (ptrdiff_t i = a; i < b; i++)
+            dst[i] = (float)s[i];
+    } else {
+        const uint16_t *s = (const uint16_t *)jb->raw + at;
+        for (ptrdiff_t i = a; i < b; i++)
+            dst[i] = (float)s[i];
+    }
+}
+
+/* The source row that padded row ``p`` reads (the constant row past the frame), as floats. */
 static inline const float *source_row(const Job *jb, const Tables *tb, int p)
 {
     const int r = border_index(p - jb->top, jb->h, jb->border);
-    return r < 0 ? tb->crow : jb->src + (size_t)r * jb->w * jb->c;
+    if (r < 0)
+        return tb->crow;
+    if (jb->kind == K_FLOAT)
+        return jb->src + (size_t)r * jb->w * jb->c;
+    RowCache *rc = tb->cache;
+    const int slot = ((p % rc->slots) + rc->slots) % rc->slots;
+    float *dst = rc->rows + (size_t)slot * jb->w * jb->c;
+    if (rc->tags[slot] != p) {
+        convert_row(jb, r, dst, rc->a, rc->b);
+        rc->tags[slot] = p;
+    }
+    return dst;
+}
+
+/* The cache holds columns a..b (floats) from now on: every slot is emptied. */
+static void cache_columns(const Tables *tb, ptrdiff_t a, ptrdiff_t b)
+{
+    RowCache *rc = tb->cache;
+    if (rc == NULL)
+        return;
+    rc->a = a;
+    rc->b = b;
+    for (int t = 0; t < rc->slots; t++)
+        rc->tags[t] = INT_MIN;
+}
+
+/* One value of the source frame, as a float. */
+static inline float sample(const Job *jb, size_t i)
+{
+    return jb->kind == K_FLOAT ? jb->src[i]
+           : jb->kind == K_U8  ? (float)((const uint8_t *)jb->raw)[i]
+                               : (float)((const uint16_t *)jb->raw)[i];
 }
 
 /* ``n`` floats of padded row ``row`` (NULL: the constant row) from float ``s`` into
@@ -309,7 +374,7 @@ static void scalar_rows(const Job *jb, const Tables *tb, int r0, int r1)
                     for (int j = 0; j < jb->kw; j++) {
                         const int sx = border_index(x + j * jb->dw - jb->left, jb->w, jb->border);
                         const float v = sr < 0 || sx < 0 ? jb->value
-                                                         : jb->src[((size_t)sr * jb->w + sx) * c + ch];
+                                                         : sample(jb, ((size_t)sr * jb->w + sx) * c + ch);
                         acc += jb->w8[(ch * jb->kh + i) * jb->kw + j] * v;
                     }
                 }
@@ -337,6 +402,18 @@ static int make_tables(const Job *jb, const Isa *isa, Tables *tb)
     tb->obuf = malloc(sizeof(float) * (size_t)isa->r * block);
     if (!tb->wtab || !tb->scratch || (jb->border == B_CONSTANT && !tb->crow) || !tb->obuf)
         return -1;
+    if (jb->kind != K_FLOAT) { /* the rows one window spans, by either path of run_rows */
+        const int slots = (jb->kh - 1) * jb->dh + isa->r;
+        tb->cache = malloc(sizeof(RowCache));
+        if (tb->cache == NULL)
+            return -1;
+        tb->cache->slots = slots;
+        tb->cache->rows = malloc(sizeof(float) * frame * slots);
+        tb->cache->tags = malloc(sizeof(int) * slots);
+        if (!tb->cache->rows || !tb->cache->tags)
+            return -1;
+        cache_columns(tb, 0, (ptrdiff_t)frame);
+    }
     tb->btab = tb->wtab + (jb->shared ? 0 : (size_t)taps * block);
     for (int l = 0; l < block; l++) {
         const int ch = l % jb->c;
@@ -355,6 +432,11 @@ static void free_tables(Tables *tb)
     free(tb->scratch);
     free(tb->crow);
     free(tb->obuf);
+    if (tb->cache != NULL) {
+        free(tb->cache->rows);
+        free(tb->cache->tags);
+        free(tb->cache);
+    }
 }
 
 /* The vertical pass's window of rows (R + kh - 1 of them) over one strip of columns is
@@ -416,6 +498,7 @@ static void run_separable(const Isa *isa, const Job *jv, const Tables *tv, const
         const int a = x0 - left > 0 ? x0 - left : 0;
         const int b = x1 + reach - left < w ? x1 + reach - left : w;
         const ptrdiff_t va = (ptrdiff_t)a * c, vb = (ptrdiff_t)b * c;
+        cache_columns(tv, va, vb); /* an integer source: only this strip's columns */
         for (int r = r0; r < r1;) {
             const int many = isa->r > 1 && jv->dh == 1 && r + isa->r <= r1;
             const int nr = many ? isa->r : 1, nt = many ? nr + kh - 1 : kh;
@@ -466,7 +549,23 @@ static int bad_job(const Job *jb, const Isa *isa, int r0, int r1)
     return 0;
 }
 
-#define JOB_FORMAT "(iiiiiiiiiii)ifpii|zOpp"
+/* A source of ``kind`` (float32, uint8, uint16) holding the frame; else a ValueError. */
+static int bad_source(const Job *jb, const Py_buffer *src)
+{
+    static const int item[] = {sizeof(float), sizeof(uint8_t), sizeof(uint16_t)};
+    if (jb->kind < K_FLOAT || jb->kind > K_U16) {
+        PyErr_SetString(PyExc_ValueError, "source kind must be 0 (float32), 1 (uint8) or 2 (uint16)");
+        return 1;
+    }
+    const long long need = (long long)jb->h * jb->w * jb->c * item[jb->kind];
+    if (src->len < need) {
+        PyErr_Format(PyExc_ValueError, "src holds %zd bytes, needs %lld", src->len, need);
+        return 1;
+    }
+    return 0;
+}
+
+#define JOB_FORMAT "(iiiiiiiiiii)ifpii|zOppi"
 #define JOB_FIELDS(jb)                                                                         \
     &(jb).h, &(jb).w, &(jb).c, &(jb).ho, &(jb).wo, &(jb).kh, &(jb).kw, &(jb).dh, &(jb).dw,   \
         &(jb).top, &(jb).left, &(jb).border, &(jb).value, &(jb).shared
@@ -480,20 +579,21 @@ static PyObject *correlate(PyObject *self, PyObject *args)
     PyObject *bias_obj = Py_None;
     (void)self;
     if (!PyArg_ParseTuple(args, "y*y*w*" JOB_FORMAT, &src, &w, &out, JOB_FIELDS(jb), &r0, &r1,
-                          &name, &bias_obj, &jb.relu, &jb.accumulate))
+                          &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
     jb.bias = optional_floats(bias_obj, &bias, &bad);
     bad = bad || bad_job(&jb, isa, r0, r1) ||
-          too_small(&src, (long long)jb.h * jb.w * jb.c, "src") ||
+          bad_source(&jb, &src) ||
           too_small(&w, (long long)jb.c * jb.kh * jb.kw, "weights") ||
           too_small(&out, (long long)jb.ho * jb.wo * jb.c, "out") ||
           (jb.bias != NULL && too_small(&bias, jb.c, "bias"));
     if (!bad) {
         Tables tb;
         jb.src = src.buf;
+        jb.raw = src.buf;
         jb.w8 = w.buf;
         jb.out = out.buf;
         if (make_tables(&jb, isa, &tb) < 0) {
@@ -521,7 +621,7 @@ static PyObject *separable(PyObject *self, PyObject *args)
     PyObject *bias_obj = Py_None;
     (void)self;
     if (!PyArg_ParseTuple(args, "y*y*y*w*" JOB_FORMAT, &src, &col, &row, &out, JOB_FIELDS(jb),
-                          &r0, &r1, &name, &bias_obj, &jb.relu, &jb.accumulate))
+                          &r0, &r1, &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
@@ -532,7 +632,7 @@ static PyObject *separable(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "frame narrower than one block");
         bad = 1;
     }
-    bad = bad || too_small(&src, (long long)jb.h * jb.w * jb.c, "src") ||
+    bad = bad || bad_source(&jb, &src) ||
           too_small(&col, (long long)jb.c * jb.kh, "col") ||
           too_small(&row, (long long)jb.c * jb.kw, "row") ||
           too_small(&out, (long long)jb.ho * jb.wo * jb.c, "out") ||
@@ -541,12 +641,14 @@ static PyObject *separable(PyObject *self, PyObject *args)
         Job jv = jb, jh = jb; /* vertical: kh x 1 over the frame's width; horizontal: 1 x kw */
         Tables tv, th;
         jv.src = src.buf;
+        jv.raw = src.buf;
         jv.w8 = col.buf;
         jv.kw = jv.dw = 1;
         jv.wo = jb.w;
         jv.left = 0;
         jv.bias = NULL;
         jv.relu = jv.accumulate = 0;
+        jh.kind = K_FLOAT; /* it reads the vertical pass's float rows */
         jh.w8 = row.buf;
         jh.out = out.buf;
         jh.kh = jh.dh = 1;
@@ -595,10 +697,11 @@ static PyObject *block(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
      "correlate(src, weights, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
-     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate]]]])"},
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind]]]]]); kind of src: 0 "
+     "float32, 1 uint8, 2 uint16"},
     {"separable", separable, METH_VARARGS,
      "separable(src, col, row, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
-     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate]]]])"},
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind]]]]])"},
     {"block", block, METH_VARARGS,
      "block([isa]) -> (floats, rows): a block's floats (C must divide them) and the rows "
      "summed at once"},

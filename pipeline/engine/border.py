@@ -118,8 +118,8 @@ def fill_planar(planes: np.ndarray, x: np.ndarray, pads: tuple[int, int, int, in
     """
     h, w = x.shape[:2]
     t, b, left, r = pads
-    if not margins_fit(pads, (h, w), border):
-        xp = pad(x, pads, border, value)
+    if not margins_fit(pads, (h, w), border):  # an integer frame is converted first: a
+        xp = pad(np.asarray(x, planes.dtype), pads, border, value)  # constant may not fit it
         np.copyto(planes[:, : xp.shape[0], : xp.shape[1]], xp.transpose(2, 0, 1))
         return
 

@@ -28,6 +28,9 @@ from .epilogue import Epilogue
 from .spec import BankSpec
 
 _BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer
+# what the kernels read as it comes (the C ``kind``): an integer frame's rows are converted
+# to float as they are first read, never the whole frame
+KINDS = {np.dtype(np.float32): 0, np.dtype(np.uint8): 1, np.dtype(np.uint16): 2}
 
 
 def fits(spec: BankSpec) -> bool:
@@ -79,20 +82,26 @@ class _Banded:
         else:
             self._epilogue = epilogue.apply
 
+    @staticmethod
+    def takes(dtype: np.dtype) -> bool:
+        """Whether frames of ``dtype`` are read as they come: float32, uint8, uint16."""
+        return np.dtype(dtype) in KINDS
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: (H, W, C) float32, contiguous -> (H', W', C) float32."""
+        """``x``: (H, W, C) float32, uint8 or uint16, contiguous -> (H', W', C) float32."""
         out = np.empty(self.spec.out_shape, dtype=np.float32)
+        kind = KINDS[x.dtype]
 
         def work(_: int, index: int) -> None:
             r0, r1 = self._bands[index]
-            self._rows(x, out, r0, r1)
+            self._rows(x, out, r0, r1, kind)
             if self._epilogue is not None:  # it takes a planar (C, rows, W') view
                 self._epilogue(out[r0:r1].transpose(2, 0, 1))
 
         threads.run_shared(work, len(self._bands))
         return out
 
-    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int) -> None:
+    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int) -> None:
         raise NotImplementedError
 
 
@@ -103,9 +112,10 @@ class Kernel2D(_Banded):
         super().__init__(spec)
         self._weights = np.ascontiguousarray(spec.weights[:, 0], dtype=np.float32)
 
-    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int) -> None:
+    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int) -> None:
         native.depthwise.correlate(x, self._weights, out, self._geometry, *self._border,
-                                   self.spec.shared, r0, r1, None, self._bias, self._relu)
+                                   self.spec.shared, r0, r1, None, self._bias, self._relu,
+                                   False, kind)
 
 
 class Pairs(_Banded):
@@ -130,14 +140,14 @@ class Pairs(_Banded):
         floats = native.depthwise.block()[0]
         return min(spec.in_shape[1], spec.out_shape[1]) * spec.c_in >= floats
 
-    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int) -> None:
+    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int) -> None:
         last = len(self._pairs) - (self._identity is None)  # the call that finishes a value
         for n, (col, row) in enumerate(self._pairs):
             end = n == last
             native.depthwise.separable(x, col, row, out, self._geometry, *self._border, True,
                                        r0, r1, None, self._bias if end else None,
-                                       self._relu and end, n > 0)
+                                       self._relu and end, n > 0, kind)
         if self._identity is not None:
             weights, geometry = self._identity
             native.depthwise.correlate(x, weights, out, geometry, *self._border, True, r0, r1,
-                                       None, self._bias, self._relu, bool(self._pairs))
+                                       None, self._bias, self._relu, bool(self._pairs), kind)

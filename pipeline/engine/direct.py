@@ -32,7 +32,7 @@ from . import depthwise, native, threads
 from .border import BORDERS, cv2_makes_border, fill_planar, pad
 from .epilogue import Epilogue
 from .native import loops
-from .spec import BankSpec
+from .spec import INTEGERS, BankSpec
 
 DFT_TAPS = 130  # cv2's switch for 32F->32F (and 8U->8U); other depth pairs switch at 50
 _BAND_BYTES = 2 << 20  # an im2col band is about this size: it stays in L2
@@ -102,6 +102,14 @@ class DirectMethod:
         elif self.fused:
             self._epilogue = epilogue.apply
         return self.fused
+
+    def takes(self, dtype: np.dtype) -> bool:
+        """Integer frames go in as they are where the frame is read by the depthwise
+        kernel (rows converted as first read) or copied into channel planes anyway
+        (converted by that copy); OpenCV's filter2D takes floats."""
+        if self.strategy == "depthwise":
+            return self._depthwise.takes(dtype)
+        return self.strategy in ("native", "gemm") and np.dtype(dtype) in INTEGERS
 
     def _cv2_can_border(self) -> bool:
         """Whether filter2D may make the border itself (no padded copy of the frame)."""

@@ -26,7 +26,7 @@ from .border import fill_planar
 from .direct import DirectMethod
 from .epilogue import Epilogue
 from .sizes import fft_shape
-from .spec import BankSpec
+from .spec import INTEGERS, BankSpec
 
 try:  # pyFFTW is a dependency; without it the method still works, on scipy.fft.
     import pyfftw
@@ -235,6 +235,12 @@ class FFTMethod:
     def fuse(self, epilogue: Epilogue) -> bool:
         """Full-frame transforms store nothing band by band: the bank applies them."""
         return False
+
+    @staticmethod
+    def takes(dtype: np.dtype) -> bool:
+        """Integer frames go in as they are: converted as they are copied into the
+        transforms' input, which they are anyway."""
+        return np.dtype(dtype) in INTEGERS
 
     def _fill(self, x: np.ndarray) -> None:
         """The frame (padded unless the wrap supplies zeros) into the planar FFT input."""

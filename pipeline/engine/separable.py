@@ -160,6 +160,11 @@ class SeparableMethod:
             self._native.fuse(epilogue)
         return self.fused
 
+    def takes(self, dtype: np.dtype) -> bool:
+        """Integer frames go in as they are to the C kernel (rows converted as first
+        read); sepFilter2D takes floats."""
+        return self.strategy == "native" and self._native.takes(dtype)
+
     def _passes(self, kernel: np.ndarray) -> tuple[Pairs, float, tuple[int, int]]:
         """One kernel's dilated 1-D pass pairs, and its identity term's weight and offset."""
         s = self.spec

@@ -1,6 +1,7 @@
 """BankSpec: a filter bank resolved for one frame format, the input of every method;
 ``Method``: what a bank needs of the method that computes it."""
 
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from typing import Protocol
 import numpy as np
 
 from .epilogue import Epilogue
+
+INTEGERS = (np.dtype(np.uint8), np.dtype(np.uint16))  # what cameras and video files give
 
 
 class Method(Protocol):
@@ -20,8 +23,14 @@ class Method(Protocol):
         """Take on the bank's bias and activation where the method can apply them as it
         stores results (in cache); returns ``fused``."""
 
+    def takes(self, dtype: np.dtype) -> bool:
+        """Whether frames of ``dtype`` go in as they are (besides spec.dtype): uint8 or
+        uint16 converted as rows are loaded or copied into buffers, never a whole-frame
+        float copy first."""
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: (H, W, C_in) contiguous of spec.dtype -> (H', W', C_out) of spec.dtype."""
+        """``x``: (H, W, C_in) contiguous, of spec.dtype or a dtype it ``takes`` ->
+        (H', W', C_out) of spec.dtype."""
 
 
 @dataclass(frozen=True, eq=False)

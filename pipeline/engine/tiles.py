@@ -46,7 +46,7 @@ from .fft import (
     transform_ms_estimate,
     use_pyfftw,
 )
-from .spec import BankSpec
+from .spec import INTEGERS, BankSpec
 
 # 2·3·5-smooth sizes (FFTW's fast codelets). 64 and 96 were measured 1.6-2.4x slower per
 # frame than 128 at k = 21 (more tiles, more overlap, more calls) and are left out.
@@ -263,6 +263,12 @@ class TiledFFTMethod:
         band = out[:, row * sh : (row + 1) * sh, col * sw : (col + n) * sw]
         band = band.reshape(out.shape[0], sh, n, sw).transpose(0, 2, 1, 3)
         np.copyto(band, w.out[:, :n, :sh, :sw])
+
+    @staticmethod
+    def takes(dtype: np.dtype) -> bool:
+        """Integer frames go in as they are: converted as they are copied into the
+        padded frame the tiles are cut from, which they are anyway."""
+        return np.dtype(dtype) in INTEGERS
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) view of spec.dtype."""
