@@ -27,6 +27,24 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20261124)
 
 
+# Every parity test also runs on the frames cameras and video files give.
+FRAME_DTYPES = ("float", "uint8", "uint16")
+
+
+def sample_frame(r: np.random.Generator, kind: str, shape: tuple[int, ...],
+                 scale: float = 1.0) -> np.ndarray:
+    """A test frame: float64 normal · scale, or uint8 / uint16 over their whole range."""
+    if kind == "float":
+        return r.normal(size=shape) * scale
+    return r.integers(0, np.iinfo(kind).max + 1, size=shape, dtype=kind)
+
+
+@pytest.fixture(params=FRAME_DTYPES)
+def frame(request: pytest.FixtureRequest, rng: np.random.Generator):
+    """``frame(shape, scale=1.0)``: test frames of one dtype (see ``sample_frame``)."""
+    return lambda shape, scale=1.0: sample_frame(rng, request.param, shape, scale)
+
+
 def bound(weights: np.ndarray, x: np.ndarray, dtype: str = "float32") -> float:
     """SPEC section 1 accuracy bound: 1e-5 (float32) or 1e-12 (float64) · Σ|K| · max|x|.
 

@@ -24,15 +24,15 @@ SIGNAL_BOUNDARIES = {
 @pytest.mark.parametrize("boundary", SIGNAL_BOUNDARIES)
 @pytest.mark.parametrize("mode", ["full", "same", "valid"])
 @pytest.mark.parametrize("op", ["correlate", "convolve"])
-def test_scipy_signal_2d(method, rng, kernel, boundary, mode, op):
+def test_scipy_signal_2d(method, rng, frame, kernel, boundary, mode, op):
     """correlate2d/convolve2d over full/same/valid × fill/symm/wrap × odd, even, rectangular."""
-    x = rng.normal(size=(13, 17, 3)) * 10
+    x = frame((13, 17, 3), 10)
     k = rng.normal(size=KERNELS[kernel])
     border, value, fillvalue = SIGNAL_BOUNDARIES[boundary]
     scipy_boundary = boundary.removesuffix("2.5")
     ref_fn = signal.correlate2d if op == "correlate" else signal.convolve2d
     expected = np.stack(
-        [ref_fn(x[..., c], k, mode=mode, boundary=scipy_boundary, fillvalue=fillvalue)
+        [ref_fn(x[..., c].astype(np.float64), k, mode=mode, boundary=scipy_boundary, fillvalue=fillvalue)
          for c in range(3)], axis=-1)
     bank = FilterBank(k, op=op, padding=mode, border=border, border_value=value, method=method)
     assert_close(bank(x), expected, k, x)
@@ -40,12 +40,12 @@ def test_scipy_signal_2d(method, rng, kernel, boundary, mode, op):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("op", ["correlate", "convolve"])
-def test_scipy_signal_dtypes(method, rng, dtype, op):
+def test_scipy_signal_dtypes(method, rng, frame, dtype, op):
     """float64 arithmetic meets the 1e-12 bound; float32 the 1e-5 one."""
-    x = rng.normal(size=(31, 29)) * 100
+    x = frame((31, 29), 100)
     k = rng.normal(size=(5, 4))
     ref_fn = signal.correlate2d if op == "correlate" else signal.convolve2d
-    expected = ref_fn(x, k, mode="same", boundary="symm")[..., None]
+    expected = ref_fn(x.astype(np.float64), k, mode="same", boundary="symm")[..., None]
     bank = FilterBank(k, op=op, border="symmetric", method=method, dtype=dtype)
     y = bank(x)
     assert y.dtype == np.dtype(dtype)
@@ -65,25 +65,25 @@ NDIMAGE_MODES = {
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("mode", NDIMAGE_MODES)
 @pytest.mark.parametrize("op", ["correlate", "convolve"])
-def test_scipy_ndimage(method, rng, kernel, mode, op):
+def test_scipy_ndimage(method, rng, frame, kernel, mode, op):
     """ndimage.correlate/convolve, all five modes, origin 0 == align opencv."""
-    x = rng.normal(size=(14, 19, 2)) * 10
+    x = frame((14, 19, 2), 10)
     k = rng.normal(size=KERNELS[kernel])
     border, cval = NDIMAGE_MODES[mode]
     ref_fn = ndimage.correlate if op == "correlate" else ndimage.convolve
     expected = np.stack(
-        [ref_fn(x[..., c], k, mode=mode, cval=cval) for c in range(2)], axis=-1)
+        [ref_fn(x[..., c].astype(np.float64), k, mode=mode, cval=cval) for c in range(2)], axis=-1)
     bank = FilterBank(k, op=op, padding="same", align="opencv", border=border,
                       border_value=cval, method=method)
     assert_close(bank(x), expected, k, x)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "nearest", "mirror", "wrap", "constant"])
-def test_ndimage_kernel_larger_than_frame(method, rng, mode):
+def test_ndimage_kernel_larger_than_frame(method, rng, frame, mode):
     """ndimage extends past the frame as numpy.pad repeats; so do we, for every border."""
-    x = rng.normal(size=(3, 4, 1))
+    x = frame((3, 4, 1))
     k = rng.normal(size=(9, 11))
     border, cval = NDIMAGE_MODES[mode]
-    expected = ndimage.correlate(x[..., 0], k, mode=mode, cval=cval)[..., None]
+    expected = ndimage.correlate(x[..., 0].astype(np.float64), k, mode=mode, cval=cval)[..., None]
     bank = FilterBank(k, align="opencv", border=border, border_value=cval, method=method)
     assert_close(bank(x), expected, k, x)
