@@ -16,7 +16,7 @@ from scipy import special
 
 from . import geometry
 from .engine import planner
-from .engine.epilogue import Epilogue
+from .engine.epilogue import Epilogue, Finish
 from .engine.spec import BankSpec, Method
 from .errors import ConfigError, FrameError
 from .kernels import to_oihw
@@ -230,11 +230,27 @@ class FilterBank:
         if not engine.takes(x.dtype):  # a whole-frame copy in the compute dtype
             x = np.ascontiguousarray(x, dtype=self.options.dtype)
         y = engine(x)
-        if engine.fused:  # bias and activation applied band by band
+        if engine.fused or y.dtype == np.uint8:  # bias, activation (and finish) band by band
             return y
         if self._bias is not None:
             y += self._bias
         return _activate(y, self.options.activation)
+
+    def finish_bands(self, shape: tuple[int, ...], finish: Finish, channels: int) -> bool:
+        """On frames of ``shape``, hand each finished band of the result (bias and
+        activation applied) to ``finish`` and return uint8 ``(H', W', channels)`` frames
+        instead of floats (``epilogue.Finish``). False where the method has no bands or
+        applies the bias and activation afterwards: the caller finishes whole frames."""
+        key = _as_hwc(shape)
+        spec, choice, engine = self._planned(key)
+        plain = self._bias is None and self.options.activation.name == "none"
+        if (plain or engine.fused) and engine.finish_bands(finish, channels):
+            return True
+        other = planner.banded(spec)  # a small kernel OpenCV had: the C kernel, in bands
+        if other is None or not (plain or other.fuse(self._epilogue())):
+            return False
+        self._engines[key] = (spec, choice, other)
+        return other.finish_bands(finish, channels)
 
     def _epilogue(self) -> Epilogue:
         """The bias and activation, for a method to apply as it stores its results."""

@@ -48,6 +48,22 @@ class Encoder:
         else:
             self.shape = (h, w, len(self._channels))
 
+    @property
+    def per_pixel(self) -> bool:
+        """Whether each output pixel depends on its own values only (fixed bounds, every
+        channel, no mosaic): then ``band`` may encode a frame a band of rows at a time."""
+        return self.policy.bounds is not None and self._every and not self.policy.mosaic
+
+    def band(self, y: np.ndarray, out: np.ndarray) -> None:
+        """Rows of a float result ``y`` (rows, W, C), any strides, encoded into ``out``
+        (rows, W, C) uint8: the same numbers as encoding the whole frame (``per_pixel``)."""
+        assert self.per_pixel
+        if y.shape[2] > 1 and y.strides[1] == y.itemsize:  # planar rows: plane by plane
+            planes = self._to_uint8([y[..., i] for i in range(y.shape[2])])
+            cv2.merge(planes, dst=out)
+        else:
+            np.copyto(out, self._to_uint8([np.ascontiguousarray(y)])[0].reshape(out.shape))
+
     def _bounds(self, parts: list[np.ndarray]) -> tuple[float, float]:
         if self.policy.bounds is not None:
             return self.policy.bounds

@@ -26,6 +26,7 @@ from .config import (
     Stage,
     nesting_depth,
 )
+from .encode import Encoder
 from .errors import ConfigError, FrameError
 from .frames import FrameFormat
 from .kernels import load_weights, make_kernel
@@ -43,6 +44,7 @@ class Step:
     out_shape: Shape
     bank: FilterBank | None = None
     plan: Plan | None = None
+    pixelwise: bool = False  # each output pixel from the same pixel's values only
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Chain:
 
     steps: list[Step] = field(default_factory=list)
     in_format: FrameFormat | None = None
+    finished_in: int | None = None  # the bank step that writes the 8-bit frames, if one does
 
     @property
     def out_shape(self) -> Shape:
@@ -66,9 +69,35 @@ class Chain:
                 except (ConfigError, FrameError) as e:
                     raise type(e)(f"{step.name}: {e}") from None
 
+    def finish_in_bank(self, encoder: Encoder) -> bool:
+        """Encode to 8 bits inside the last bank, band by band while each is in cache, with
+        the pixelwise stages after it (reduce, select, convert) run on the same bands:
+        where the encoder is per pixel and the bank's method has bands. Then ``chain(frame)``
+        returns the 8-bit frame itself, the same numbers as encoding its float result."""
+        banks = [i for i, step in enumerate(self.steps) if step.bank is not None]
+        if not banks or not encoder.per_pixel or self.finished_in is not None:
+            return False
+        last = banks[-1]
+        after = self.steps[last + 1 :]
+        if not all(step.pixelwise for step in after):
+            return False
+
+        def finish(band: np.ndarray, out: np.ndarray) -> None:
+            for step in after:
+                band = step.fn(band)
+            encoder.band(band, out)
+
+        step = self.steps[last]
+        assert step.bank is not None
+        if not step.bank.finish_bands(step.in_shape, finish, encoder.shape[2]):
+            return False
+        self.finished_in = last
+        return True
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         x = frame if frame.ndim == 3 else frame[:, :, None]
-        for step in self.steps:
+        steps = self.steps if self.finished_in is None else self.steps[: self.finished_in + 1]
+        for step in steps:
             x = step.fn(x)
         return x
 
@@ -203,10 +232,11 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
         if isinstance(stage, BankStage):
             step = _bank_step(stage, config, shape, where)
         elif isinstance(stage, ReduceStage):
-            step = Step(where, _reduce(stage.op), shape, (shape[0], shape[1], 1))
+            step = Step(where, _reduce(stage.op), shape, (shape[0], shape[1], 1),
+                        pixelwise=True)
         elif isinstance(stage, ConvertStage):
             fn, out = _convert(stage, shape, where)
-            step = Step(where, fn, shape, out)
+            step = Step(where, fn, shape, out, pixelwise=True)
         elif isinstance(stage, ResizeStage):
             fn, out = _resize(stage, shape)
             step = Step(where, fn, shape, out)
@@ -218,7 +248,7 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
                                   f"({shape[2]} channels reach this stage)")
             picks = list(stage.channels)
             step = Step(where, lambda x, p=picks: x[..., p], shape,
-                        (shape[0], shape[1], len(picks)))
+                        (shape[0], shape[1], len(picks)), pixelwise=True)
         chain.steps.append(step)
         shape = step.out_shape
     # frames enter as float32 once; a bank converts integer frames itself, faster

@@ -24,7 +24,9 @@ class Stats:
     read_s: float = 0.0
     compute_s: float = 0.0
     write_s: float = 0.0
-    encode_s: float = 0.0  # float -> 8-bit, on whichever thread had room
+    encode_s: float = 0.0  # float -> 8-bit, on whichever thread had room …
+    encode_filter_s: float = 0.0  # … of which on the filter's thread
+    finished_in_bank: bool = False  # the last bank wrote the 8-bit frames (in compute_s)
     latencies: list[float] = field(default_factory=list)
     results: list[SinkResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -46,6 +48,27 @@ class Stats:
             lost.append("the input ended before its declared frame count")
         return lost
 
+    def threads_ms(self) -> dict[str, float]:
+        """Busy ms a frame of each thread of the stream: the reader (decode), the filter
+        (with any float -> 8-bit it did) and the writer (its encoding and writing)."""
+        n = max(self.frames_written, 1)
+        return {
+            "reader": self.read_s / max(self.frames_read, 1) * 1e3,
+            "filter": (self.compute_s + self.encode_filter_s) / n * 1e3,
+            "writer": (self.write_s + self.encode_s - self.encode_filter_s) / n * 1e3,
+        }
+
+    def bound_line(self) -> str:
+        """Which thread bounded the run: the busiest, against the wall time a frame."""
+        busy = self.threads_ms()
+        name = max(busy, key=lambda k: busy[k])
+        wall = self.elapsed / max(self.frames_written, 1) * 1e3
+        what = {"reader": "decoding", "filter": "the filter",
+                "writer": "encoding and writing"}[name]
+        return (f"bound by {what}: threads busy {busy['reader']:.1f} (read), "
+                f"{busy['filter']:.1f} (filter), {busy['writer']:.1f} (write) ms a frame, "
+                f"wall {wall:.1f} ms a frame")
+
     def latency_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) * 1e3 if self.latencies else 0.0
 
@@ -63,6 +86,10 @@ class Stats:
             f"{(self.encode_s + self.write_s) / n * 1e3:.1f} ms",
             f"latency: p50 {self.latency_ms(50):.1f} ms, p99 {self.latency_ms(99):.1f} ms",
         ]
+        if self.frames_written:
+            lines.append(self.bound_line())
+        if self.finished_in_bank:
+            lines.append("encode: 8-bit in the filter's bands (the last bank wrote them)")
         if self.cores:
             lines.append(f"cores: {self.cores}")
         for r in self.results:

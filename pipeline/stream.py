@@ -74,7 +74,12 @@ class Run:
         self.errors: list[BaseException] = []
         self.enough = threading.Event()  # --max-frames frames processed
         self.stopped = False  # ended by ``stop`` before the stream did
-        self._encodes = encoder is not None and any(s.wants != "float" for s in sinks)
+        # every output 8-bit: the last bank encodes band by band where it can
+        self.finished = encoder is not None and bool(sinks) and \
+            all(s.wants != "float" for s in sinks) and chain.finish_in_bank(encoder)
+        self._encodes = encoder is not None and any(s.wants != "float" for s in sinks) \
+            and not self.finished
+        self.stats.finished_in_bank = self.finished
         self.pacing = Pacing()
         self._lock = threading.Lock()
         self.cores = CoreShare(enabled=not self.live)
@@ -85,7 +90,7 @@ class Run:
             return min(count, self.max_frames)
         return self.max_frames or count
 
-    def _encode(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def _encode(self, y: np.ndarray, filter_thread: bool = False) -> tuple[np.ndarray, float]:
         """The 8-bit frame, and the seconds it took (also counted in the stats)."""
         assert self.encoder is not None
         start = time.perf_counter()
@@ -94,6 +99,8 @@ class Run:
         self.pacing.note("encode", spent)
         with self._lock:  # either thread may encode
             self.stats.encode_s += spent
+            if filter_thread:
+                self.stats.encode_filter_s += spent
         return encoded, spent
 
     # -------------------------------------------------------------- threads
@@ -220,8 +227,11 @@ class Run:
                 self.stats.compute_s += spent
                 self.pacing.note("compute", spent)
                 self.cores.step(spent, self.pacing.writer_side)
-                encoded = self._encode(y)[0] if self._encodes and \
-                    self.pacing.encode_on_compute() else None
+                if self.finished:  # the chain's result is the 8-bit frame
+                    encoded = y
+                else:
+                    encoded = self._encode(y, filter_thread=True)[0] if self._encodes and \
+                        self.pacing.encode_on_compute() else None
                 if not self._put(self.outbox, (item, y, encoded)):
                     self.stats.discarded += 1  # computed, but the run stopped first
                     break

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import native, threads
 from .border import BORDERS, margins_fit
-from .epilogue import Epilogue
+from .epilogue import Epilogue, Finish
 from .spec import BankSpec
 
 _BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer
@@ -71,6 +71,12 @@ class _Banded:
         self._bias: np.ndarray | None = None  # (C,) float32, added as values are stored
         self._relu = False
         self._epilogue: Callable[[np.ndarray], object] | None = None
+        self._finish: tuple[Finish, int] | None = None  # and the channels it writes
+
+    def finish_bands(self, finish: Finish, channels: int) -> bool:
+        """Finish each band into uint8 as it is done (``epilogue.Finish``)."""
+        self._finish = (finish, channels)
+        return True
 
     def fuse(self, epilogue: Epilogue) -> None:
         """Apply the bank's bias and activation: in the stores where they can, else on each
@@ -91,15 +97,19 @@ class _Banded:
         """``x``: (H, W, C) float32, uint8 or uint16, contiguous -> (H', W', C) float32."""
         out = np.empty(self.spec.out_shape, dtype=np.float32)
         kind = KINDS[x.dtype]
+        final = None if self._finish is None else \
+            np.empty((*self.spec.out_shape[:2], self._finish[1]), dtype=np.uint8)
 
         def work(_: int, index: int) -> None:
             r0, r1 = self._bands[index]
             self._rows(x, out, r0, r1, kind)
             if self._epilogue is not None:  # it takes a planar (C, rows, W') view
                 self._epilogue(out[r0:r1].transpose(2, 0, 1))
+            if final is not None:
+                self._finish[0](out[r0:r1], final[r0:r1])
 
         threads.run_shared(work, len(self._bands))
-        return out
+        return out if final is None else final
 
     def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int) -> None:
         raise NotImplementedError

@@ -30,7 +30,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import depthwise, native, threads
 from .border import BORDERS, cv2_makes_border, fill_planar, pad
-from .epilogue import Epilogue
+from .epilogue import Epilogue, Finish
 from .native import loops
 from .spec import INTEGERS, BankSpec
 
@@ -82,6 +82,7 @@ class DirectMethod:
         if self.strategy == "depthwise":
             self._depthwise = depthwise.Kernel2D(spec)
         self._epilogue: Callable[[np.ndarray], object] | None = None
+        self._finish: tuple[Finish, int] | None = None  # and the channels it writes
         self._native_bias: list[np.ndarray | None] = [None] * spec.groups
         self._relu = False
         self.fused = False  # whether results come with the bank's bias and activation
@@ -102,6 +103,16 @@ class DirectMethod:
         elif self.fused:
             self._epilogue = epilogue.apply
         return self.fused
+
+    def finish_bands(self, finish: Finish, channels: int) -> bool:
+        """Finish each band into uint8 as it is done, where this method has bands (the C
+        kernels: depthwise and channel-mixing)."""
+        if self.strategy == "depthwise":
+            return self._depthwise.finish_bands(finish, channels)
+        if self.strategy != "native":
+            return False
+        self._finish = (finish, channels)
+        return True
 
     def takes(self, dtype: np.dtype) -> bool:
         """Integer frames go in as they are where the frame is read by the depthwise
@@ -197,17 +208,22 @@ class DirectMethod:
         fill_planar(self._planes, x, s.pads, s.border, s.border_value)  # (C, Hp, Wp)
         out = np.empty((s.c_out, *s.out_shape[:2]), dtype=s.dtype)
         og, bands = s.out_per_group, self._native_bands
+        final = None if self._finish is None else \
+            np.empty((*s.out_shape[:2], self._finish[1]), dtype=np.uint8)
 
         def work(_: int, index: int) -> None:
+            rows = slice(*bands[index])
             for g, (planes, weights) in enumerate(self._native_groups):
                 loops.correlate(planes, weights, out[g * og : (g + 1) * og],
                                 self._native_shape, *bands[index], None,
                                 self._native_bias[g], self._relu)
             if self._epilogue is not None:
-                self._epilogue(out[:, slice(*bands[index])])
+                self._epilogue(out[:, rows])
+            if final is not None:
+                self._finish[0](out[:, rows].transpose(1, 2, 0), final[rows])
 
         threads.run_shared(work, len(bands))
-        return out.transpose(1, 2, 0)
+        return out.transpose(1, 2, 0) if final is None else final
 
 
 _NATIVE_BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does fewer

@@ -24,7 +24,7 @@ from . import cache as disk
 from . import native, threads
 from .border import fill_planar
 from .direct import DirectMethod
-from .epilogue import Epilogue
+from .epilogue import Epilogue, Finish
 from .sizes import fft_shape
 from .spec import INTEGERS, BankSpec
 
@@ -234,6 +234,11 @@ class FFTMethod:
 
     def fuse(self, epilogue: Epilogue) -> bool:
         """Full-frame transforms store nothing band by band: the bank applies them."""
+        return False
+
+    @staticmethod
+    def finish_bands(finish: Finish, channels: int) -> bool:
+        """No bands of output rows to finish: the caller finishes whole frames."""
         return False
 
     @staticmethod

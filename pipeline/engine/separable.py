@@ -26,7 +26,7 @@ import numpy as np
 from . import depthwise, threads
 from .border import BORDERS, cv2_makes_border, pad
 from .direct import stack_planes, sum_over_inputs
-from .epilogue import Epilogue
+from .epilogue import Epilogue, Finish
 from .spec import BankSpec
 from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
@@ -159,6 +159,10 @@ class SeparableMethod:
         if self.fused:
             self._native.fuse(epilogue)
         return self.fused
+
+    def finish_bands(self, finish: Finish, channels: int) -> bool:
+        """Finish each band into uint8 as it is done, where the C kernel runs."""
+        return self.strategy == "native" and self._native.finish_bands(finish, channels)
 
     def takes(self, dtype: np.dtype) -> bool:
         """Integer frames go in as they are to the C kernel (rows converted as first

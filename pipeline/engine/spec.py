@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .epilogue import Epilogue
+from .epilogue import Epilogue, Finish
 
 INTEGERS = (np.dtype(np.uint8), np.dtype(np.uint16))  # what cameras and video files give
 
@@ -22,6 +22,11 @@ class Method(Protocol):
     def fuse(self, epilogue: Epilogue) -> bool:
         """Take on the bank's bias and activation where the method can apply them as it
         stores results (in cache); returns ``fused``."""
+
+    def finish_bands(self, finish: Finish, channels: int) -> bool:
+        """Apply ``finish`` to each band of the result as it is done (after the fused
+        epilogue), and return uint8 ``(H', W', channels)`` frames from then on; False
+        where the method has no bands (the caller then finishes whole frames)."""
 
     def takes(self, dtype: np.dtype) -> bool:
         """Whether frames of ``dtype`` go in as they are (besides spec.dtype): uint8 or

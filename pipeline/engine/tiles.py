@@ -35,7 +35,7 @@ from numpy.lib.stride_tricks import as_strided
 from . import native, threads
 from .border import fill_planar
 from .direct import DirectMethod
-from .epilogue import Epilogue
+from .epilogue import Epilogue, Finish
 from .fft import (
     Transforms,
     accumulate,
@@ -263,6 +263,11 @@ class TiledFFTMethod:
         band = out[:, row * sh : (row + 1) * sh, col * sw : (col + n) * sw]
         band = band.reshape(out.shape[0], sh, n, sw).transpose(0, 2, 1, 3)
         np.copyto(band, w.out[:, :n, :sh, :sw])
+
+    @staticmethod
+    def finish_bands(finish: Finish, channels: int) -> bool:
+        """No bands of output rows to finish: the caller finishes whole frames."""
+        return False
 
     @staticmethod
     def takes(dtype: np.dtype) -> bool:
