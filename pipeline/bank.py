@@ -17,7 +17,7 @@ from scipy import special
 from . import geometry
 from .engine import planner
 from .engine.epilogue import Epilogue, Finish
-from .engine.spec import BankSpec, Method
+from .engine.spec import INTEGERS, BankSpec, Method
 from .errors import ConfigError, FrameError
 from .kernels import to_oihw
 from .options import Activation, BankOptions, check_finite, parse_bias
@@ -42,6 +42,7 @@ class Plan:
     reason: str
     costs: dict[str, float | None]
     notes: dict[str, str]
+    reads: str = ""  # what the method takes: the source's frames as they are, or converted
 
     def __str__(self) -> str:
         (h, w, c), (ho, wo, co) = self.in_shape, self.out_shape
@@ -53,7 +54,7 @@ class Plan:
             f"stride {self.stride}, dilation {self.dilation}, groups {self.groups}, "
             f"parameters {self.num_params}",
             f"method {self.method}: {self.reason}",
-        ]
+        ] + ([f"reads {self.reads}"] if self.reads else [])
         for name, cost in self.costs.items():
             shown = f"{cost:9.2f} ms/frame" if cost is not None else " " * 9 + "-"
             note = self.notes.get(name, "")
@@ -90,8 +91,8 @@ class FilterBank:
         self._corr = self.weights[..., ::-1, ::-1] if self.options.op == "convolve" \
             else self.weights
         self._bias = None if self.bias is None else self.bias.astype(self.options.dtype)
-        self._engines: OrderedDict[tuple[int, int, int], tuple[BankSpec, planner.Choice,
-                                                              Method]] = OrderedDict()
+        self._engines: OrderedDict[tuple[tuple[int, int, int], str],
+                                   tuple[BankSpec, planner.Choice, Method]] = OrderedDict()
 
     # ------------------------------------------------------------------ validation
     def _parse_weights(self, weights: Any) -> tuple[np.ndarray, bool]:
@@ -147,7 +148,7 @@ class FilterBank:
         """``(H', W', C_out)`` for frames of ``shape`` (H, W[, C]); raises FrameError."""
         return self._resolve(_as_hwc(shape)).out_shape
 
-    def _resolve(self, shape: tuple[int, int, int]) -> BankSpec:
+    def _resolve(self, shape: tuple[int, int, int], source: np.dtype | None = None) -> BankSpec:
         h, w, c = shape
         o = self.options
         pads, size = geometry.pads_and_size(o, self.kernel_size, (h, w))
@@ -155,7 +156,8 @@ class FilterBank:
         return BankSpec(in_shape=(h, w, c), out_shape=(*size, weights.shape[0]),
                         weights=weights, groups=groups, shared=self.shared, pads=pads,
                         border=o.border, border_value=o.border_value, stride=o.stride,
-                        dilation=o.dilation, dtype=np.dtype(o.dtype))
+                        dilation=o.dilation, dtype=np.dtype(o.dtype),
+                        source=self._source(source))
 
     def _weights_for(self, c: int) -> tuple[np.ndarray, int]:
         """Correlation weights ``(C_out, C_in/g, kh, kw)`` and groups for a ``c``-channel frame."""
@@ -177,11 +179,19 @@ class FilterBank:
         return w, self.options.groups
 
     # ------------------------------------------------------------------ planning
-    def _planned(self, shape: tuple[int, int, int]) -> tuple[BankSpec, planner.Choice, Method]:
+    def _source(self, dtype: Any) -> np.dtype:
+        """The dtype frames of ``dtype`` reach the methods in: uint8 and uint16 as they
+        are (every method reads them, converting as it loads), others as the compute dtype."""
+        given = None if dtype is None else np.dtype(dtype)
+        return given if given in INTEGERS else np.dtype(self.options.dtype)
+
+    def _planned(self, shape: tuple[int, int, int], source: Any = None
+                 ) -> tuple[BankSpec, planner.Choice, Method]:
         """(spec, choice, engine) for a frame format: decided and built once, then kept."""
-        entry = self._engines.get(shape)
+        key = (shape, self._source(source).str)
+        entry = self._engines.get(key)
         if entry is None:
-            spec = self._resolve(shape)
+            spec = self._resolve(shape, source)
             built: dict[str, Method] = {}  # methods timed by decide(): not built twice
             choice = planner.decide(spec, self.options.method, measure=self.options.measure,
                                     built=built)
@@ -189,23 +199,31 @@ class FilterBank:
             if self._bias is not None or self.options.activation.name != "none":
                 engine.fuse(self._epilogue())
             entry = (spec, choice, engine)
-            self._engines[shape] = entry
+            self._engines[key] = entry
             if len(self._engines) > _ENGINE_CACHE:
                 self._engines.popitem(last=False)
         else:
-            self._engines.move_to_end(shape)
+            self._engines.move_to_end(key)
         return entry
 
-    def _engine(self, shape: tuple[int, int, int]) -> Method:
-        return self._planned(shape)[2]
+    def _engine(self, shape: tuple[int, int, int], source: Any = None) -> Method:
+        return self._planned(shape, source)[2]
 
-    def plan(self, shape: tuple[int, ...]) -> Plan:
-        """What the bank does on frames of ``shape`` (H, W[, C]): padding, method, costs.
+    def plan(self, shape: tuple[int, ...], dtype: Any = None) -> Plan:
+        """What the bank does on frames of ``shape`` (H, W[, C]) and ``dtype`` (default:
+        the compute dtype): padding, method, costs, how the frames are read.
 
         Planning builds the method for that format (FFTW plans, kernel spectra), so the
         first frame of that format then runs at full speed.
         """
-        spec, choice, _ = self._planned(_as_hwc(shape))
+        spec, choice, engine = self._planned(_as_hwc(shape), dtype)
+        if spec.source == spec.dtype:
+            reads = f"{spec.dtype} frames"
+        elif engine.takes(spec.source):
+            reads = (f"{spec.source} frames as they are (to {spec.dtype} as rows are "
+                     "loaded or copied in: no whole-frame copy)")
+        else:
+            reads = f"{spec.source} frames converted to {spec.dtype} first (a pass)"
         return Plan(
             in_shape=spec.in_shape,
             out_shape=spec.out_shape,
@@ -220,13 +238,14 @@ class FilterBank:
             reason=choice.reason,
             costs=choice.costs,
             notes=choice.notes,
+            reads=reads,
         )
 
     # ------------------------------------------------------------------ applying
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """``frame``: (H, W) or (H, W, C_in), uint8/uint16/float -> (H', W', C_out) float."""
         x = _as_frame(frame)
-        engine = self._engine(x.shape)
+        engine = self._engine(x.shape, x.dtype)
         if not engine.takes(x.dtype):  # a whole-frame copy in the compute dtype
             x = np.ascontiguousarray(x, dtype=self.options.dtype)
         y = engine(x)
@@ -236,13 +255,15 @@ class FilterBank:
             y += self._bias
         return _activate(y, self.options.activation)
 
-    def finish_bands(self, shape: tuple[int, ...], finish: Finish, channels: int) -> bool:
+    def finish_bands(self, shape: tuple[int, ...], finish: Finish, channels: int,
+                     dtype: Any = None) -> bool:
         """On frames of ``shape``, hand each finished band of the result (bias and
         activation applied) to ``finish`` and return uint8 ``(H', W', channels)`` frames
-        instead of floats (``epilogue.Finish``). False where the method has no bands or
-        applies the bias and activation afterwards: the caller finishes whole frames."""
-        key = _as_hwc(shape)
-        spec, choice, engine = self._planned(key)
+        instead of floats (``epilogue.Finish``), for frames of ``dtype``. False where the
+        method has no bands or applies the bias and activation afterwards: the caller
+        finishes whole frames."""
+        key = (_as_hwc(shape), self._source(dtype).str)
+        spec, choice, engine = self._planned(*key)
         plain = self._bias is None and self.options.activation.name == "none"
         if (plain or engine.fused) and engine.finish_bands(finish, channels):
             return True

@@ -45,6 +45,7 @@ class Step:
     bank: FilterBank | None = None
     plan: Plan | None = None
     pixelwise: bool = False  # each output pixel from the same pixel's values only
+    in_dtype: str = "float32"  # what reaches it: the source's frames reach a first bank
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Chain:
         for step in self.steps:
             if step.bank is not None and step.plan is None:
                 try:
-                    step.plan = step.bank.plan(step.in_shape)
+                    step.plan = step.bank.plan(step.in_shape, step.in_dtype)
                 except (ConfigError, FrameError) as e:
                     raise type(e)(f"{step.name}: {e}") from None
 
@@ -89,7 +90,7 @@ class Chain:
 
         step = self.steps[last]
         assert step.bank is not None
-        if not step.bank.finish_bands(step.in_shape, finish, encoder.shape[2]):
+        if not step.bank.finish_bands(step.in_shape, finish, encoder.shape[2], step.in_dtype):
             return False
         self.finished_in = last
         return True
@@ -255,6 +256,8 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
     if not isinstance(config.stages[0], BankStage):
         first = chain.steps[0].fn
         chain.steps[0].fn = lambda x, f=first: f(np.asarray(x, dtype=np.float32))
+    else:
+        chain.steps[0].in_dtype = fmt.dtype
     if plan:
         chain.plan()
     return chain

@@ -230,3 +230,34 @@ def test_options_are_value_errors():
         FilterBank(np.ones((3, 3)), dtype="float16")
     with pytest.raises(ConfigError, match="op='conv'"):
         FilterBank(np.ones((3, 3)), op="conv")
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+def test_integer_frames_go_in_as_they_are(method):
+    """uint8 / uint16 frames reach the method as they are (no whole-frame float copy):
+    the plan says so, the planner times methods on such frames, and the numbers are the
+    float frame's."""
+    from pipeline.engine.timing import spec_key, synthetic_frame
+
+    g = np.exp(-np.linspace(-2, 2, 9) ** 2)
+    bank = FilterBank(np.outer(g, g), border="reflect101", method=method)
+    x = np.random.default_rng(1).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    plan = bank.plan(x.shape, "uint8")
+    assert "reads uint8 frames as they are" in str(plan)
+    engine = bank._engine(x.shape, "uint8")
+    assert engine.takes(np.dtype(np.uint8)) and engine.takes(np.dtype(np.uint16))
+    spec = bank._planned(x.shape, "uint8")[0]
+    assert synthetic_frame(spec).dtype == np.uint8 and "from uint8" in spec_key(spec)
+    np.testing.assert_allclose(bank(x), bank(x.astype(np.float32)), rtol=0, atol=1e-3)
+    assert "reads float32 frames" in str(bank.plan(x.shape))
+
+
+def test_frames_opencv_takes_are_converted_first():
+    """A float64 bank on OpenCV's filter2D: integer frames are converted, and the plan
+    says it."""
+    bank = FilterBank(np.ones((3, 3)), method="direct", dtype="float64")
+    x = np.arange(40 * 50 * 3, dtype=np.uint16).reshape(40, 50, 3)
+    assert "uint16 frames converted to float64 first" in str(bank.plan(x.shape, "uint16"))
+    y = bank(x)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, bank(x.astype(np.float64)), rtol=0, atol=0)

@@ -202,7 +202,7 @@ def test_tiled_banks_fuse_bias_and_activation(rng, monkeypatch, c_out, activatio
     fb = FilterBank(w, b, padding=3, activation=activation, method="fft")
     spec = fb._resolve(x.shape)
     engine = TiledFFTMethod(spec, tiling_for(spec, 48))
-    fb._engines[x.shape] = (spec, None, engine)
+    fb._engines[(x.shape, np.dtype(np.float32).str)] = (spec, None, engine)
     engine.fuse(fb._epilogue())
     whole: list[tuple[int, ...]] = []
     real = bank_module._activate
@@ -231,7 +231,7 @@ def test_unpaired_tiles_apply_the_epilogue_chunk_by_chunk(rng):
     spec = fb._resolve(x.shape)
     assert packed_of(spec) == 0
     engine = TiledFFTMethod(spec, tiling_for(spec, 48))
-    fb._engines[x.shape] = (spec, None, engine)
+    fb._engines[(x.shape, np.dtype(np.float32).str)] = (spec, None, engine)
     assert engine.fuse(fb._epilogue()) and engine._epilogue is not None
     expected = np.maximum(scipy_reference(x, w, groups=2, pads=(2,) * 4) + b, 0)
     assert_close(fb(x), expected, w, x)

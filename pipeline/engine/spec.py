@@ -60,6 +60,7 @@ class BankSpec:
     stride: tuple[int, int]
     dilation: tuple[int, int]
     dtype: np.dtype
+    source: np.dtype = np.dtype(np.float32)  # frames given (uint8/uint16: read as they are)
 
     @property
     def c_in(self) -> int:

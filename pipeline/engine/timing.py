@@ -28,12 +28,17 @@ def spec_key(spec: BankSpec) -> str:
     (kh, kw), (dh, dw) = spec.kernel_size, spec.dilation
     return (f"{'x'.join(map(str, spec.in_shape))}>{spec.c_out} g{spec.groups}"
             f"{' shared' if spec.shared else ''} k{kh}x{kw} d{dh}x{dw} s{spec.stride} "
-            f"pads{spec.pads} {spec.border} {spec.dtype} cores{threads.CORES}")
+            f"pads{spec.pads} {spec.border} {spec.dtype} cores{threads.CORES}"
+            + (f" from {spec.source}" if spec.source != spec.dtype else ""))
 
 
 def synthetic_frame(spec: BankSpec) -> np.ndarray:
-    """A fixed random frame of the bank's input format."""
-    return np.random.default_rng(0).standard_normal(spec.in_shape).astype(spec.dtype)
+    """A fixed random frame of the bank's input format, of the dtype its frames come in
+    (an integer source's whole range; float: normal)."""
+    rng = np.random.default_rng(0)
+    if spec.source.kind == "u":
+        return rng.integers(0, np.iinfo(spec.source).max + 1, spec.in_shape, spec.source)
+    return rng.standard_normal(spec.in_shape).astype(spec.dtype)
 
 
 def interleaved_ms(engines: Sequence[Callable[[np.ndarray], object]], frame: np.ndarray,
