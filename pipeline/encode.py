@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .config import Encode
+from .engine import native
 from .errors import ConfigError
 
 Shape = tuple[int, int, int]
@@ -41,6 +42,9 @@ class Encoder:
                 f"encode: the chain ends with {c} channels; video and images take 1 or 3. "
                 "Add encode: {select: [i]} (or [i, j, k]) or encode: {mosaic: true}")
         self._every = self._channels == list(range(c))  # no channel to pick out
+        # the common policy, over [0, 255], has a C pass for bands (the same numbers)
+        self._in_c = native.depthwise is not None and policy.policy in ("saturate", "abs") \
+            and policy.bounds == (0.0, 255.0)
         if policy.mosaic:
             self._cols = policy.columns or math.ceil(math.sqrt(c))
             self._rows = math.ceil(c / self._cols)
@@ -58,6 +62,12 @@ class Encoder:
         """Rows of a float result ``y`` (rows, W, C), any strides, encoded into ``out``
         (rows, W, C) uint8: the same numbers as encoding the whole frame (``per_pixel``)."""
         assert self.per_pixel
+        if self._in_c and y.dtype == np.float32:  # one pass, in C
+            nans = native.depthwise.to_bytes(y, out, self.policy.policy == "abs")
+            if nans:
+                with self._lock:
+                    self.nan_pixels += nans
+            return
         if y.shape[2] > 1 and y.strides[1] == y.itemsize:  # planar rows: plane by plane
             planes = self._to_uint8([y[..., i] for i in range(y.shape[2])])
             cv2.merge(planes, dst=out)

@@ -4,6 +4,10 @@
 Cases (ISSUE 3 / ../shared/PERF_NOTES.md):
   A  one kernel on each of 3 channels, 1920x1080, reflect101, random and gaussian kernels
   B  dense 3 -> 8 (Conv2D), 1280x720, zero border
+  U  case A on the uint8 frame a camera or video file gives (issue 19): u8 -> f32 against
+     cv2.filter2D / sepFilter2D with ddepth CV_32F, and u8 -> u8 (our bank writing 8-bit
+     results band by band, saturating as the saturate policy does) against cv2.filter2D /
+     GaussianBlur u8 -> u8
 Peers: cv2.filter2D, cv2.sepFilter2D (gaussian kernels), scipy.signal.fftconvolve with
 workers = cores, torch conv2d channels_last (when torch is installed), and the FFTW
 transform floor (C_in forward + C_out inverse full-frame transforms of the frame's measured
@@ -18,6 +22,7 @@ Run by hand:
 
     python scripts/bench_engine.py            # both cases, every k
     python scripts/bench_engine.py --case B --ks 3 5 11 --repeat 5
+    python scripts/bench_engine.py --case U --repeat 7
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import scipy.fft  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from pipeline import FilterBank  # noqa: E402
+from pipeline.config import Encode  # noqa: E402
+from pipeline.encode import Encoder  # noqa: E402
 from pipeline.engine import layout, threads  # noqa: E402
 from pipeline.engine.sizes import fft_shape  # noqa: E402
 from pipeline.kernels import gaussian  # noqa: E402
@@ -156,6 +163,33 @@ def case_a(k: int, kind: str, repeat: int, rng) -> dict:
     return times
 
 
+def case_u(k: int, kind: str, repeat: int, rng) -> dict:
+    x = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    kernel = gaussian(sigma=k / 6, size=k) if kind == "gauss" else \
+        rng.standard_normal((k, k)) / k  # results mostly within 0..255
+    kernel = kernel.astype(np.float32)
+    bank = FilterBank(kernel, align="opencv", border="reflect101")
+    to8 = FilterBank(kernel, align="opencv", border="reflect101")
+    encoder = Encoder(Encode(policy="saturate", range=[0, 255]), x.shape)
+    if not to8.finish_bands(x.shape, encoder.band, 3, x.dtype):  # FFT: whole frames, as
+        to8 = lambda frame: encoder(bank(frame))  # noqa: E731  a run then encodes them
+    border = cv2.BORDER_REFLECT_101
+    c = {"pl:u8>f32": lambda: bank(x), "pl:u8>u8": lambda: to8(x),
+         "filter2D>f32": lambda: cv2.filter2D(x, cv2.CV_32F, kernel, borderType=border),
+         "filter2D>u8": lambda: cv2.filter2D(x, -1, kernel, borderType=border)}
+    if kind == "gauss":
+        g = cv2.getGaussianKernel(k, k / 6, ktype=cv2.CV_32F)
+        c["sepF2D>f32"] = lambda: cv2.sepFilter2D(x, cv2.CV_32F, g, g, borderType=border)
+        c["Gaussian>u8"] = lambda: cv2.GaussianBlur(x, (k, k), k / 6, borderType=border)
+    times = interleave(c, repeat)
+    times["auto is"] = runs_as(bank.plan(x.shape, x.dtype))
+    times["best >f32"] = min(v for n, v in times.items() if n.endswith(">f32") and
+                             not n.startswith("pl:"))
+    times["best >u8"] = min(v for n, v in times.items() if n.endswith(">u8") and
+                            not n.startswith("pl:"))
+    return times
+
+
 def case_b(k: int, repeat: int, rng) -> dict:
     x = rng.standard_normal((720, 1280, 3)).astype(np.float32)
     w = rng.standard_normal((8, 3, k, k)).astype(np.float32)
@@ -195,7 +229,7 @@ def table(title: str, rows: list[tuple[int, dict]], ratios: list[tuple[str, str,
         for _, num, den in ratios:
             if den == "best peer":
                 peers = [v for n, v in t.items() if n != "auto is" and not n.startswith("pl:")
-                         and not n.endswith("floor")]
+                         and not n.endswith("floor") and not n.startswith("best")]
                 value = t[num] / min(peers)
             else:
                 value = t[num] / t.get(den, float("nan"))
@@ -206,7 +240,7 @@ def table(title: str, rows: list[tuple[int, dict]], ratios: list[tuple[str, str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["A", "B", "both"], default="both")
+    parser.add_argument("--case", choices=["A", "B", "U", "both"], default="both")
     parser.add_argument("--ks", type=int, nargs="*")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--kinds", nargs="*", default=["random", "gauss"])
@@ -225,6 +259,13 @@ def main() -> None:
             if kind == "gauss":
                 ratios.append(("auto/sepF2D", "pl:auto", "sepFilter2D"))
             table(f"A: 3 channels 1920x1080, reflect101, {kind} kernel", rows, ratios)
+    if args.case == "U":
+        for kind in args.kinds:
+            ks = args.ks or [3, 5, 7, 9, 11, 15, 21, 31, 51, 101]
+            rows = [(k, case_u(k, kind, args.repeat, rng)) for k in ks]
+            table(f"U: uint8 frames, 3 channels 1920x1080, reflect101, {kind} kernel", rows,
+                  [("u8>f32/best", "pl:u8>f32", "best >f32"),
+                   ("u8>u8/best", "pl:u8>u8", "best >u8")])
     if args.case in ("B", "both"):
         ks = args.ks or [3, 5, 7, 11, 15, 21, 31]
         rows = [(k, case_b(k, args.repeat, rng)) for k in ks]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline import run_config
-from pipeline.config import load_config
+from pipeline.config import Encode, load_config
 from pipeline.encode import Encoder
 from pipeline.frames import FrameFormat
 from pipeline.io.sinks import MemorySink
@@ -128,3 +128,23 @@ def test_a_small_kernel_opencv_had_moves_to_the_c_kernel(tmp_path):
         got, expected = fused(frame).astype(int), encoder(plain(frame)).astype(int)
         np.testing.assert_array_less(np.abs(got - expected), 2)
         assert np.count_nonzero(got != expected) <= got.size // 1000 + 1
+
+
+@pytest.mark.parametrize("policy", ["saturate", "abs"])
+@pytest.mark.parametrize("planar", [False, True])
+def test_band_encoding_in_c_matches_the_encoder(policy, planar):
+    """The C pass for [0, 255] (``Encoder.band``) against the whole-frame encoder, on the
+    values where rounding and clipping could differ: halves, NaN, ±inf, huge, negative."""
+    edges = [-1e30, -np.inf, -300.5, -0.5, -0.0, 0.5, 1.5, 2.5, 3.4999998, 127.5, 254.5,
+             255.49, 255.5, 256.0, 1e10, np.inf, np.nan]
+    rng = np.random.default_rng(3)
+    values = np.concatenate([edges, rng.uniform(-50, 300, 400)]).astype(np.float32)
+    rng.shuffle(values)
+    y = values[: 138 * 3].reshape(1, 138, 3) if not planar else \
+        np.ascontiguousarray(values[: 138 * 3].reshape(3, 1, 138)).transpose(1, 2, 0)
+    cfg = Encode(policy=policy, range=[0, 255])
+    whole, banded = Encoder(cfg, y.shape), Encoder(cfg, y.shape)
+    out = np.empty((1, 138, 3), np.uint8)
+    banded.band(y, out)
+    np.testing.assert_array_equal(out, whole(y))
+    assert banded.nan_pixels == whole.nan_pixels == 1

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "_shared.h"
@@ -681,6 +682,123 @@ static PyObject *separable(PyObject *self, PyObject *args)
     return finish(bad, (Py_buffer *const[]){&src, &col, &row, &out, &bias}, 5);
 }
 
+/* n floats -> n bytes as the encoder's saturate policy over [0, 255] writes them: NaN as 0
+ * (counted), |v| first for the abs policy, clipped, rounded half to even (OpenCV's
+ * saturate_cast; the scalar loop by the 1.5·2^23 trick, exact below 2^22). */
+static long long bytes_generic(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
+{
+    long long nans = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = absolute ? fabsf(s[i]) : s[i];
+        nans += v != v;
+        v = v > 0.0f ? v : 0.0f; /* NaN -> 0 */
+        v = v < 255.0f ? v : 255.0f;
+        d[i] = (uint8_t)(int)((v + 12582912.0f) - 12582912.0f);
+    }
+    return nans;
+}
+
+#ifdef ISA_X86
+#include <immintrin.h>
+/* The same, 32 values a step: max with 0 first (maxps returns its second operand for a
+ * NaN), cvtps2dq rounds half to even (MXCSR's default), then packs with saturation. The
+ * compiler left the scalar loop scalar: 1080p x 3 in 18 ms, this in about 1. */
+ISA_AVX2_ATTR static long long bytes_avx2(const float *s, uint8_t *d, ptrdiff_t n,
+                                          int absolute)
+{
+    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+    const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(absolute ? 0x7fffffff : -1));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    long long nans = 0;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_and_ps(_mm256_loadu_ps(s + i + 8 * k), mask);
+            nans += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+            v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
+            q[k] = _mm256_cvtps_epi32(v);
+        }
+        const __m256i lo = _mm256_packs_epi32(q[0], q[1]), hi = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order);
+        _mm256_storeu_si256((__m256i *)(d + i), bytes);
+    }
+    return nans + bytes_generic(s + i, d + i, n - i, absolute);
+}
+#endif
+
+static long long bytes_from(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
+{
+#ifdef ISA_X86
+    static int avx2 = -1;
+    if (avx2 < 0)
+        avx2 = isa_supported(ISA_AVX2);
+    if (avx2)
+        return bytes_avx2(s, d, n, absolute);
+#endif
+    return bytes_generic(s, d, n, absolute);
+}
+
+enum { RUN = 1024 }; /* floats of a planar run converted at once */
+
+static PyObject *to_bytes(PyObject *self, PyObject *args)
+{
+    PyObject *src_obj;
+    Py_buffer src, dst;
+    int absolute;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ow*p", &src_obj, &dst, &absolute))
+        return NULL;
+    if (PyObject_GetBuffer(src_obj, &src, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&dst);
+        return NULL;
+    }
+    int bad = src.ndim != 3 || src.itemsize != sizeof(float) || src.format == NULL ||
+              strcmp(src.format, "f") != 0;
+    ptrdiff_t rows = 0, w = 0, c = 0, s0 = 0, s1 = 0, s2 = 0;
+    if (!bad) {
+        rows = src.shape[0], w = src.shape[1], c = src.shape[2];
+        s0 = src.strides[0], s1 = src.strides[1], s2 = src.strides[2];
+        bad = s0 % 4 || s1 % 4 || s2 % 4;
+    }
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "src must be a 3-D float32 array");
+    } else if (dst.len < rows * w * c) {
+        PyErr_Format(PyExc_ValueError, "dst holds %zd bytes, needs %zd", dst.len, rows * w * c);
+        bad = 1;
+    }
+    long long nans = 0;
+    if (!bad) {
+        s0 /= 4, s1 /= 4, s2 /= 4;
+        const float *base = src.buf;
+        uint8_t *out = dst.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            uint8_t *d = out + r * w * c;
+            if (s2 == 1 && s1 == c) { /* interleaved rows: one run */
+                nans += bytes_from(base + r * s0, d, w * c, absolute);
+                continue;
+            }
+            for (ptrdiff_t ch = 0; ch < c; ch++) /* a run per channel, written interleaved */
+                for (ptrdiff_t x0 = 0; x0 < w; x0 += RUN) {
+                    float in[RUN];
+                    uint8_t tmp[RUN];
+                    const ptrdiff_t n = w - x0 < RUN ? w - x0 : RUN;
+                    const float *from = base + r * s0 + ch * s2 + x0 * s1;
+                    for (ptrdiff_t x = 0; x < n; x++)
+                        in[x] = from[x * s1];
+                    nans += bytes_from(in, tmp, n, absolute);
+                    for (ptrdiff_t x = 0; x < n; x++)
+                        d[(x0 + x) * c + ch] = tmp[x];
+                }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    return bad ? NULL : PyLong_FromLongLong(nans);
+}
+
 static PyObject *block(PyObject *self, PyObject *args)
 {
     const char *name = NULL;
@@ -702,6 +820,9 @@ static PyMethodDef methods[] = {
     {"separable", separable, METH_VARARGS,
      "separable(src, col, row, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
      "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind]]]]])"},
+    {"to_bytes", to_bytes, METH_VARARGS,
+     "to_bytes(src, dst, absolute) -> NaN count: float32 (rows, W, C), any strides, into "
+     "uint8 dst (rows, W, C) as the saturate (or abs) policy over [0, 255] writes them"},
     {"block", block, METH_VARARGS,
      "block([isa]) -> (floats, rows): a block's floats (C must divide them) and the rows "
      "summed at once"},
