@@ -785,9 +785,10 @@ static PyObject *to_bytes(PyObject *self, PyObject *args)
                     uint8_t tmp[RUN];
                     const ptrdiff_t n = w - x0 < RUN ? w - x0 : RUN;
                     const float *from = base + r * s0 + ch * s2 + x0 * s1;
-                    for (ptrdiff_t x = 0; x < n; x++)
-                        in[x] = from[x * s1];
-                    nans += bytes_from(in, tmp, n, absolute);
+                    if (s1 != 1) /* a planar result's rows are runs already */
+                        for (ptrdiff_t x = 0; x < n; x++)
+                            in[x] = from[x * s1];
+                    nans += bytes_from(s1 == 1 ? from : in, tmp, n, absolute);
                     for (ptrdiff_t x = 0; x < n; x++)
                         d[(x0 + x) * c + ch] = tmp[x];
                 }

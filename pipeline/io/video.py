@@ -204,7 +204,8 @@ class VideoFileSink(FileSink):
         cc.time_base = stream.time_base = self.time_base
         for key, value in self._colour.items():
             setattr(cc, key, value)
-        cc.thread_count, cc.thread_type = _CORES, codec.thread_type
+        cc.thread_count = 0 if codec.own_threads else _CORES
+        cc.thread_type = codec.thread_type
         if codec.quality == "qscale" and enc.crf is not None:
             cc.qscale = True
             cc.global_quality = enc.crf * 118  # FF_QP2LAMBDA: what ffmpeg's -q:v sets
@@ -344,7 +345,8 @@ class VideoFileSink(FileSink):
             tags = f"{tags} full range".strip()
         seconds = max(self._end, 1e-9)
         parts = [self.encoding.describe(), f"{self._pix}" + (f" {tags}" if tags else ""),
-                 f"{w}x{h}", f"{_CORES} threads",
+                 f"{w}x{h}", "encoder's own threads" if self.encoding.codec.own_threads
+                 else f"{_CORES} threads",
                  f"{self._bytes * 8 / seconds / 1e6:.2f} Mb/s"]
         if self._audio is not None:
             parts.append(f"sound {self._audio.describe}")
