@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from . import geometry
 from .engine import planner
@@ -319,6 +318,8 @@ def _activate(y: np.ndarray, act: Activation) -> np.ndarray:
     elif act.name == "square":
         np.square(y, out=y)
     elif act.name == "sigmoid":
+        from scipy import special  # here: importing it costs 0.15 s of every start
+
         special.expit(y, out=y)
     elif act.name == "tanh":
         np.tanh(y, out=y)

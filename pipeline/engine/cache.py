@@ -13,6 +13,8 @@ read as empty, so an upgrade times again instead of deciding with another build'
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import hashlib
 import json
 import os
@@ -48,12 +50,11 @@ def _cpu() -> str:
 
 @cache
 def fftw_stamp() -> str:
-    """pyFFTW's version and the CPU: what a measured FFT size depends on."""
+    """pyFFTW's version and the CPU: what a measured FFT size depends on. The version is
+    read from the install's metadata: importing pyFFTW costs 0.19 s of a start."""
     try:
-        import pyfftw
-
-        version = pyfftw.__version__
-    except ImportError:
+        version = metadata.version("pyfftw")
+    except metadata.PackageNotFoundError:
         version = "absent"
     return f"pyfftw {version}; {_cpu()}"
 

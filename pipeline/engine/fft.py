@@ -18,6 +18,8 @@ import time
 import warnings
 from functools import cache
 
+from typing import Any
+
 import numpy as np
 
 from . import cache as disk
@@ -28,10 +30,23 @@ from .epilogue import Epilogue, Finish
 from .sizes import fft_shape
 from .spec import INTEGERS, BankSpec
 
-try:  # pyFFTW is a dependency; without it the method still works, on scipy.fft.
-    import pyfftw
-except ImportError:  # pragma: no cover - exercised by tests that hide pyfftw
-    pyfftw = None
+_UNLOADED = object()
+# pyFFTW, imported on first use: importing it costs 0.19 s of every start (it imports
+# dask.array where dask is installed), and banks that never use the FFT need none of it.
+pyfftw: Any = _UNLOADED
+
+
+def fftw() -> Any:
+    """The pyfftw module; None where it cannot be imported (pyFFTW is a dependency; without
+    it the fft method still works, on scipy.fft)."""
+    global pyfftw
+    if pyfftw is _UNLOADED:
+        try:
+            import pyfftw as module
+        except ImportError:  # exercised by tests that hide pyfftw
+            module = None
+        pyfftw = module
+    return pyfftw
 
 WISDOM_FILE = "fftw_wisdom.json"
 EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT"}
@@ -40,23 +55,23 @@ EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "F
 @cache
 def load_wisdom() -> bool:
     """Import the saved FFTW wisdom once per process; True if any was imported."""
-    if pyfftw is None:
+    if fftw() is None:
         return False
     saved = disk.load_json(WISDOM_FILE)
     parts = tuple(saved.get(k, "").encode("ascii") for k in ("double", "single", "long"))
-    return any(parts) and any(pyfftw.import_wisdom(parts))
+    return any(parts) and any(fftw().import_wisdom(parts))
 
 
 def save_wisdom() -> None:
     """Export everything FFTW has learnt in this process to the cache folder."""
-    if pyfftw is None:
+    if fftw() is None:
         return
-    double, single, long = (w.decode("ascii") for w in pyfftw.export_wisdom())
+    double, single, long = (w.decode("ascii") for w in fftw().export_wisdom())
     disk.save_json(WISDOM_FILE, {"double": double, "single": single, "long": long})
 
 
 def use_pyfftw() -> bool:
-    if pyfftw is None:
+    if fftw() is None:
         warnings.warn("pyFFTW is not importable: the fft method runs on scipy.fft (slower)",
                       RuntimeWarning, stacklevel=3)
         return False
@@ -79,7 +94,7 @@ class Transforms:
         self.complex = np.result_type(self.real, np.complex64)
         self.packed = packed
         self.fftw = use_pyfftw()
-        empty = pyfftw.empty_aligned if self.fftw else np.empty
+        empty = fftw().empty_aligned if self.fftw else np.empty
         self.frames = empty((c_in, *batch, fh, fw), dtype=self.real)
         self.spectra = empty((c_in, *batch, fh, fw // 2 + 1), dtype=self.complex)
         self._out = (c_out, *batch, fh, fw)
@@ -91,9 +106,9 @@ class Transforms:
             load_wisdom()
             start = time.perf_counter()
             flags = (EFFORTS[effort],)
-            self._forward = pyfftw.FFTW(self.frames, self.spectra, axes=(-2, -1),
+            self._forward = fftw().FFTW(self.frames, self.spectra, axes=(-2, -1),
                                         flags=flags, threads=fftw_threads)
-            self._inverse = pyfftw.FFTW(self._inverse_in, empty(self._out, self._out_dtype),
+            self._inverse = fftw().FFTW(self._inverse_in, empty(self._out, self._out_dtype),
                                         axes=(-2, -1), direction="FFTW_BACKWARD",
                                         flags=(*flags, "FFTW_DESTROY_INPUT"),
                                         threads=fftw_threads)
@@ -104,7 +119,7 @@ class Transforms:
         self._inverse_in[...] = 0
 
     def empty_output(self) -> np.ndarray:
-        return (pyfftw.empty_aligned if self.fftw else np.empty)(self._out, self._out_dtype)
+        return (fftw().empty_aligned if self.fftw else np.empty)(self._out, self._out_dtype)
 
     def inverse_input(self) -> np.ndarray:
         """A scratch (C_out, …, Fw//2+1) buffer the multiply-accumulate may write into."""

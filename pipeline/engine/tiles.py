@@ -42,7 +42,7 @@ from .fft import (
     c_products,
     kernel_spectra,
     packed_kernel_spectra,
-    pyfftw,
+    fftw,
     transform_ms_estimate,
     use_pyfftw,
 )
@@ -347,16 +347,16 @@ def measure_units(dtype: np.dtype | str = "float32", repeat: int = 5) -> dict[st
     divided by the cores, since the workers run that many batches at once.
     """
     real = np.dtype(dtype)
-    fftw = use_pyfftw()
+    using = use_pyfftw()
     out = {}
     for size in TILE_SIZES:
         n = max(2, (2 << 20) // (size * size * real.itemsize))
-        frames = (pyfftw.empty_aligned if fftw else np.empty)((n, size, size), dtype=real)
+        frames = (fftw().empty_aligned if using else np.empty)((n, size, size), dtype=real)
         frames[...] = 1
-        if fftw:
-            forward = pyfftw.builders.rfft2(frames, planner_effort="FFTW_ESTIMATE", threads=1)
+        if using:
+            forward = fftw().builders.rfft2(frames, planner_effort="FFTW_ESTIMATE", threads=1)
             spectra = forward()
-            inverse = pyfftw.builders.irfft2(spectra, s=(size, size),
+            inverse = fftw().builders.irfft2(spectra, s=(size, size),
                                              planner_effort="FFTW_ESTIMATE", threads=1)
         else:
             from scipy import fft
