@@ -206,6 +206,38 @@ PATCHES = np.array([[0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 255, 255], [0, 
                     [40, 200, 220], [128, 128, 128], [200, 60, 30]], np.uint8)
 
 
+@pytest.mark.parametrize(("ext", "full"), [(".mp4", False), (".avi", True)])
+def test_gray_into_420_maps_each_level(tmp_path, ext, full):
+    """A gray result into H.264 (limited range) or MJPEG (full): luma is each level mapped
+    onto the stream's range and rounded to nearest (swscale's accurate path is within 1),
+    chroma neutral. H.264 at CRF 0 is lossless, so the decoded plane is what was written."""
+    from av.video.reformatter import Interpolation
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (32, 1))
+    frames = [np.repeat(ramp[:, :, None], 3, axis=2)] * 3
+    out = tmp_path / f"gray{ext}"
+    text = GRAY + f"output: {{path: {out}, crf: {0 if ext == '.mp4' else 2}}}\n"
+    run_config(config(tmp_path, text), source=MemorySource(frames), output=None)
+    levels = np.arange(256) if full else 16 + np.arange(256) * 219 / 255
+    want = np.floor(levels + 0.5)
+    with av.open(str(out)) as c:
+        picture = next(iter(c.decode(video=0)))
+    y = np.frombuffer(picture.planes[0], np.uint8).reshape(-1, picture.planes[0].line_size)
+    u = np.frombuffer(picture.planes[1], np.uint8)
+    if ext == ".mp4":
+        np.testing.assert_array_equal(y[:32, :256], np.tile(want, (32, 1)))
+        assert set(np.unique(u)) == {128}
+        swscale = av.VideoFrame.from_numpy_buffer(ramp, format="gray").reformat(
+            format="yuv420p", src_colorspace=1, dst_colorspace=1, src_color_range="JPEG",
+            dst_color_range="MPEG", interpolation=Interpolation.BILINEAR |
+            Interpolation.ACCURATE_RND)
+        theirs = np.frombuffer(swscale.planes[0], np.uint8).reshape(
+            -1, swscale.planes[0].line_size)[:32, :256]
+        assert np.abs(theirs.astype(int) - want).max() <= 1
+    else:  # JPEG: lossy even at quantiser 2, but close
+        assert np.abs(y[:32, :256].astype(int) - want).max() <= 3
+
+
 def patch_frame(width: int, height: int) -> np.ndarray:
     frame = np.zeros((height, width, 3), np.uint8)
     step = width // len(PATCHES)
