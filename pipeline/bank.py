@@ -254,23 +254,22 @@ class FilterBank:
             y += self._bias
         return _activate(y, self.options.activation)
 
-    def finish_bands(self, shape: tuple[int, ...], finish: Finish, channels: int,
-                     dtype: Any = None) -> bool:
+    def finish_bands(self, shape: tuple[int, ...], finish: Finish, dtype: Any = None) -> bool:
         """On frames of ``shape``, hand each finished band of the result (bias and
-        activation applied) to ``finish`` and return uint8 ``(H', W', channels)`` frames
+        activation applied) to ``finish`` and return uint8 ``(H', W', finish.channels)`` frames
         instead of floats (``epilogue.Finish``), for frames of ``dtype``. False where the
         method has no bands or applies the bias and activation afterwards: the caller
         finishes whole frames."""
         key = (_as_hwc(shape), self._source(dtype).str)
         spec, choice, engine = self._planned(*key)
         plain = self._bias is None and self.options.activation.name == "none"
-        if (plain or engine.fused) and engine.finish_bands(finish, channels):
+        if (plain or engine.fused) and engine.finish_bands(finish):
             return True
         other = planner.banded(spec)  # a small kernel OpenCV had: the C kernel, in bands
         if other is None or not (plain or other.fuse(self._epilogue())):
             return False
         self._engines[key] = (spec, choice, other)
-        return other.finish_bands(finish, channels)
+        return other.finish_bands(finish)
 
     def _epilogue(self) -> Epilogue:
         """The bias and activation, for a method to apply as it stores its results."""

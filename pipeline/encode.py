@@ -58,6 +58,18 @@ class Encoder:
         channel, no mosaic): then ``band`` may encode a frame a band of rows at a time."""
         return self.policy.bounds is not None and self._every and not self.policy.mosaic
 
+    @property
+    def in_stores(self) -> bool | None:
+        """Where this encoder is the common policy (saturate or abs over [0, 255], per
+        pixel), which the depthwise C kernels apply in their stores: whether |v| comes
+        first; else None."""
+        return self.policy.policy == "abs" if self.per_pixel and self._in_c else None
+
+    def count_nans(self, n: int) -> None:
+        """NaN values met where this encoder's policy ran elsewhere (C stores)."""
+        with self._lock:
+            self.nan_pixels += n
+
     def band(self, y: np.ndarray, out: np.ndarray) -> None:
         """Rows of a float result ``y`` (rows, W, C), any strides, encoded into ``out``
         (rows, W, C) uint8: the same numbers as encoding the whole frame (``per_pixel``)."""
@@ -65,8 +77,7 @@ class Encoder:
         if self._in_c and y.dtype == np.float32:  # one pass, in C
             nans = native.depthwise.to_bytes(y, out, self.policy.policy == "abs")
             if nans:
-                with self._lock:
-                    self.nan_pixels += nans
+                self.count_nans(nans)
             return
         if y.shape[2] > 1 and y.strides[1] == y.itemsize:  # planar rows: plane by plane
             planes = self._to_uint8([y[..., i] for i in range(y.shape[2])])

@@ -27,6 +27,7 @@ from .config import (
     nesting_depth,
 )
 from .encode import Encoder
+from .engine.epilogue import Finish
 from .errors import ConfigError, FrameError
 from .frames import FrameFormat
 from .kernels import load_weights, make_kernel
@@ -83,14 +84,16 @@ class Chain:
         if not all(step.pixelwise for step in after):
             return False
 
-        def finish(band: np.ndarray, out: np.ndarray) -> None:
+        def apply(band: np.ndarray, out: np.ndarray) -> None:
             for step in after:
                 band = step.fn(band)
             encoder.band(band, out)
 
+        alone = encoder.in_stores if not after else None  # the C stores may do all of it
+        finish = Finish(apply, encoder.shape[2], alone, encoder.count_nans)
         step = self.steps[last]
         assert step.bank is not None
-        if not step.bank.finish_bands(step.in_shape, finish, encoder.shape[2], step.in_dtype):
+        if not step.bank.finish_bands(step.in_shape, finish, step.in_dtype):
             return False
         self.finished_in = last
         return True

@@ -42,6 +42,7 @@ from scipy import signal  # noqa: E402
 from pipeline import FilterBank  # noqa: E402
 from pipeline.config import Encode  # noqa: E402
 from pipeline.encode import Encoder  # noqa: E402
+from pipeline.engine.epilogue import Finish  # noqa: E402
 from pipeline.engine import layout, threads  # noqa: E402
 from pipeline.engine.sizes import fft_shape  # noqa: E402
 from pipeline.kernels import gaussian  # noqa: E402
@@ -171,7 +172,8 @@ def case_u(k: int, kind: str, repeat: int, rng) -> dict:
     bank = FilterBank(kernel, align="opencv", border="reflect101")
     to8 = FilterBank(kernel, align="opencv", border="reflect101")
     encoder = Encoder(Encode(policy="saturate", range=[0, 255]), x.shape)
-    if not to8.finish_bands(x.shape, encoder.band, 3, x.dtype):  # FFT: whole frames, as
+    finish = Finish(encoder.band, 3, encoder.in_stores, encoder.count_nans)
+    if not to8.finish_bands(x.shape, finish, x.dtype):  # FFT: whole frames, as
         to8 = lambda frame: encoder(bank(frame))  # noqa: E731  a run then encodes them
     border = cv2.BORDER_REFLECT_101
     c = {"pl:u8>f32": lambda: bank(x), "pl:u8>u8": lambda: to8(x),

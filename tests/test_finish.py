@@ -148,3 +148,23 @@ def test_band_encoding_in_c_matches_the_encoder(policy, planar):
     banded.band(y, out)
     np.testing.assert_array_equal(out, whole(y))
     assert banded.nan_pixels == whole.nan_pixels == 1
+
+
+@pytest.mark.parametrize("stages", [GAUSSIAN, RANDOM7])
+def test_the_common_policy_runs_in_the_c_stores(tmp_path, stages):
+    """saturate over [0, 255] right after a depthwise bank: the C kernel writes the bytes
+    as it stores each row (the encoder's own band code is never called), bit for bit, and
+    the NaNs it meets are counted."""
+    cfg = load_config(_config(tmp_path, stages, "{policy: saturate, range: [0, 255]}"))
+    fmt = FrameFormat(67, 101, 3, "float32")
+    plain, fused = build_chain(cfg, fmt), build_chain(cfg, fmt)
+    encoder, reference = Encoder(cfg.encode, fused.out_shape), Encoder(cfg.encode, fmt.shape)
+    calls: list[int] = []
+    band = encoder.band
+    encoder.band = lambda y, out: (calls.append(1), band(y, out))  # type: ignore[method-assign]
+    assert fused.finish_in_bank(encoder)
+    frame = np.random.default_rng(5).uniform(-20, 280, (67, 101, 3)).astype(np.float32)
+    frame[30, 40] = np.nan
+    np.testing.assert_array_equal(fused(frame), reference(plain(frame)))
+    assert calls == []
+    assert encoder.nan_pixels == reference.nan_pixels > 0

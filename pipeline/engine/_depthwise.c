@@ -46,6 +46,11 @@ typedef struct {
     const float *bias; /* NULL or C floats */
     int relu, shared;
     int accumulate; /* add to what ``out`` holds (before the ReLU) */
+    /* the encoder's common policy fused: each finished row also written as bytes here
+     * ((ho, wo, C) uint8; NULL: none), |v| first when ``absolute``, NaNs counted */
+    uint8_t *bytes;
+    int absolute;
+    long long *nans;
 } Job;
 
 /* The source index that padded index ``p`` (may be outside [0, n)) reads, or -1 for the
@@ -82,6 +87,10 @@ typedef struct {
     float *obuf;    /* a last partial block's outputs: [R][XB·VW] */
     int span;
     struct RowCache *cache; /* an integer source's rows as floats, else NULL */
+    /* rows written as bytes and nothing else needing their floats after: the floats of
+     * R rows go here, not into the frame-sized result (never written then: 25 MB of
+     * stores to memory a 1080p colour frame saved), else NULL */
+    float *orows;
 } Tables;
 
 /* An integer frame's rows, converted to float as they are first read: each padded row p
@@ -242,6 +251,63 @@ ISA(avx512, ISA_AVX512_ATTR, 16, 4)
 
 static const Isa *isa_blocks(int isa) { return ISA_PICK(isa, &generic, &avx2, &avx512); }
 
+/* n floats -> n bytes as the encoder's saturate policy over [0, 255] writes them: NaN as 0
+ * (counted), |v| first for the abs policy, clipped, rounded half to even (OpenCV's
+ * saturate_cast; the scalar loop by the 1.5·2^23 trick, exact below 2^22). */
+static long long bytes_generic(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
+{
+    long long nans = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = absolute ? fabsf(s[i]) : s[i];
+        nans += v != v;
+        v = v > 0.0f ? v : 0.0f; /* NaN -> 0 */
+        v = v < 255.0f ? v : 255.0f;
+        d[i] = (uint8_t)(int)((v + 12582912.0f) - 12582912.0f);
+    }
+    return nans;
+}
+
+#ifdef ISA_X86
+#include <immintrin.h>
+/* The same, 32 values a step: max with 0 first (maxps returns its second operand for a
+ * NaN), cvtps2dq rounds half to even (MXCSR's default), then packs with saturation. The
+ * compiler left the scalar loop scalar: 1080p x 3 in 18 ms, this in about 1. */
+ISA_AVX2_ATTR static long long bytes_avx2(const float *s, uint8_t *d, ptrdiff_t n,
+                                          int absolute)
+{
+    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+    const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(absolute ? 0x7fffffff : -1));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    long long nans = 0;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_and_ps(_mm256_loadu_ps(s + i + 8 * k), mask);
+            nans += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+            v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
+            q[k] = _mm256_cvtps_epi32(v);
+        }
+        const __m256i lo = _mm256_packs_epi32(q[0], q[1]), hi = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order);
+        _mm256_storeu_si256((__m256i *)(d + i), bytes);
+    }
+    return nans + bytes_generic(s + i, d + i, n - i, absolute);
+}
+#endif
+
+static long long bytes_from(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
+{
+#ifdef ISA_X86
+    static int avx2 = -1;
+    if (avx2 < 0)
+        avx2 = isa_supported(ISA_AVX2);
+    if (avx2)
+        return bytes_avx2(s, d, n, absolute);
+#endif
+    return bytes_generic(s, d, n, absolute);
+}
+
 /* Floats a..b of source row ``r`` of an integer frame into ``dst`` (indexed as the row). */
 static void convert_row(const Job *jb, int r, float *dst, ptrdiff_t a, ptrdiff_t b)
 {
@@ -330,7 +396,8 @@ static void run_rows(const Isa *isa, const Job *jb, const Tables *tb, int r0, in
             rows[t] = source_row(jb, tb, p);
         }
         for (int q = 0; q < nr; q++)
-            outs[q] = jb->out + (size_t)(r + q) * width;
+            outs[q] = tb->orows ? tb->orows + (size_t)q * width
+                                : jb->out + (size_t)(r + q) * width;
         /* whole blocks k·block, k < whole, are interior (read from the frame itself) for
          * k0 <= k < k1; the others, and a last partial block, are read from the scratch
          * rows with their border made first */
@@ -358,6 +425,9 @@ static void run_rows(const Isa *isa, const Job *jb, const Tables *tb, int r0, in
             else
                 fn(jb, tb, srows, 0, outs, x, 1);
         }
+        for (int q = 0; jb->bytes != NULL && q < nr; q++) /* the rows just stored, in L1 */
+            *jb->nans += bytes_from(outs[q], jb->bytes + (size_t)(r + q) * width, width,
+                                    jb->absolute);
         r += nr;
     }
 }
@@ -383,6 +453,10 @@ static void scalar_rows(const Job *jb, const Tables *tb, int r0, int r1)
                 acc += tb->btab[ch] + (jb->accumulate ? *dst : 0.0f);
                 *dst = jb->relu && acc < 0 ? 0.0f : acc;
             }
+    const size_t width = (size_t)jb->wo * c;
+    for (int r = r0; jb->bytes != NULL && r < r1; r++)
+        *jb->nans += bytes_from(jb->out + r * width, jb->bytes + r * width, (ptrdiff_t)width,
+                                jb->absolute);
 }
 
 
@@ -403,6 +477,11 @@ static int make_tables(const Job *jb, const Isa *isa, Tables *tb)
     tb->obuf = malloc(sizeof(float) * (size_t)isa->r * block);
     if (!tb->wtab || !tb->scratch || (jb->border == B_CONSTANT && !tb->crow) || !tb->obuf)
         return -1;
+    if (jb->bytes != NULL && !jb->accumulate) {
+        tb->orows = malloc(sizeof(float) * (size_t)isa->r * jb->wo * jb->c);
+        if (tb->orows == NULL)
+            return -1;
+    }
     if (jb->kind != K_FLOAT) { /* the rows one window spans, by either path of run_rows */
         const int slots = (jb->kh - 1) * jb->dh + isa->r;
         tb->cache = malloc(sizeof(RowCache));
@@ -433,6 +512,7 @@ static void free_tables(Tables *tb)
     free(tb->scratch);
     free(tb->crow);
     free(tb->obuf);
+    free(tb->orows);
     if (tb->cache != NULL) {
         free(tb->cache->rows);
         free(tb->cache->tags);
@@ -528,10 +608,15 @@ static void run_separable(const Isa *isa, const Job *jv, const Tables *tv, const
             }
             for (int q = 0; q < nr; q++) {
                 hrows[q] = tmp + q * span;
-                houts[q] = jh->out + (size_t)(r + q) * width;
+                houts[q] = th->orows ? th->orows + (size_t)q * width
+                                     : jh->out + (size_t)(r + q) * width;
             }
             sweep(isa->rows[jh->shared][many ? 0 : 1], block, nr, jh, th, hrows, 0, houts,
                   (ptrdiff_t)x0 * c, (ptrdiff_t)(x1 - x0) * c);
+            for (int q = 0; jh->bytes != NULL && q < nr; q++) /* this strip's part, in L1 */
+                *jh->nans += bytes_from(houts[q] + (size_t)x0 * c,
+                                        jh->bytes + (size_t)(r + q) * width + (size_t)x0 * c,
+                                        (ptrdiff_t)(x1 - x0) * c, jh->absolute);
             r += nr;
         }
     }
@@ -566,26 +651,60 @@ static int bad_source(const Job *jb, const Py_buffer *src)
     return 0;
 }
 
-#define JOB_FORMAT "(iiiiiiiiiii)ifpii|zOppi"
+/* The optional byte output: None, or a writable buffer of (ho, wo, C) bytes that each
+ * finished row is also written to (the NaNs met counted into *nans). Sets *bad (a Python
+ * error set) where it is not; release ``view`` when ``view->obj``. */
+static void optional_bytes(PyObject *obj, Py_buffer *view, Job *jb, long long *nans,
+                           int *bad)
+{
+    if (*bad || obj == Py_None)
+        return;
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE) < 0) {
+        *bad = 1;
+        return;
+    }
+    if (view->len < (Py_ssize_t)jb->ho * jb->wo * jb->c) {
+        PyErr_Format(PyExc_ValueError, "bytes holds %zd bytes, needs %lld", view->len,
+                     (long long)jb->ho * jb->wo * jb->c);
+        *bad = 1;
+        return;
+    }
+    jb->bytes = view->buf;
+    jb->nans = nans;
+}
+
+/* None, or the NaN count where the rows were also written as bytes. */
+static PyObject *result(PyObject *done, const Job *jb)
+{
+    if (done == NULL || jb->bytes == NULL)
+        return done;
+    Py_DECREF(done);
+    return PyLong_FromLongLong(*jb->nans);
+}
+
+#define JOB_FORMAT "(iiiiiiiiiii)ifpii|zOppiOp"
 #define JOB_FIELDS(jb)                                                                         \
     &(jb).h, &(jb).w, &(jb).c, &(jb).ho, &(jb).wo, &(jb).kh, &(jb).kw, &(jb).dh, &(jb).dw,   \
         &(jb).top, &(jb).left, &(jb).border, &(jb).value, &(jb).shared
 
 static PyObject *correlate(PyObject *self, PyObject *args)
 {
-    Py_buffer src, w, out, bias = {0};
+    Py_buffer src, w, out, bias = {0}, bytes = {0};
     Job jb = {0};
     int r0, r1;
+    long long nans = 0;
     const char *name = NULL;
-    PyObject *bias_obj = Py_None;
+    PyObject *bias_obj = Py_None, *bytes_obj = Py_None;
     (void)self;
     if (!PyArg_ParseTuple(args, "y*y*w*" JOB_FORMAT, &src, &w, &out, JOB_FIELDS(jb), &r0, &r1,
-                          &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind))
+                          &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind, &bytes_obj,
+                          &jb.absolute))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
     jb.bias = optional_floats(bias_obj, &bias, &bad);
+    optional_bytes(bytes_obj, &bytes, &jb, &nans, &bad);
     bad = bad || bad_job(&jb, isa, r0, r1) ||
           bad_source(&jb, &src) ||
           too_small(&w, (long long)jb.c * jb.kh * jb.kw, "weights") ||
@@ -610,24 +729,27 @@ static PyObject *correlate(PyObject *self, PyObject *args)
         }
         free_tables(&tb);
     }
-    return finish(bad, (Py_buffer *const[]){&src, &w, &out, &bias}, 4);
+    return result(finish(bad, (Py_buffer *const[]){&src, &w, &out, &bias, &bytes}, 5), &jb);
 }
 
 static PyObject *separable(PyObject *self, PyObject *args)
 {
-    Py_buffer src, col, row, out, bias = {0};
+    Py_buffer src, col, row, out, bias = {0}, bytes = {0};
     Job jb = {0};
     int r0, r1;
+    long long nans = 0;
     const char *name = NULL;
-    PyObject *bias_obj = Py_None;
+    PyObject *bias_obj = Py_None, *bytes_obj = Py_None;
     (void)self;
     if (!PyArg_ParseTuple(args, "y*y*y*w*" JOB_FORMAT, &src, &col, &row, &out, JOB_FIELDS(jb),
-                          &r0, &r1, &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind))
+                          &r0, &r1, &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind,
+                          &bytes_obj, &jb.absolute))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
     jb.bias = optional_floats(bias_obj, &bias, &bad);
+    optional_bytes(bytes_obj, &bytes, &jb, &nans, &bad);
     bad = bad || bad_job(&jb, isa, r0, r1);
     if (!bad && ((ptrdiff_t)jb.w * jb.c < XB * isa->vw || (ptrdiff_t)jb.wo * jb.c < XB * isa->vw)) {
         PyErr_SetString(PyExc_ValueError, "frame narrower than one block");
@@ -649,6 +771,7 @@ static PyObject *separable(PyObject *self, PyObject *args)
         jv.left = 0;
         jv.bias = NULL;
         jv.relu = jv.accumulate = 0;
+        jv.bytes = NULL; /* only the horizontal pass finishes values */
         jh.kind = K_FLOAT; /* it reads the vertical pass's float rows */
         jh.w8 = row.buf;
         jh.out = out.buf;
@@ -679,64 +802,8 @@ static PyObject *separable(PyObject *self, PyObject *args)
         free_tables(&tv);
         free_tables(&th);
     }
-    return finish(bad, (Py_buffer *const[]){&src, &col, &row, &out, &bias}, 5);
-}
-
-/* n floats -> n bytes as the encoder's saturate policy over [0, 255] writes them: NaN as 0
- * (counted), |v| first for the abs policy, clipped, rounded half to even (OpenCV's
- * saturate_cast; the scalar loop by the 1.5·2^23 trick, exact below 2^22). */
-static long long bytes_generic(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
-{
-    long long nans = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float v = absolute ? fabsf(s[i]) : s[i];
-        nans += v != v;
-        v = v > 0.0f ? v : 0.0f; /* NaN -> 0 */
-        v = v < 255.0f ? v : 255.0f;
-        d[i] = (uint8_t)(int)((v + 12582912.0f) - 12582912.0f);
-    }
-    return nans;
-}
-
-#ifdef ISA_X86
-#include <immintrin.h>
-/* The same, 32 values a step: max with 0 first (maxps returns its second operand for a
- * NaN), cvtps2dq rounds half to even (MXCSR's default), then packs with saturation. The
- * compiler left the scalar loop scalar: 1080p x 3 in 18 ms, this in about 1. */
-ISA_AVX2_ATTR static long long bytes_avx2(const float *s, uint8_t *d, ptrdiff_t n,
-                                          int absolute)
-{
-    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
-    const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(absolute ? 0x7fffffff : -1));
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    long long nans = 0;
-    ptrdiff_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i q[4];
-        for (int k = 0; k < 4; k++) {
-            __m256 v = _mm256_and_ps(_mm256_loadu_ps(s + i + 8 * k), mask);
-            nans += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
-            v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
-            q[k] = _mm256_cvtps_epi32(v);
-        }
-        const __m256i lo = _mm256_packs_epi32(q[0], q[1]), hi = _mm256_packs_epi32(q[2], q[3]);
-        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order);
-        _mm256_storeu_si256((__m256i *)(d + i), bytes);
-    }
-    return nans + bytes_generic(s + i, d + i, n - i, absolute);
-}
-#endif
-
-static long long bytes_from(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
-{
-#ifdef ISA_X86
-    static int avx2 = -1;
-    if (avx2 < 0)
-        avx2 = isa_supported(ISA_AVX2);
-    if (avx2)
-        return bytes_avx2(s, d, n, absolute);
-#endif
-    return bytes_generic(s, d, n, absolute);
+    return result(finish(bad, (Py_buffer *const[]){&src, &col, &row, &out, &bias, &bytes}, 6),
+                  &jb);
 }
 
 enum { RUN = 1024 }; /* floats of a planar run converted at once */
@@ -816,11 +883,14 @@ static PyObject *block(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
      "correlate(src, weights, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
-     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind]]]]]); kind of src: 0 "
-     "float32, 1 uint8, 2 uint16"},
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind[, bytes[, absolute]]]]]]]) "
+     "-> None, or the NaN count with bytes; kind of src: 0 float32, 1 uint8, 2 uint16; bytes: "
+     "(ho, wo, C) uint8 each finished row is also written to, as the saturate (abs) policy "
+     "over [0, 255] writes it"},
     {"separable", separable, METH_VARARGS,
      "separable(src, col, row, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
-     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind]]]]])"},
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind[, bytes[, absolute]]]]]]])"
+     " -> as correlate"},
     {"to_bytes", to_bytes, METH_VARARGS,
      "to_bytes(src, dst, absolute) -> NaN count: float32 (rows, W, C), any strides, into "
      "uint8 dst (rows, W, C) as the saturate (or abs) policy over [0, 255] writes them"},

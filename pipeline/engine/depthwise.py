@@ -33,6 +33,9 @@ _BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does 
 KINDS = {np.dtype(np.float32): 0, np.dtype(np.uint8): 1, np.dtype(np.uint16): 2}
 
 
+Stores = tuple[np.ndarray, bool] | None  # the bytes the C stores also write, and abs or not
+
+
 def fits(spec: BankSpec) -> bool:
     """Whether the kernels compute ``spec``: one kernel per channel (C_out = C_in =
     groups), float32, unit stride, a channel count that divides their block of vectors
@@ -71,12 +74,19 @@ class _Banded:
         self._bias: np.ndarray | None = None  # (C,) float32, added as values are stored
         self._relu = False
         self._epilogue: Callable[[np.ndarray], object] | None = None
-        self._finish: tuple[Finish, int] | None = None  # and the channels it writes
+        self._finish: Finish | None = None
 
-    def finish_bands(self, finish: Finish, channels: int) -> bool:
-        """Finish each band into uint8 as it is done (``epilogue.Finish``)."""
-        self._finish = (finish, channels)
+    def finish_bands(self, finish: Finish) -> bool:
+        """Finish each band into uint8 as it is done (``epilogue.Finish``): in the C
+        kernel's stores, row by row, where it is the encoder's common policy alone and
+        the activation is applied there too; else on each band as it is finished."""
+        self._finish = finish
         return True
+
+    def _in_stores(self) -> bool:
+        f = self._finish
+        return f is not None and f.absolute is not None and self._epilogue is None \
+            and f.channels == self.spec.c_out
 
     def fuse(self, epilogue: Epilogue) -> None:
         """Apply the bank's bias and activation: in the stores where they can, else on each
@@ -97,21 +107,27 @@ class _Banded:
         """``x``: (H, W, C) float32, uint8 or uint16, contiguous -> (H', W', C) float32."""
         out = np.empty(self.spec.out_shape, dtype=np.float32)
         kind = KINDS[x.dtype]
-        final = None if self._finish is None else \
-            np.empty((*self.spec.out_shape[:2], self._finish[1]), dtype=np.uint8)
+        finish = self._finish
+        final = None if finish is None else \
+            np.empty((*self.spec.out_shape[:2], finish.channels), dtype=np.uint8)
+        stores = (final, finish.absolute) if self._in_stores() else None
 
         def work(_: int, index: int) -> None:
             r0, r1 = self._bands[index]
-            self._rows(x, out, r0, r1, kind)
+            nans = self._rows(x, out, r0, r1, kind, stores)
+            if nans and finish.nans is not None:
+                finish.nans(nans)
             if self._epilogue is not None:  # it takes a planar (C, rows, W') view
                 self._epilogue(out[r0:r1].transpose(2, 0, 1))
-            if final is not None:
-                self._finish[0](out[r0:r1], final[r0:r1])
+            if final is not None and stores is None:
+                finish.apply(out[r0:r1], final[r0:r1])
 
         threads.run_shared(work, len(self._bands))
         return out if final is None else final
 
-    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int) -> None:
+    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int,
+              stores: Stores) -> int | None:
+        """Rows r0..r1 of ``out`` (and of ``stores``' bytes); the NaNs met there, if any."""
         raise NotImplementedError
 
 
@@ -122,10 +138,11 @@ class Kernel2D(_Banded):
         super().__init__(spec)
         self._weights = np.ascontiguousarray(spec.weights[:, 0], dtype=np.float32)
 
-    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int) -> None:
-        native.depthwise.correlate(x, self._weights, out, self._geometry, *self._border,
-                                   self.spec.shared, r0, r1, None, self._bias, self._relu,
-                                   False, kind)
+    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int,
+              stores: Stores) -> int | None:
+        return native.depthwise.correlate(x, self._weights, out, self._geometry, *self._border,
+                                          self.spec.shared, r0, r1, None, self._bias,
+                                          self._relu, False, kind, *(stores or (None, False)))
 
 
 class Pairs(_Banded):
@@ -150,14 +167,19 @@ class Pairs(_Banded):
         floats = native.depthwise.block()[0]
         return min(spec.in_shape[1], spec.out_shape[1]) * spec.c_in >= floats
 
-    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int) -> None:
+    def _rows(self, x: np.ndarray, out: np.ndarray, r0: int, r1: int, kind: int,
+              stores: Stores) -> int | None:
         last = len(self._pairs) - (self._identity is None)  # the call that finishes a value
+        nans = None
         for n, (col, row) in enumerate(self._pairs):
             end = n == last
-            native.depthwise.separable(x, col, row, out, self._geometry, *self._border, True,
-                                       r0, r1, None, self._bias if end else None,
-                                       self._relu and end, n > 0, kind)
+            nans = native.depthwise.separable(
+                x, col, row, out, self._geometry, *self._border, True, r0, r1, None,
+                self._bias if end else None, self._relu and end, n > 0, kind,
+                *(stores if stores and end else (None, False)))
         if self._identity is not None:
             weights, geometry = self._identity
-            native.depthwise.correlate(x, weights, out, geometry, *self._border, True, r0, r1,
-                                       None, self._bias, self._relu, bool(self._pairs), kind)
+            nans = native.depthwise.correlate(
+                x, weights, out, geometry, *self._border, True, r0, r1, None, self._bias,
+                self._relu, bool(self._pairs), kind, *(stores or (None, False)))
+        return nans

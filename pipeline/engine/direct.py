@@ -82,7 +82,7 @@ class DirectMethod:
         if self.strategy == "depthwise":
             self._depthwise = depthwise.Kernel2D(spec)
         self._epilogue: Callable[[np.ndarray], object] | None = None
-        self._finish: tuple[Finish, int] | None = None  # and the channels it writes
+        self._finish: Finish | None = None
         self._native_bias: list[np.ndarray | None] = [None] * spec.groups
         self._relu = False
         self.fused = False  # whether results come with the bank's bias and activation
@@ -104,14 +104,14 @@ class DirectMethod:
             self._epilogue = epilogue.apply
         return self.fused
 
-    def finish_bands(self, finish: Finish, channels: int) -> bool:
+    def finish_bands(self, finish: Finish) -> bool:
         """Finish each band into uint8 as it is done, where this method has bands (the C
         kernels: depthwise and channel-mixing)."""
         if self.strategy == "depthwise":
-            return self._depthwise.finish_bands(finish, channels)
+            return self._depthwise.finish_bands(finish)
         if self.strategy != "native":
             return False
-        self._finish = (finish, channels)
+        self._finish = finish
         return True
 
     def takes(self, dtype: np.dtype) -> bool:
@@ -209,7 +209,7 @@ class DirectMethod:
         out = np.empty((s.c_out, *s.out_shape[:2]), dtype=s.dtype)
         og, bands = s.out_per_group, self._native_bands
         final = None if self._finish is None else \
-            np.empty((*s.out_shape[:2], self._finish[1]), dtype=np.uint8)
+            np.empty((*s.out_shape[:2], self._finish.channels), dtype=np.uint8)
 
         def work(_: int, index: int) -> None:
             rows = slice(*bands[index])
@@ -220,7 +220,7 @@ class DirectMethod:
             if self._epilogue is not None:
                 self._epilogue(out[:, rows])
             if final is not None:
-                self._finish[0](out[:, rows].transpose(1, 2, 0), final[rows])
+                self._finish.apply(out[:, rows].transpose(1, 2, 0), final[rows])
 
         threads.run_shared(work, len(bands))
         return out.transpose(1, 2, 0) if final is None else final

@@ -17,11 +17,22 @@ import numpy as np
 
 IN_STORES = ("none", "relu")  # the activations the C loops apply as they store
 
-# What turns a finished band of a bank's final result into the 8-bit frame a video or image
-# output takes: ``finish(band, out)``, ``band`` float (rows, W', C_out) (a view, maybe
-# strided), ``out`` uint8 (rows, W', C) to fill. Run on each band while it is in cache,
-# instead of passes over the whole float result afterwards (stages.Chain.finish_in_bank).
-Finish = Callable[[np.ndarray, np.ndarray], object]
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What turns a finished band of a bank's final result into the 8-bit frame a video or
+    image output takes, run on each band while it is in cache instead of in passes over
+    the whole float result afterwards (``stages.Chain.finish_in_bank``)."""
+
+    # apply(band, out): band float (rows, W', C_out), a view, maybe strided; out uint8
+    # (rows, W', channels) to fill
+    apply: Callable[[np.ndarray, np.ndarray], object]
+    channels: int
+    # set where all of it is the encoder's common policy (saturate or abs over [0, 255]),
+    # which the depthwise C kernels apply in their stores: whether |v| comes first
+    absolute: bool | None = None
+    nans: Callable[[int], object] | None = None  # counts the NaNs those stores met
 
 
 @dataclass(frozen=True)

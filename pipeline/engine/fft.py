@@ -252,7 +252,7 @@ class FFTMethod:
         return False
 
     @staticmethod
-    def finish_bands(finish: Finish, channels: int) -> bool:
+    def finish_bands(finish: Finish) -> bool:
         """No bands of output rows to finish: the caller finishes whole frames."""
         return False
 

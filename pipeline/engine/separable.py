@@ -160,9 +160,9 @@ class SeparableMethod:
             self._native.fuse(epilogue)
         return self.fused
 
-    def finish_bands(self, finish: Finish, channels: int) -> bool:
+    def finish_bands(self, finish: Finish) -> bool:
         """Finish each band into uint8 as it is done, where the C kernel runs."""
-        return self.strategy == "native" and self._native.finish_bands(finish, channels)
+        return self.strategy == "native" and self._native.finish_bands(finish)
 
     def takes(self, dtype: np.dtype) -> bool:
         """Integer frames go in as they are to the C kernel (rows converted as first

@@ -23,10 +23,10 @@ class Method(Protocol):
         """Take on the bank's bias and activation where the method can apply them as it
         stores results (in cache); returns ``fused``."""
 
-    def finish_bands(self, finish: Finish, channels: int) -> bool:
+    def finish_bands(self, finish: Finish) -> bool:
         """Apply ``finish`` to each band of the result as it is done (after the fused
-        epilogue), and return uint8 ``(H', W', channels)`` frames from then on; False
-        where the method has no bands (the caller then finishes whole frames)."""
+        epilogue), and return uint8 ``(H', W', finish.channels)`` frames from then on;
+        False where the method has no bands (the caller then finishes whole frames)."""
 
     def takes(self, dtype: np.dtype) -> bool:
         """Whether frames of ``dtype`` go in as they are (besides spec.dtype): uint8 or

@@ -265,7 +265,7 @@ class TiledFFTMethod:
         np.copyto(band, w.out[:, :n, :sh, :sw])
 
     @staticmethod
-    def finish_bands(finish: Finish, channels: int) -> bool:
+    def finish_bands(finish: Finish) -> bool:
         """No bands of output rows to finish: the caller finishes whole frames."""
         return False
 
