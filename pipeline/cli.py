@@ -267,7 +267,8 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller frames, fewer runs.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Calibrate the method choice on this machine and save FFTW wisdom (a minute or so)."""
+    """Calibrate the method choice on this machine (the C kernels on uint8 frames, as
+    cameras and files give them) and save FFTW wisdom (a minute or so)."""
     from .engine import calibrate, planner
     from .engine.cache import cache_dir
 

@@ -22,7 +22,7 @@ from .sizes import likely_shape
 from .spec import BankSpec
 from .tiles import TiledFFTMethod, Tiling, tiled_cost, tilings
 from . import timing
-from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
+from .timing import as_given, interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
 LAYOUT_FILE = "fft_layouts.json"
 SPECTRA_BUDGET = 1 << 30  # bytes of kernel spectra the full-frame layout may hold
@@ -123,6 +123,6 @@ def time_layouts(spec: BankSpec, k: dict[str, float], repeat: int = 5) -> Any | 
     if saved_ms(LAYOUT_FILE, key, _names(close)) is not None:
         return None
     engines = [build(spec, tiling) for _, tiling in close]
-    timed = interleaved_ms(engines, synthetic_frame(spec), repeat)
+    timed = interleaved_ms([as_given(e, spec) for e in engines], synthetic_frame(spec), repeat)
     keep_ms(LAYOUT_FILE, key, _names(close), timed, LAYOUT_LIMIT)
     return engines[int(np.argmin(timed))]

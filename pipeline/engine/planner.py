@@ -31,7 +31,7 @@ from .sizes import fft_shape
 from .spec import BankSpec
 from .tiles import TILE_SIZES, unit_key
 from . import timing
-from .timing import interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
+from .timing import as_given, interleaved_ms, keep_ms, saved_ms, spec_key, synthetic_frame
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -62,6 +62,9 @@ DEFAULT_CONSTANTS = {
     "tile_cmac_ns": 0.10,  # per spectrum product (and sum) per tile bin, in cache (C loop)
     "tile_copy_ns": 0.21,  # per sample copied into a tile or out of one (all cores)
     "tile_chunk_ms": 0.05,  # fixed cost of one worker's batch of tiles (calls, views)
+    # a uint8 frame copied to float32 first, per value: what a method that cannot read the
+    # source's frames as they are (OpenCV's calls) pays besides its own work
+    "convert_ns": 0.22,
 }
 
 
@@ -158,6 +161,13 @@ def predict(spec: BankSpec, k: dict[str, float] | None = None
     notes["separable"] += f", C kernel ({instruction_set()})" \
         if separable_strategy(spec) == "native" else ", sepFilter2D"
     costs["fft"], notes["fft"] = layout.choose(spec, k)[1:]
+    if spec.source != spec.dtype:  # integer frames: OpenCV's calls need a float copy first
+        copy = math.prod(spec.in_shape) * k["convert_ns"] * 1e-6
+        for method, takes in (("direct", default_strategy(spec) != "filter2d"),
+                              ("separable", separable_strategy(spec) == "native")):
+            if not takes and costs[method] is not None:
+                costs[method] += copy
+                notes[method] += f" (+ {spec.source} -> {spec.dtype} copy)"
     return costs, notes
 
 
@@ -293,6 +303,6 @@ def measure_costs(spec: BankSpec, predicted: dict[str, float | None],
     engines = [(built or {}).get(m) or build(spec, m) for m in usable]
     if built is not None:
         built.update(zip(usable, engines, strict=True))
-    timed = dict(zip(usable, interleaved_ms(engines, synthetic_frame(spec), repeat),
-                     strict=True))
+    timed = dict(zip(usable, interleaved_ms([as_given(e, spec) for e in engines],
+                                            synthetic_frame(spec), repeat), strict=True))
     return {m: timed.get(m) for m in predicted}
