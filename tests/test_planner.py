@@ -190,13 +190,15 @@ def test_bad_calibration_falls_back_to_defaults(tmp_path, monkeypatch):
 def test_integer_frames_cost_a_copy_only_where_the_method_needs_floats(rng):
     """On uint8 frames the model adds the float copy to OpenCV's calls (filter2D here)
     and to nothing that reads the frames as they are; timing counts it the same way."""
+    # two channels, two kernels each: no C kernel takes it (a one-channel frame into four
+    # would: the depthwise kernel replicates it)
     bank = FilterBank(rng.normal(size=(4, 1, 3, 3)), mode="depthwise", method="auto")
-    floats = bank._resolve((90, 120, 1))
-    ints = bank._resolve((90, 120, 1), np.uint8)
+    floats = bank._resolve((90, 120, 2))
+    ints = bank._resolve((90, 120, 2), np.uint8)
     k = planner.constants()
     base, _ = planner.predict(floats, k)
     with_copy, notes = planner.predict(ints, k)
-    copy = 90 * 120 * 1 * k["convert_ns"] * 1e-6
+    copy = 90 * 120 * 2 * k["convert_ns"] * 1e-6
     assert with_copy["direct"] == pytest.approx(base["direct"] + copy)  # filter2D
     assert "(+ uint8 -> float32 copy)" in notes["direct"]
     assert with_copy["fft"] == base["fft"]

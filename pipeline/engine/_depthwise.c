@@ -51,7 +51,23 @@ typedef struct {
     uint8_t *bytes;
     int absolute;
     long long *nans;
+    /* what a pixel's bytes are: 0 each channel's value; R_L2: one byte, sqrt(a*a + b*b) of
+     * its two channels (a reduce {op: l2} after the bank: stages.py's numbers) */
+    int reduce;
+    /* a pixel of the source holds ``sc`` values; NULL ``mix``: sc == c, taken as they are.
+     * Else lane ch of a pixel is the sum over s of mix[ch * sc + s] * value s, as its row is
+     * converted: one product, then fused multiply-adds (MIX_ORDER).  A convert {color: gray}
+     * folded into the bank, or a one-channel frame replicated into a dense bank's outputs. */
+    int sc;
+    const float *mix;
 } Job;
+
+enum { R_NONE = 0, R_L2 = 1 };
+
+/* The order a mix of three values is summed in: the middle one's product, then the first,
+ * then the last, as cv2.cvtColor sums BGR2GRAY on float frames (OpenCV 5.1 here, measured
+ * bit for bit: fma(r, cr, fma(b, cb, g * cg))). Other counts: in channel order. */
+static const int MIX_ORDER3[3] = {1, 0, 2};
 
 /* The source index that padded index ``p`` (may be outside [0, n)) reads, or -1 for the
  * constant border. Pads fit within one reflection (checked by the caller). */
@@ -308,9 +324,177 @@ static long long bytes_from(const float *s, uint8_t *d, ptrdiff_t n, int absolut
     return bytes_generic(s, d, n, absolute);
 }
 
+/* sqrt(a * a + b * b) of ``n`` pairs (a, b) of ``s`` into ``d``: two products, a sum and a
+ * square root, each rounded (IEEE), on every CPU the same numbers as numpy's
+ * np.sqrt(a * a + b * b) in float32. (cv2.magnitude is not that: up to 2 ulp off the
+ * exact value here, and its last bit varied with the arrays' alignment.) */
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+static void magnitude_generic(const float *s, float *d, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const float aa = s[2 * i] * s[2 * i], bb = s[2 * i + 1] * s[2 * i + 1];
+        d[i] = sqrtf(aa + bb);
+    }
+}
+#pragma GCC pop_options
+
+#ifdef ISA_X86
+ISA_AVX2_ATTR static void magnitude_avx2(const float *s, float *d, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) { /* 8 pairs: a in the even lanes, b in the odd */
+        const __m256 v0 = _mm256_loadu_ps(s + 2 * i), v1 = _mm256_loadu_ps(s + 2 * i + 8);
+        const __m256 q0 = _mm256_mul_ps(v0, v0), q1 = _mm256_mul_ps(v1, v1);
+        /* even lanes: a * a + b * b, b * b brought over from the odd lane */
+        const __m256 t0 = _mm256_add_ps(q0, _mm256_permute_ps(q0, 0xB1));
+        const __m256 t1 = _mm256_add_ps(q1, _mm256_permute_ps(q1, 0xB1));
+        const __m256 even = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0));
+        const __m256 ordered = _mm256_castpd_ps(
+            _mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0)));
+        _mm256_storeu_ps(d + i, _mm256_sqrt_ps(ordered));
+    }
+    magnitude_generic(s + 2 * i, d + i, n - i);
+}
+#endif
+
+static int fma_here(void)
+{
+    static int fma = -1;
+    if (fma < 0)
+        fma = isa_supported(ISA_AVX2);
+    return fma;
+}
+
+enum { RUN_PIXELS = 256 }; /* pixels of a row reduced at once (on the stack) */
+
+/* A finished row's ``n`` floats (c lanes a pixel) into its bytes as Job.reduce says (each
+ * lane, or one magnitude a pixel), by the encoder's common policy; the NaNs met. */
+static long long finish_row(const Job *jb, const float *row, uint8_t *dst, ptrdiff_t n)
+{
+    if (jb->reduce == R_NONE)
+        return bytes_from(row, dst, n, jb->absolute);
+    long long nans = 0;
+    float mag[RUN_PIXELS];
+    for (ptrdiff_t p = 0; p < n / 2; p += RUN_PIXELS) {
+        const ptrdiff_t k = n / 2 - p < RUN_PIXELS ? n / 2 - p : RUN_PIXELS;
+#ifdef ISA_X86
+        if (fma_here())
+            magnitude_avx2(row + 2 * p, mag, k);
+        else
+#endif
+            magnitude_generic(row + 2 * p, mag, k);
+        nans += bytes_from(mag, dst + p, k, jb->absolute);
+    }
+    return nans;
+}
+
+/* Bytes a row of the byte output holds. */
+static inline size_t byte_row(const Job *jb)
+{
+    return (size_t)jb->wo * (jb->reduce ? 1 : jb->c);
+}
+
+/* Lanes of pixels a..b (lane indices, whole pixels) of source row ``r``, mixed (Job.mix),
+ * into ``dst`` from its start (c lanes a pixel). FMA: whether the sums are fused multiply-adds
+ * (the AVX2 variant: as OpenCV's own AVX2 code) or a product and a sum (as its SSE code). */
+/* The mix of pixels p0..p1 of a row of values of type T at ``base`` (MIX_ROW's names). */
+#define MIX_PIXELS(MADD, T, base)                                                           \
+    do {                                                                                    \
+        T *s_ = (T *)(base) + at;                                                           \
+        float *d_ = dst;                                                                    \
+        if (sc == 1 && c == 2) /* one channel into a pair of lanes (gradients) */          \
+            for (ptrdiff_t p = p0; p < p1; p++, d_ += 2) {                                  \
+                const float v_ = (float)s_[p];                                              \
+                d_[0] = v_ * m[0];                                                          \
+                d_[1] = v_ * m[1];                                                          \
+            }                                                                               \
+        else if (sc == 1) /* one channel into c lanes: a product each (by 1: a copy) */     \
+            for (ptrdiff_t p = p0; p < p1; p++, d_ += c)                                    \
+                for (int ch = 0; ch < c; ch++)                                              \
+                    d_[ch] = (float)s_[p] * m[ch];                                          \
+        else                                                                                \
+            for (ptrdiff_t p = p0; p < p1; p++, d_ += c)                                    \
+                for (int ch = 0; ch < c; ch++) {                                            \
+                    const float *w_ = m + ch * sc;                                          \
+                    const int k0 = sc == 3 ? MIX_ORDER3[0] : 0;                             \
+                    float acc = (float)s_[p * sc + k0] * w_[k0];                            \
+                    for (int n_ = 1; n_ < sc; n_++) {                                       \
+                        const int k = sc == 3 ? MIX_ORDER3[n_] : n_;                        \
+                        acc = MADD((float)s_[p * sc + k], w_[k], acc);                      \
+                    }                                                                       \
+                    d_[ch] = acc;                                                           \
+                }                                                                           \
+    } while (0)
+
+#define MIX_ROW(NAME, ATTR, MADD)                                                           \
+    ATTR static void NAME(const Job *jb, int r, float *dst, ptrdiff_t a, ptrdiff_t b)       \
+    {                                                                                       \
+        const int c = jb->c, sc = jb->sc;                                                   \
+        const float *m = jb->mix;                                                           \
+        const size_t at = (size_t)r * jb->w * sc;                                           \
+        const ptrdiff_t p0 = a / c, p1 = b / c;                                             \
+        if (jb->kind == K_U8 && sc == 3 && c <= 2) { /* BGR bytes to gray: the common case */ \
+            const uint8_t *s = (const uint8_t *)jb->raw + at;                               \
+            const float m0 = m[0], m1 = m[1], m2 = m[2];                                    \
+            float *d = dst;                                                                 \
+            if (c == 1)                                                                     \
+                for (ptrdiff_t p = p0; p < p1; p++)                                         \
+                    *d++ = MADD((float)s[3 * p + 2], m2,                                    \
+                                MADD((float)s[3 * p], m0, (float)s[3 * p + 1] * m1));       \
+            else                                                                            \
+                for (ptrdiff_t p = p0; p < p1; p++, d += 2)                                 \
+                    d[0] = d[1] = MADD((float)s[3 * p + 2], m2,                             \
+                                       MADD((float)s[3 * p], m0, (float)s[3 * p + 1] * m1)); \
+            if (c == 2 && (m[3] != m0 || m[4] != m1 || m[5] != m2)) /* lanes of their own */ \
+                for (ptrdiff_t p = p0; p < p1; p++)                                         \
+                    dst[(p - p0) * 2 + 1] = MADD((float)s[3 * p + 2], m[5],                 \
+                                          MADD((float)s[3 * p], m[3], (float)s[3 * p + 1] * m[4])); \
+            return;                                                                         \
+        }                                                                                   \
+        if (jb->kind == K_FLOAT)                                                            \
+            MIX_PIXELS(MADD, const float, jb->src);                                         \
+        else if (jb->kind == K_U8)                                                          \
+            MIX_PIXELS(MADD, const uint8_t, jb->raw);                                       \
+        else                                                                                \
+            MIX_PIXELS(MADD, const uint16_t, jb->raw);                                      \
+    }
+
+/* One value of the source frame (index ``i`` in its own layout), as a float. */
+static inline float value_at(const Job *jb, size_t i)
+{
+    return jb->kind == K_FLOAT ? jb->src[i]
+           : jb->kind == K_U8  ? (float)((const uint8_t *)jb->raw)[i]
+                               : (float)((const uint16_t *)jb->raw)[i];
+}
+
+#define MADD_PLAIN(x, y, z) ((x) * (y) + (z))
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+MIX_ROW(mix_generic, , MADD_PLAIN)
+#pragma GCC pop_options
+#ifdef ISA_X86
+MIX_ROW(mix_fma, ISA_AVX2_ATTR, __builtin_fmaf)
+#endif
+
+static void mix_row(const Job *jb, int r, float *dst, ptrdiff_t a, ptrdiff_t b)
+{
+#ifdef ISA_X86
+    if (fma_here()) {
+        mix_fma(jb, r, dst, a, b);
+        return;
+    }
+#endif
+    mix_generic(jb, r, dst, a, b);
+}
+
 /* Floats a..b of source row ``r`` of an integer frame into ``dst`` (indexed as the row). */
 static void convert_row(const Job *jb, int r, float *dst, ptrdiff_t a, ptrdiff_t b)
 {
+    if (jb->mix != NULL) {
+        mix_row(jb, r, dst + a, a, b);
+        return;
+    }
     const size_t at = (size_t)r * jb->w * jb->c;
     if (jb->kind == K_U8) {
         const uint8_t *s = (const uint8_t *)jb->raw + at;
@@ -329,7 +513,7 @@ static inline const float *source_row(const Job *jb, const Tables *tb, int p)
     const int r = border_index(p - jb->top, jb->h, jb->border);
     if (r < 0)
         return tb->crow;
-    if (jb->kind == K_FLOAT)
+    if (jb->kind == K_FLOAT && jb->mix == NULL)
         return jb->src + (size_t)r * jb->w * jb->c;
     RowCache *rc = tb->cache;
     const int slot = ((p % rc->slots) + rc->slots) % rc->slots;
@@ -353,12 +537,17 @@ static void cache_columns(const Tables *tb, ptrdiff_t a, ptrdiff_t b)
         rc->tags[t] = INT_MIN;
 }
 
-/* One value of the source frame, as a float. */
+/* Lane value ``i`` (index into rows of c lanes a pixel) of the frame, as a float. */
 static inline float sample(const Job *jb, size_t i)
 {
-    return jb->kind == K_FLOAT ? jb->src[i]
-           : jb->kind == K_U8  ? (float)((const uint8_t *)jb->raw)[i]
-                               : (float)((const uint16_t *)jb->raw)[i];
+    if (jb->mix == NULL)
+        return value_at(jb, i);
+    float lanes[jb->c];
+    const size_t pixel = i / jb->c;
+    const int r = (int)(pixel / jb->w);
+    const ptrdiff_t p = (ptrdiff_t)(pixel % jb->w);
+    mix_row(jb, r, lanes, p * jb->c, (p + 1) * jb->c);
+    return lanes[i % jb->c];
 }
 
 /* ``n`` floats of padded row ``row`` (NULL: the constant row) from float ``s`` into
@@ -426,8 +615,8 @@ static void run_rows(const Isa *isa, const Job *jb, const Tables *tb, int r0, in
                 fn(jb, tb, srows, 0, outs, x, 1);
         }
         for (int q = 0; jb->bytes != NULL && q < nr; q++) /* the rows just stored, in L1 */
-            *jb->nans += bytes_from(outs[q], jb->bytes + (size_t)(r + q) * width, width,
-                                    jb->absolute);
+            *jb->nans += finish_row(jb, outs[q], jb->bytes + (size_t)(r + q) * byte_row(jb),
+                                    width);
         r += nr;
     }
 }
@@ -455,8 +644,8 @@ static void scalar_rows(const Job *jb, const Tables *tb, int r0, int r1)
             }
     const size_t width = (size_t)jb->wo * c;
     for (int r = r0; jb->bytes != NULL && r < r1; r++)
-        *jb->nans += bytes_from(jb->out + r * width, jb->bytes + r * width, (ptrdiff_t)width,
-                                jb->absolute);
+        *jb->nans += finish_row(jb, jb->out + r * width, jb->bytes + r * byte_row(jb),
+                                (ptrdiff_t)width);
 }
 
 
@@ -482,7 +671,7 @@ static int make_tables(const Job *jb, const Isa *isa, Tables *tb)
         if (tb->orows == NULL)
             return -1;
     }
-    if (jb->kind != K_FLOAT) { /* the rows one window spans, by either path of run_rows */
+    if (jb->kind != K_FLOAT || jb->mix != NULL) { /* the rows one window spans, by either path of run_rows */
         const int slots = (jb->kh - 1) * jb->dh + isa->r;
         tb->cache = malloc(sizeof(RowCache));
         if (tb->cache == NULL)
@@ -614,9 +803,10 @@ static void run_separable(const Isa *isa, const Job *jv, const Tables *tv, const
             sweep(isa->rows[jh->shared][many ? 0 : 1], block, nr, jh, th, hrows, 0, houts,
                   (ptrdiff_t)x0 * c, (ptrdiff_t)(x1 - x0) * c);
             for (int q = 0; jh->bytes != NULL && q < nr; q++) /* this strip's part, in L1 */
-                *jh->nans += bytes_from(houts[q] + (size_t)x0 * c,
-                                        jh->bytes + (size_t)(r + q) * width + (size_t)x0 * c,
-                                        (ptrdiff_t)(x1 - x0) * c, jh->absolute);
+                *jh->nans += finish_row(jh, houts[q] + (size_t)x0 * c,
+                                        jh->bytes + (size_t)(r + q) * byte_row(jh) +
+                                            (size_t)x0 * (jh->reduce ? 1 : c),
+                                        (ptrdiff_t)(x1 - x0) * c);
             r += nr;
         }
     }
@@ -632,6 +822,10 @@ static int bad_job(const Job *jb, const Isa *isa, int r0, int r1)
         PyErr_SetString(PyExc_ValueError, "inconsistent depthwise shape");
         return 1;
     }
+    if (jb->reduce != R_NONE && (jb->reduce != R_L2 || jb->c != 2 || jb->bytes == NULL)) {
+        PyErr_SetString(PyExc_ValueError, "reduce 1 (l2) takes 2 channels, into bytes");
+        return 1;
+    }
     return 0;
 }
 
@@ -643,7 +837,7 @@ static int bad_source(const Job *jb, const Py_buffer *src)
         PyErr_SetString(PyExc_ValueError, "source kind must be 0 (float32), 1 (uint8) or 2 (uint16)");
         return 1;
     }
-    const long long need = (long long)jb->h * jb->w * jb->c * item[jb->kind];
+    const long long need = (long long)jb->h * jb->w * jb->sc * item[jb->kind];
     if (src->len < need) {
         PyErr_Format(PyExc_ValueError, "src holds %zd bytes, needs %lld", src->len, need);
         return 1;
@@ -663,14 +857,35 @@ static void optional_bytes(PyObject *obj, Py_buffer *view, Job *jb, long long *n
         *bad = 1;
         return;
     }
-    if (view->len < (Py_ssize_t)jb->ho * jb->wo * jb->c) {
+    if (view->len < (Py_ssize_t)(jb->ho * byte_row(jb))) {
         PyErr_Format(PyExc_ValueError, "bytes holds %zd bytes, needs %lld", view->len,
-                     (long long)jb->ho * jb->wo * jb->c);
+                     (long long)(jb->ho * byte_row(jb)));
         *bad = 1;
         return;
     }
     jb->bytes = view->buf;
     jb->nans = nans;
+}
+
+/* The optional mix: None (sc = c), or float32 (c, sc) weights (Job.mix). Sets *bad (a
+ * Python error set) where it is not; release ``view`` when ``view->obj``. */
+static void optional_mix(PyObject *obj, Py_buffer *view, Job *jb, int *bad)
+{
+    jb->sc = jb->c;
+    if (*bad || obj == Py_None)
+        return;
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        *bad = 1;
+        return;
+    }
+    const Py_ssize_t floats = view->len / (Py_ssize_t)sizeof(float);
+    if (jb->c < 1 || floats < jb->c || floats % jb->c || view->len % sizeof(float)) {
+        PyErr_Format(PyExc_ValueError, "mix holds %zd bytes; expected (c, sc) float32", view->len);
+        *bad = 1;
+        return;
+    }
+    jb->mix = view->buf;
+    jb->sc = (int)(floats / jb->c);
 }
 
 /* None, or the NaN count where the rows were also written as bytes. */
@@ -682,29 +897,30 @@ static PyObject *result(PyObject *done, const Job *jb)
     return PyLong_FromLongLong(*jb->nans);
 }
 
-#define JOB_FORMAT "(iiiiiiiiiii)ifpii|zOppiOp"
+#define JOB_FORMAT "(iiiiiiiiiii)ifpii|zOppiOpOi"
 #define JOB_FIELDS(jb)                                                                         \
     &(jb).h, &(jb).w, &(jb).c, &(jb).ho, &(jb).wo, &(jb).kh, &(jb).kw, &(jb).dh, &(jb).dw,   \
         &(jb).top, &(jb).left, &(jb).border, &(jb).value, &(jb).shared
 
 static PyObject *correlate(PyObject *self, PyObject *args)
 {
-    Py_buffer src, w, out, bias = {0}, bytes = {0};
+    Py_buffer src, w, out, bias = {0}, bytes = {0}, mix = {0};
     Job jb = {0};
     int r0, r1;
     long long nans = 0;
     const char *name = NULL;
-    PyObject *bias_obj = Py_None, *bytes_obj = Py_None;
+    PyObject *bias_obj = Py_None, *bytes_obj = Py_None, *mix_obj = Py_None;
     (void)self;
     if (!PyArg_ParseTuple(args, "y*y*w*" JOB_FORMAT, &src, &w, &out, JOB_FIELDS(jb), &r0, &r1,
                           &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind, &bytes_obj,
-                          &jb.absolute))
+                          &jb.absolute, &mix_obj, &jb.reduce))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
     jb.bias = optional_floats(bias_obj, &bias, &bad);
     optional_bytes(bytes_obj, &bytes, &jb, &nans, &bad);
+    optional_mix(mix_obj, &mix, &jb, &bad);
     bad = bad || bad_job(&jb, isa, r0, r1) ||
           bad_source(&jb, &src) ||
           too_small(&w, (long long)jb.c * jb.kh * jb.kw, "weights") ||
@@ -729,27 +945,29 @@ static PyObject *correlate(PyObject *self, PyObject *args)
         }
         free_tables(&tb);
     }
-    return result(finish(bad, (Py_buffer *const[]){&src, &w, &out, &bias, &bytes}, 5), &jb);
+    return result(finish(bad, (Py_buffer *const[]){&src, &w, &out, &bias, &bytes, &mix}, 6),
+                  &jb);
 }
 
 static PyObject *separable(PyObject *self, PyObject *args)
 {
-    Py_buffer src, col, row, out, bias = {0}, bytes = {0};
+    Py_buffer src, col, row, out, bias = {0}, bytes = {0}, mix = {0};
     Job jb = {0};
     int r0, r1;
     long long nans = 0;
     const char *name = NULL;
-    PyObject *bias_obj = Py_None, *bytes_obj = Py_None;
+    PyObject *bias_obj = Py_None, *bytes_obj = Py_None, *mix_obj = Py_None;
     (void)self;
     if (!PyArg_ParseTuple(args, "y*y*y*w*" JOB_FORMAT, &src, &col, &row, &out, JOB_FIELDS(jb),
                           &r0, &r1, &name, &bias_obj, &jb.relu, &jb.accumulate, &jb.kind,
-                          &bytes_obj, &jb.absolute))
+                          &bytes_obj, &jb.absolute, &mix_obj, &jb.reduce))
         return NULL;
     const int variant = isa_or_error(name);
     const Isa *isa = variant < 0 ? NULL : isa_blocks(variant);
     int bad = isa == NULL;
     jb.bias = optional_floats(bias_obj, &bias, &bad);
     optional_bytes(bytes_obj, &bytes, &jb, &nans, &bad);
+    optional_mix(mix_obj, &mix, &jb, &bad);
     bad = bad || bad_job(&jb, isa, r0, r1);
     if (!bad && ((ptrdiff_t)jb.w * jb.c < XB * isa->vw || (ptrdiff_t)jb.wo * jb.c < XB * isa->vw)) {
         PyErr_SetString(PyExc_ValueError, "frame narrower than one block");
@@ -772,7 +990,10 @@ static PyObject *separable(PyObject *self, PyObject *args)
         jv.bias = NULL;
         jv.relu = jv.accumulate = 0;
         jv.bytes = NULL; /* only the horizontal pass finishes values */
+        jv.reduce = R_NONE;
         jh.kind = K_FLOAT; /* it reads the vertical pass's float rows */
+        jh.mix = NULL;
+        jh.sc = jh.c;
         jh.w8 = row.buf;
         jh.out = out.buf;
         jh.kh = jh.dh = 1;
@@ -802,7 +1023,8 @@ static PyObject *separable(PyObject *self, PyObject *args)
         free_tables(&tv);
         free_tables(&th);
     }
-    return result(finish(bad, (Py_buffer *const[]){&src, &col, &row, &out, &bias, &bytes}, 6),
+    return result(finish(bad, (Py_buffer *const[]){&src, &col, &row, &out, &bias, &bytes, &mix},
+                         7),
                   &jb);
 }
 
@@ -883,14 +1105,15 @@ static PyObject *block(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
      "correlate(src, weights, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
-     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind[, bytes[, absolute]]]]]]]) "
-     "-> None, or the NaN count with bytes; kind of src: 0 float32, 1 uint8, 2 uint16; bytes: "
-     "(ho, wo, C) uint8 each finished row is also written to, as the saturate (abs) policy "
-     "over [0, 255] writes it"},
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind[, bytes[, absolute[, mix[, "
+     "reduce]]]]]]]]]) -> None, or the NaN count with bytes; kind of src: 0 float32, 1 uint8, "
+     "2 uint16; bytes: (ho, wo, C) uint8 each finished row is also written to, as the "
+     "saturate (abs) policy over [0, 255] writes it ((ho, wo) with reduce 1: the magnitude of "
+     "the two channels); mix: float32 (c, sc), src pixels of sc values mixed into c lanes"},
     {"separable", separable, METH_VARARGS,
      "separable(src, col, row, out, (h, w, c, ho, wo, kh, kw, dh, dw, top, left), border, "
-     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind[, bytes[, absolute]]]]]]])"
-     " -> as correlate"},
+     "value, shared, r0, r1[, isa[, bias[, relu[, accumulate[, kind[, bytes[, absolute[, mix[, "
+     "reduce]]]]]]]]]) -> as correlate"},
     {"to_bytes", to_bytes, METH_VARARGS,
      "to_bytes(src, dst, absolute) -> NaN count: float32 (rows, W, C), any strides, into "
      "uint8 dst (rows, W, C) as the saturate (or abs) policy over [0, 255] writes them"},

@@ -7,6 +7,11 @@ split into channel planes. Bands of output rows are shared out to the engine's w
 and the bank's bias and ReLU are applied as values are stored (other activations on each
 band as it is finished).
 
+A dense bank on one-channel frames (C_in = 1, C_out = M) runs the same way: the frame's one
+channel is replicated into M lanes as its rows are loaded, each lane with its own kernel.
+And a per-pixel linear map before the bank (a ``convert: gray`` stage) is folded into those
+loads (``load_mix``): the kernels read the BGR frame as it comes.
+
 ``Kernel2D`` is the direct method's (``direct.py``): every tap of the kernel.
 ``Pairs`` is the separable method's (``separable.py``): the rank-1 pairs of a kernel,
 each a vertical pass into row buffers and a horizontal pass from them, plus an identity
@@ -33,15 +38,22 @@ _BANDS_PER_CORE = 8  # enough bands that a worker slowed by another thread does 
 KINDS = {np.dtype(np.float32): 0, np.dtype(np.uint8): 1, np.dtype(np.uint16): 2}
 
 
-Stores = tuple[np.ndarray, bool] | None  # the bytes the C stores also write, and abs or not
+# the bytes the C stores also write, abs or not, and the C reduce code (REDUCES)
+Stores = tuple[np.ndarray, bool, int] | None
+REDUCES = {None: 0, "l2": 1}  # what the stores make of a pixel's channels: each, or sqrt(a²+b²)
+NO_STORES = (None, False, 0)
 
 
 def fits(spec: BankSpec) -> bool:
     """Whether the kernels compute ``spec``: one kernel per channel (C_out = C_in =
-    groups), float32, unit stride, a channel count that divides their block of vectors
-    (1, 2, 3, 4, 6, 8, 12, … with AVX-512), and pads within one reflection of the frame."""
-    return (spec.groups == spec.c_in == spec.c_out and spec.dtype == np.float32
-            and spec.stride == (1, 1) and native.depthwise_fits(spec.c_in)
+    groups), or a dense bank on one channel (C_in = 1: replicated into C_out lanes as it is
+    loaded); float32, unit stride, an output channel count that divides their block of
+    vectors (1, 2, 3, 4, 6, 8, 12, … with AVX-512), and pads within one reflection of the
+    frame."""
+    per_channel = spec.groups == spec.c_in == spec.c_out
+    replicated = spec.c_in == 1 and spec.groups == 1
+    return ((per_channel or replicated) and spec.dtype == np.float32
+            and spec.stride == (1, 1) and native.depthwise_fits(spec.c_out)
             and margins_fit(spec.pads, spec.in_shape[:2], spec.border))
 
 
@@ -64,9 +76,12 @@ class _Banded:
     def __init__(self, spec: BankSpec) -> None:
         self.spec = spec
         t, _, left, _ = spec.pads
-        h_out, w_out = spec.out_shape[:2]
-        self._geometry = (*spec.in_shape, h_out, w_out, *spec.kernel_size, *spec.dilation,
-                          t, left)
+        h_out, w_out, lanes = spec.out_shape
+        self._geometry = (*spec.in_shape[:2], lanes, h_out, w_out, *spec.kernel_size,
+                          *spec.dilation, t, left)
+        # (lanes, S) float32: what each lane reads of a source pixel's S values; None: the
+        # pixel's own channel. A one-channel frame into M lanes: each lane reads it.
+        self._mix = None if spec.c_in == lanes else np.ones((lanes, 1), np.float32)
         self._border = (BORDERS[spec.border].c,
                         0.0 if spec.border == "zero" else float(spec.border_value))
         self._bands = row_bands(h_out, _BANDS_PER_CORE * threads.CORES,
@@ -83,10 +98,25 @@ class _Banded:
         self._finish = finish
         return True
 
+    def load_mix(self, mix: np.ndarray) -> bool:
+        """Read frames of S channels, each pixel mixed by ``mix`` (C_in, S) into the C_in
+        channels the bank is planned for, as rows are loaded (one product, then fused
+        multiply-adds: for three channels the middle one's product first, then the first,
+        then the last, as cv2.cvtColor sums BGR2GRAY; else in channel order)."""
+        mix = np.asarray(mix, np.float64)
+        if mix.ndim != 2 or mix.shape[0] != self.spec.c_in:
+            return False
+        spread = np.eye(self.spec.c_in) if self._mix is None else self._mix.astype(np.float64)
+        self._mix = np.ascontiguousarray(spread @ mix, np.float32)  # rows of mix, exactly
+        return True
+
     def _in_stores(self) -> bool:
         f = self._finish
-        return f is not None and f.absolute is not None and self._epilogue is None \
-            and f.channels == self.spec.c_out
+        if f is None or f.absolute is None or self._epilogue is not None:
+            return False
+        if f.reduce is not None:  # the magnitude of the two channels, a byte a pixel
+            return f.reduce in REDUCES and self.spec.c_out == 2 and f.channels == 1
+        return f.channels == self.spec.c_out
 
     def fuse(self, epilogue: Epilogue) -> None:
         """Apply the bank's bias and activation: in the stores where they can, else on each
@@ -104,13 +134,15 @@ class _Banded:
         return np.dtype(dtype) in KINDS
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: (H, W, C) float32, uint8 or uint16, contiguous -> (H', W', C) float32."""
+        """``x``: (H, W, C_in) (S channels after ``load_mix``) float32, uint8 or uint16,
+        contiguous -> (H', W', C_out) float32."""
         out = np.empty(self.spec.out_shape, dtype=np.float32)
         kind = KINDS[x.dtype]
         finish = self._finish
         final = None if finish is None else \
             np.empty((*self.spec.out_shape[:2], finish.channels), dtype=np.uint8)
-        stores = (final, finish.absolute) if self._in_stores() else None
+        stores = (final, finish.absolute, REDUCES[finish.reduce]) if self._in_stores() \
+            else None
 
         def work(_: int, index: int) -> None:
             r0, r1 = self._bands[index]
@@ -130,6 +162,11 @@ class _Banded:
         """Rows r0..r1 of ``out`` (and of ``stores``' bytes); the NaNs met there, if any."""
         raise NotImplementedError
 
+    def _tail(self, stores: Stores) -> tuple:
+        """The C calls' last arguments: bytes, absolute, mix, reduce."""
+        final, absolute, reduce = stores or NO_STORES
+        return final, absolute, self._mix, reduce
+
 
 class Kernel2D(_Banded):
     """Every tap of each channel's kernel (the direct method)."""
@@ -142,7 +179,7 @@ class Kernel2D(_Banded):
               stores: Stores) -> int | None:
         return native.depthwise.correlate(x, self._weights, out, self._geometry, *self._border,
                                           self.spec.shared, r0, r1, None, self._bias,
-                                          self._relu, False, kind, *(stores or (None, False)))
+                                          self._relu, False, kind, *self._tail(stores))
 
 
 class Pairs(_Banded):
@@ -176,10 +213,10 @@ class Pairs(_Banded):
             nans = native.depthwise.separable(
                 x, col, row, out, self._geometry, *self._border, True, r0, r1, None,
                 self._bias if end else None, self._relu and end, n > 0, kind,
-                *(stores if stores and end else (None, False)))
+                *self._tail(stores if end else None))
         if self._identity is not None:
             weights, geometry = self._identity
             nans = native.depthwise.correlate(
                 x, weights, out, geometry, *self._border, True, r0, r1, None, self._bias,
-                self._relu, bool(self._pairs), kind, *(stores or (None, False)))
+                self._relu, bool(self._pairs), kind, *self._tail(stores))
         return nans

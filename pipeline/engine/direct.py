@@ -114,6 +114,10 @@ class DirectMethod:
         self._finish = finish
         return True
 
+    def load_mix(self, mix: np.ndarray) -> bool:
+        """Mixed as rows are loaded: the depthwise C kernel's (spec.Method)."""
+        return self.strategy == "depthwise" and self._depthwise.load_mix(mix)
+
     def takes(self, dtype: np.dtype) -> bool:
         """Integer frames go in as they are where the frame is read by the depthwise
         kernel (rows converted as first read) or copied into channel planes anyway

@@ -33,6 +33,9 @@ class Finish:
     # which the depthwise C kernels apply in their stores: whether |v| comes first
     absolute: bool | None = None
     nans: Callable[[int], object] | None = None  # counts the NaNs those stores met
+    # 'l2' where a reduce {op: l2} of the bank's two channels comes first (then
+    # channels == 1): the stores make each pixel's byte from sqrt(a² + b²), as cv2.magnitude
+    reduce: str | None = None
 
 
 @dataclass(frozen=True)

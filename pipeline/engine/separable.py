@@ -164,6 +164,10 @@ class SeparableMethod:
         """Finish each band into uint8 as it is done, where the C kernel runs."""
         return self.strategy == "native" and self._native.finish_bands(finish)
 
+    def load_mix(self, mix: np.ndarray) -> bool:
+        """Mixed as rows are loaded: the C kernel's (spec.Method)."""
+        return self.strategy == "native" and self._native.load_mix(mix)
+
     def takes(self, dtype: np.dtype) -> bool:
         """Integer frames go in as they are to the C kernel (rows converted as first
         read); sepFilter2D takes floats."""

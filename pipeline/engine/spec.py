@@ -28,6 +28,11 @@ class Method(Protocol):
         epilogue), and return uint8 ``(H', W', finish.channels)`` frames from then on;
         False where the method has no bands (the caller then finishes whole frames)."""
 
+    def load_mix(self, mix: np.ndarray) -> bool:
+        """From now on take frames of S channels, each pixel mixed by ``mix`` (C_in, S)
+        into the C_in channels of the spec as rows are loaded (a ``convert: gray`` stage
+        folded into the bank); False where the method cannot (the caller converts)."""
+
     def takes(self, dtype: np.dtype) -> bool:
         """Whether frames of ``dtype`` go in as they are (besides spec.dtype): uint8 or
         uint16 converted as rows are loaded or copied into buffers, never a whole-frame

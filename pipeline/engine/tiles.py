@@ -270,6 +270,11 @@ class TiledFFTMethod:
         return False
 
     @staticmethod
+    def load_mix(mix: np.ndarray) -> bool:
+        """No loads of rows to mix in: the caller converts first."""
+        return False
+
+    @staticmethod
     def takes(dtype: np.dtype) -> bool:
         """Integer frames go in as they are: converted as they are copied into the
         padded frame the tiles are cut from, which they are anyway."""
