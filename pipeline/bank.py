@@ -8,6 +8,7 @@ receives a fully resolved ``BankSpec`` (correlation weights, groups, pads) once 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,7 @@ class FilterBank:
         self._bias = None if self.bias is None else self.bias.astype(self.options.dtype)
         self._engines: OrderedDict[tuple[tuple[int, int, int], str],
                                    tuple[BankSpec, planner.Choice, Method]] = OrderedDict()
+        self._mixes: dict[tuple[tuple[int, int, int], str], np.ndarray] = {}  # load_mix
 
     # ------------------------------------------------------------------ validation
     def _parse_weights(self, weights: Any) -> tuple[np.ndarray, bool]:
@@ -197,6 +199,9 @@ class FilterBank:
             engine = built.get(choice.method) or planner.build(spec, choice.method)
             if self._bias is not None or self.options.activation.name != "none":
                 engine.fuse(self._epilogue())
+            if key in self._mixes:  # a format planned again (evicted): the same method
+                loaded = engine.load_mix(self._mixes[key])
+                assert loaded, "a method that loaded a mix once refused it"
             entry = (spec, choice, engine)
             self._engines[key] = entry
             if len(self._engines) > _ENGINE_CACHE:
@@ -216,7 +221,11 @@ class FilterBank:
         first frame of that format then runs at full speed.
         """
         spec, choice, engine = self._planned(_as_hwc(shape), dtype)
-        if spec.source == spec.dtype:
+        mix = self._mixes.get((spec.in_shape, spec.source.str))
+        if mix is not None:
+            reads = (f"{spec.source} frames of {mix.shape[1]} channels as they are, mixed into "
+                     f"{spec.c_in} as rows are loaded (a convert stage folded in)")
+        elif spec.source == spec.dtype:
             reads = f"{spec.dtype} frames"
         elif engine.takes(spec.source):
             reads = (f"{spec.source} frames as they are (to {spec.dtype} as rows are "
@@ -247,7 +256,39 @@ class FilterBank:
         engine = self._engine(x.shape, x.dtype)
         if not engine.takes(x.dtype):  # a whole-frame copy in the compute dtype
             x = np.ascontiguousarray(x, dtype=self.options.dtype)
-        y = engine(x)
+        return self._finished(engine, engine(x))
+
+    def load_mix(self, shape: tuple[int, ...], mix: np.ndarray, dtype: Any = None
+                 ) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Fold a per-pixel linear map before the bank into its loads: the callable
+        returned takes ``(H, W, S)`` frames of ``dtype`` and computes the bank, planned for
+        frames of ``shape`` (H, W, C_in), on each pixel mixed by ``mix`` (C_in, S) as the
+        method loads its rows; no converted frame is made. None where the planned method
+        cannot (the caller converts the frames first). A ``convert: gray`` stage is the
+        mix ``[[0.114, 0.587, 0.299]]`` (BGR), summed as cv2.cvtColor sums it (bit for bit
+        with OpenCV 5.1 here)."""
+        key = (_as_hwc(shape), self._source(dtype).str)
+        mix = np.ascontiguousarray(mix, dtype=np.float32)
+        if not self._planned(*key)[2].load_mix(mix):
+            return None
+        self._mixes[key] = mix
+        planned = self._planned
+
+        def mixed(frame: np.ndarray) -> np.ndarray:
+            x = _as_frame(frame)
+            if x.shape[:2] != key[0][:2] or x.shape[2] != mix.shape[1] or \
+                    self._source(x.dtype).str != key[1]:
+                raise FrameError(f"frame {x.shape} {x.dtype}: the bank folded a convert "
+                                 f"for {key[0][:2]} frames of {mix.shape[1]} channels")
+            engine = planned(*key)[2]
+            if not engine.takes(x.dtype):  # float64, say: the compute dtype, channels kept
+                x = np.ascontiguousarray(x, dtype=self.options.dtype)
+            return self._finished(engine, engine(x))
+
+        return mixed
+
+    def _finished(self, engine: Method, y: np.ndarray) -> np.ndarray:
+        """The method's result with the bank's bias and activation, where it did not."""
         if engine.fused or y.dtype == np.uint8:  # bias, activation (and finish) band by band
             return y
         if self._bias is not None:
@@ -267,6 +308,8 @@ class FilterBank:
             return True
         other = planner.banded(spec)  # a small kernel OpenCV had: the C kernel, in bands
         if other is None or not (plain or other.fuse(self._epilogue())):
+            return False
+        if key in self._mixes and not other.load_mix(self._mixes[key]):
             return False
         self._engines[key] = (spec, choice, other)
         return other.finish_bands(finish)

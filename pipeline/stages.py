@@ -34,6 +34,10 @@ from .kernels import load_weights, make_kernel
 
 Shape = tuple[int, int, int]
 
+# convert {color: gray} as a mix of a BGR pixel: OpenCV's float coefficients (B2YF, G2YF,
+# R2YF), summed in cv2.cvtColor's order (_depthwise.c: MIX_ORDER3)
+GRAY_MIX = np.array([[0.114, 0.587, 0.299]], np.float32)
+
 
 @dataclass
 class Step:
@@ -47,6 +51,9 @@ class Step:
     plan: Plan | None = None
     pixelwise: bool = False  # each output pixel from the same pixel's values only
     in_dtype: str = "float32"  # what reaches it: the source's frames reach a first bank
+    reduce: str | None = None  # a reduce stage's op
+    # a bank right after a first convert {color: gray}: the mix its loads may fold in
+    mix: np.ndarray | None = None
 
 
 @dataclass
@@ -56,6 +63,7 @@ class Chain:
     steps: list[Step] = field(default_factory=list)
     in_format: FrameFormat | None = None
     finished_in: int | None = None  # the bank step that writes the 8-bit frames, if one does
+    folded: bool = False  # the first step (convert: gray) is done by the bank's loads
 
     @property
     def out_shape(self) -> Shape:
@@ -68,8 +76,24 @@ class Chain:
             if step.bank is not None and step.plan is None:
                 try:
                     step.plan = step.bank.plan(step.in_shape, step.in_dtype)
+                    if step.mix is not None:
+                        self._fold(step)
                 except (ConfigError, FrameError) as e:
                     raise type(e)(f"{step.name}: {e}") from None
+
+    def _fold(self, step: Step) -> None:
+        """The convert before ``step`` folded into its bank's loads where its method can
+        (the depthwise and separable C kernels): each source pixel read once, no gray
+        frame made. Else the bank is planned for the convert's float frames instead."""
+        assert step.bank is not None and step.mix is not None
+        mixed = step.bank.load_mix(step.in_shape, step.mix, step.in_dtype)
+        if mixed is not None:
+            step.fn = mixed
+            step.plan = step.bank.plan(step.in_shape, step.in_dtype)  # it says so now
+            self.folded = True
+            return
+        step.mix, step.in_dtype = None, "float32"
+        step.plan = step.bank.plan(step.in_shape, step.in_dtype)
 
     def finish_in_bank(self, encoder: Encoder) -> bool:
         """Encode to 8 bits inside the last bank, band by band while each is in cache, with
@@ -89,8 +113,11 @@ class Chain:
                 band = step.fn(band)
             encoder.band(band, out)
 
-        alone = encoder.in_stores if not after else None  # the C stores may do all of it
-        finish = Finish(apply, encoder.shape[2], alone, encoder.count_nans)
+        # the C stores may do all of it: the policy alone, or after the l2 of a pair
+        pair_l2 = len(after) == 1 and after[0].reduce == "l2" and after[0].in_shape[2] == 2
+        alone = encoder.in_stores if not after or pair_l2 else None
+        finish = Finish(apply, encoder.shape[2], alone, encoder.count_nans,
+                        "l2" if pair_l2 and alone is not None else None)
         step = self.steps[last]
         assert step.bank is not None
         if not step.bank.finish_bands(step.in_shape, finish, step.in_dtype):
@@ -100,8 +127,8 @@ class Chain:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         x = frame if frame.ndim == 3 else frame[:, :, None]
-        steps = self.steps if self.finished_in is None else self.steps[: self.finished_in + 1]
-        for step in steps:
+        end = len(self.steps) if self.finished_in is None else self.finished_in + 1
+        for step in self.steps[int(self.folded) : end]:
             x = step.fn(x)
         return x
 
@@ -185,9 +212,12 @@ def _reduce(op: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda x: np.max(x, axis=2, keepdims=True)
 
     def l2(x: np.ndarray) -> np.ndarray:
-        if x.shape[2] == 2:  # the common gradient pair: one OpenCV pass
-            return cv2.magnitude(np.ascontiguousarray(x[..., 0]),
-                                 np.ascontiguousarray(x[..., 1]))[..., None]
+        if x.shape[2] == 2:  # the common gradient pair: a*a + b*b, each step rounded, then
+            # sqrt: what the C stores compute when they finish it (not cv2.magnitude, whose
+            # last bit depended on the arrays' alignment, up to 2 ulp off the exact value)
+            out = np.square(x[..., 0], dtype=np.float32)
+            out += np.square(x[..., 1], dtype=np.float32)
+            return np.sqrt(out, out=out)[..., None]
         return np.sqrt(np.einsum("hwc,hwc->hw", x, x))[..., None]
 
     return l2
@@ -237,7 +267,7 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
             step = _bank_step(stage, config, shape, where)
         elif isinstance(stage, ReduceStage):
             step = Step(where, _reduce(stage.op), shape, (shape[0], shape[1], 1),
-                        pixelwise=True)
+                        pixelwise=True, reduce=stage.op)
         elif isinstance(stage, ConvertStage):
             fn, out = _convert(stage, shape, where)
             step = Step(where, fn, shape, out, pixelwise=True)
@@ -261,6 +291,17 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
         chain.steps[0].fn = lambda x, f=first: f(np.asarray(x, dtype=np.float32))
     else:
         chain.steps[0].in_dtype = fmt.dtype
+    if _foldable(config.stages, fmt):  # the bank may read the BGR frames as they come
+        chain.steps[1].in_dtype, chain.steps[1].mix = fmt.dtype, GRAY_MIX
     if plan:
         chain.plan()
     return chain
+
+
+def _foldable(stages: list[Stage], fmt: FrameFormat) -> bool:
+    """Whether the chain starts with a plain convert {color: gray} of BGR frames and then
+    a bank, whose loads can do the convert (``Chain._fold``)."""
+    first = stages[0]
+    return (len(stages) > 1 and isinstance(stages[1], BankStage) and fmt.channels == 3
+            and isinstance(first, ConvertStage) and first.color == "gray"
+            and first.scale == 1.0 and first.offset == 0.0)
