@@ -65,12 +65,12 @@ def engine_stamp() -> str:
     libraries it calls and the CPU: what a calibrated constant or a timing depends on."""
     import cv2
     import numpy
-    import scipy
 
     digest = hashlib.sha256()
     for path in sorted(p for p in _ENGINE.iterdir() if p.suffix in _BUILT):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    versions = f"numpy {numpy.__version__}, scipy {scipy.__version__}, cv2 {cv2.__version__}"
+    scipy = metadata.version("scipy")  # not imported for it: most runs never need it
+    versions = f"numpy {numpy.__version__}, scipy {scipy}, cv2 {cv2.__version__}"
     return f"{digest.hexdigest()[:16]}; {versions}; {fftw_stamp()}"
 
 

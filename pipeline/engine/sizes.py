@@ -14,11 +14,6 @@ import time
 
 import numpy as np
 
-# Imported with the engine, not at the first prediction: every bank's plan predicts an FFT
-# shape (next_fast_len), and a run plans after its source opens. Imported there, its
-# 0.13 s was a backlog that a live source drops (8 of 20 frames of a 60 fps stream).
-from scipy import fft
-
 from . import cache as disk
 
 SIZES_FILE = "fft_sizes.json"
@@ -116,10 +111,22 @@ def _saved(need: tuple[int, int], dtype: np.dtype) -> tuple[int, int] | None:
 
 def likely_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> tuple[int, int]:
     """For predictions, without timing anything: the measured shape if known (in this
-    process or on disk), else next_fast_len."""
+    process or on disk), else the smallest 7-smooth size per axis (a candidate the
+    measurement would time). Not scipy's next_fast_len: every bank's plan predicts an FFT
+    shape, and importing scipy.fft cost 0.16 s of each start; made after the source
+    opened, it was a backlog a live stream dropped (8 of 20 frames at 60 fps)."""
     known = _measured.get((need, np.dtype(dtype)))
-    return known or _saved(need, dtype) or (fft.next_fast_len(need[0], real=True),
-                                            fft.next_fast_len(need[1], real=True))
+    return known or _saved(need, dtype) or (_smallest(need[0]), _smallest(need[1]))
+
+
+def _smallest(n: int) -> int:
+    """The smallest size >= n with no prime factor above 7."""
+    limit = max(n, 1)
+    while True:
+        limit *= 2
+        found = smooth_sizes(n, limit)
+        if found:
+            return found[0]
 
 
 def fft_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> tuple[int, int]:
@@ -146,6 +153,8 @@ def _fft_shape(need: tuple[int, int], dtype: np.dtype) -> tuple[int, int]:
     try:
         import pyfftw  # noqa: F401
     except ImportError:
+        from scipy import fft
+
         return fft.next_fast_len(need[0], real=True), fft.next_fast_len(need[1], real=True)
     shape = _measure(need, dtype)
     disk.update_json(SIZES_FILE, _key(need, dtype), list(shape), limit=SIZES_LIMIT,
