@@ -73,7 +73,6 @@ def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
     """The sinks a run writes to. ``-o`` replaces the config's output, codec settings and
     all; the command line's codec flags (``video``) apply to whichever path is used."""
     from .io.sinks import open_sink
-    from .io.viewers import MjpegServerSink, WindowSink
 
     target, settings = output, video
     if output is None and isinstance(config.output, OutputTarget):
@@ -86,10 +85,13 @@ def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
         sinks.append(open_sink(target, force=force, inputs=inputs, token=token,
                                settings=settings)
                      if target is None or isinstance(target, str) else target)
-    if show:
-        sinks.append(WindowSink())
-    if serve:
-        sinks.append(MjpegServerSink(serve))
+    if show or serve:  # imported only then: http.server alone is 35 ms of a start
+        from .io.viewers import MjpegServerSink, WindowSink
+
+        if show:
+            sinks.append(WindowSink())
+        if serve:
+            sinks.append(MjpegServerSink(serve))
     return sinks
 
 
