@@ -9,6 +9,7 @@ import pytest
 from pipeline import run_config
 from pipeline.config import Encode, load_config
 from pipeline.encode import Encoder
+from pipeline.engine import native
 from pipeline.frames import FrameFormat
 from pipeline.io.sinks import MemorySink
 from pipeline.io.sources import MemorySource
@@ -132,22 +133,34 @@ def test_a_small_kernel_opencv_had_moves_to_the_c_kernel(tmp_path):
 
 @pytest.mark.parametrize("policy", ["saturate", "abs"])
 @pytest.mark.parametrize("planar", [False, True])
-def test_band_encoding_in_c_matches_the_encoder(policy, planar):
+@pytest.mark.parametrize("channels", [3, 5])
+def test_band_encoding_in_c_matches_the_encoder(policy, planar, channels):
     """The C pass for [0, 255] (``Encoder.band``) against the whole-frame encoder, on the
-    values where rounding and clipping could differ: halves, NaN, ±inf, huge, negative."""
+    values where rounding and clipping could differ: halves, NaN, ±inf, huge, negative;
+    planar results of 3 channels (one interleaving pass) and of 5 (runs of 4 planes)."""
     edges = [-1e30, -np.inf, -300.5, -0.5, -0.0, 0.5, 1.5, 2.5, 3.4999998, 127.5, 254.5,
              255.49, 255.5, 256.0, 1e10, np.inf, np.nan]
     rng = np.random.default_rng(3)
     values = np.concatenate([edges, rng.uniform(-50, 300, 400)]).astype(np.float32)
     rng.shuffle(values)
-    y = values[: 138 * 3].reshape(1, 138, 3) if not planar else \
-        np.ascontiguousarray(values[: 138 * 3].reshape(3, 1, 138)).transpose(1, 2, 0)
+    values = np.resize(values, 138 * channels)
+    y = values.reshape(1, 138, channels) if not planar else \
+        np.ascontiguousarray(values.reshape(channels, 1, 138)).transpose(1, 2, 0)
     cfg = Encode(policy=policy, range=[0, 255])
-    whole, banded = Encoder(cfg, y.shape), Encoder(cfg, y.shape)
-    out = np.empty((1, 138, 3), np.uint8)
-    banded.band(y, out)
-    np.testing.assert_array_equal(out, whole(y))
-    assert banded.nan_pixels == whole.nan_pixels == 1
+    out = np.empty((1, 138, channels), np.uint8)
+    if channels == 3:
+        whole, banded = Encoder(cfg, y.shape), Encoder(cfg, y.shape)
+        banded.band(y, out)
+        np.testing.assert_array_equal(out, whole(y))
+        assert banded.nan_pixels == whole.nan_pixels == 1
+        return
+    # five channels: a mosaic to the encoder, so the C pass against each plane on its own
+    nans = native.depthwise.to_bytes(y, out, policy == "abs")
+    for i in range(channels):
+        plane = Encoder(cfg, (1, 138, 1))
+        alone = plane(np.ascontiguousarray(y[..., i : i + 1]))
+        np.testing.assert_array_equal(out[..., i], alone[..., 0])
+    assert nans == np.count_nonzero(np.isnan(y))
 
 
 @pytest.mark.parametrize("stages", [GAUSSIAN, RANDOM7])

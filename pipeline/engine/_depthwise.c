@@ -448,8 +448,9 @@ static inline size_t byte_row(const Job *jb)
                                        MADD((float)s[3 * p], m0, (float)s[3 * p + 1] * m1)); \
             if (c == 2 && (m[3] != m0 || m[4] != m1 || m[5] != m2)) /* lanes of their own */ \
                 for (ptrdiff_t p = p0; p < p1; p++)                                         \
-                    dst[(p - p0) * 2 + 1] = MADD((float)s[3 * p + 2], m[5],                 \
-                                          MADD((float)s[3 * p], m[3], (float)s[3 * p + 1] * m[4])); \
+                    dst[(p - p0) * 2 + 1] =                                                 \
+                        MADD((float)s[3 * p + 2], m[5],                                     \
+                             MADD((float)s[3 * p], m[3], (float)s[3 * p + 1] * m[4]));      \
             return;                                                                         \
         }                                                                                   \
         if (jb->kind == K_FLOAT)                                                            \
@@ -671,7 +672,7 @@ static int make_tables(const Job *jb, const Isa *isa, Tables *tb)
         if (tb->orows == NULL)
             return -1;
     }
-    if (jb->kind != K_FLOAT || jb->mix != NULL) { /* the rows one window spans, by either path of run_rows */
+    if (jb->kind != K_FLOAT || jb->mix != NULL) { /* the rows a window spans, either path */
         const int slots = (jb->kh - 1) * jb->dh + isa->r;
         tb->cache = malloc(sizeof(RowCache));
         if (tb->cache == NULL)
@@ -1028,7 +1029,7 @@ static PyObject *separable(PyObject *self, PyObject *args)
                   &jb);
 }
 
-enum { RUN = 1024 }; /* floats of a planar run converted at once */
+enum { RUN = 1024, RUN_CHANNELS = 4 }; /* a planar run converted at once: floats, planes */
 
 static PyObject *to_bytes(PyObject *self, PyObject *args)
 {
@@ -1064,23 +1065,36 @@ static PyObject *to_bytes(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         for (ptrdiff_t r = 0; r < rows; r++) {
             uint8_t *d = out + r * w * c;
+            float in[RUN];
+            uint8_t tmp[RUN_CHANNELS][RUN];
             if (s2 == 1 && s1 == c) { /* interleaved rows: one run */
                 nans += bytes_from(base + r * s0, d, w * c, absolute);
                 continue;
             }
-            for (ptrdiff_t ch = 0; ch < c; ch++) /* a run per channel, written interleaved */
-                for (ptrdiff_t x0 = 0; x0 < w; x0 += RUN) {
-                    float in[RUN];
-                    uint8_t tmp[RUN];
-                    const ptrdiff_t n = w - x0 < RUN ? w - x0 : RUN;
-                    const float *from = base + r * s0 + ch * s2 + x0 * s1;
-                    if (s1 != 1) /* a planar result's rows are runs already */
-                        for (ptrdiff_t x = 0; x < n; x++)
-                            in[x] = from[x * s1];
-                    nans += bytes_from(s1 == 1 ? from : in, tmp, n, absolute);
-                    for (ptrdiff_t x = 0; x < n; x++)
-                        d[(x0 + x) * c + ch] = tmp[x];
+            for (ptrdiff_t x0 = 0; x0 < w; x0 += RUN) { /* a run of every channel, then */
+                const ptrdiff_t n = w - x0 < RUN ? w - x0 : RUN; /* written interleaved */
+                for (ptrdiff_t c0 = 0; c0 < c; c0 += RUN_CHANNELS) {
+                    const ptrdiff_t nc = c - c0 < RUN_CHANNELS ? c - c0 : RUN_CHANNELS;
+                    for (ptrdiff_t k = 0; k < nc; k++) {
+                        const float *from = base + r * s0 + (c0 + k) * s2 + x0 * s1;
+                        if (s1 != 1) /* a planar result's rows are runs already */
+                            for (ptrdiff_t x = 0; x < n; x++)
+                                in[x] = from[x * s1];
+                        nans += bytes_from(s1 == 1 ? from : in, tmp[k], n, absolute);
+                    }
+                    uint8_t *at = d + x0 * c + c0;
+                    if (nc == 3) /* colour: one pass of three-byte stores (vectorised) */
+                        for (ptrdiff_t x = 0; x < n; x++) {
+                            at[3 * x] = tmp[0][x];
+                            at[3 * x + 1] = tmp[1][x];
+                            at[3 * x + 2] = tmp[2][x];
+                        }
+                    else
+                        for (ptrdiff_t k = 0; k < nc; k++)
+                            for (ptrdiff_t x = 0; x < n; x++)
+                                at[x * c + k] = tmp[k][x];
                 }
+            }
         }
         Py_END_ALLOW_THREADS
     }
