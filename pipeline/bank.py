@@ -272,7 +272,6 @@ class FilterBank:
         if not self._planned(*key)[2].load_mix(mix):
             return None
         self._mixes[key] = mix
-        planned = self._planned
 
         def mixed(frame: np.ndarray) -> np.ndarray:
             x = _as_frame(frame)
@@ -280,7 +279,7 @@ class FilterBank:
                     self._source(x.dtype).str != key[1]:
                 raise FrameError(f"frame {x.shape} {x.dtype}: the bank folded a convert "
                                  f"for {key[0][:2]} frames of {mix.shape[1]} channels")
-            engine = planned(*key)[2]
+            engine = self._planned(*key)[2]  # finish_bands may have put another in
             if not engine.takes(x.dtype):  # float64, say: the compute dtype, channels kept
                 x = np.ascontiguousarray(x, dtype=self.options.dtype)
             return self._finished(engine, engine(x))

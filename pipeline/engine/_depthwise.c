@@ -64,10 +64,11 @@ typedef struct {
 
 enum { R_NONE = 0, R_L2 = 1 };
 
-/* The order a mix of three values is summed in: the middle one's product, then the first,
+/* Three values v[0..2] mixed by weights w[0..2]: the middle one's product, then the first,
  * then the last, as cv2.cvtColor sums BGR2GRAY on float frames (OpenCV 5.1 here, measured
- * bit for bit: fma(r, cr, fma(b, cb, g * cg))). Other counts: in channel order. */
-static const int MIX_ORDER3[3] = {1, 0, 2};
+ * bit for bit: fma(r, cr, fma(b, cb, g * cg))). Other counts sum in channel order. */
+#define MIX3(MADD, v, w)                                                                    \
+    MADD((float)(v)[2], (w)[2], MADD((float)(v)[0], (w)[0], (float)(v)[1] * (w)[1]))
 
 /* The source index that padded index ``p`` (may be outside [0, n)) reads, or -1 for the
  * constant border. Pads fit within one reflection (checked by the caller). */
@@ -312,13 +313,19 @@ ISA_AVX2_ATTR static long long bytes_avx2(const float *s, uint8_t *d, ptrdiff_t 
 }
 #endif
 
-static long long bytes_from(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
+/* Whether this CPU runs the AVX2 (and FMA) variants of the row helpers. */
+static int avx2_here(void)
 {
-#ifdef ISA_X86
     static int avx2 = -1;
     if (avx2 < 0)
         avx2 = isa_supported(ISA_AVX2);
-    if (avx2)
+    return avx2;
+}
+
+static long long bytes_from(const float *s, uint8_t *d, ptrdiff_t n, int absolute)
+{
+#ifdef ISA_X86
+    if (avx2_here())
         return bytes_avx2(s, d, n, absolute);
 #endif
     return bytes_generic(s, d, n, absolute);
@@ -358,14 +365,6 @@ ISA_AVX2_ATTR static void magnitude_avx2(const float *s, float *d, ptrdiff_t n)
 }
 #endif
 
-static int fma_here(void)
-{
-    static int fma = -1;
-    if (fma < 0)
-        fma = isa_supported(ISA_AVX2);
-    return fma;
-}
-
 enum { RUN_PIXELS = 256 }; /* pixels of a row reduced at once (on the stack) */
 
 /* A finished row's ``n`` floats (c lanes a pixel) into its bytes as Job.reduce says (each
@@ -379,7 +378,7 @@ static long long finish_row(const Job *jb, const float *row, uint8_t *dst, ptrdi
     for (ptrdiff_t p = 0; p < n / 2; p += RUN_PIXELS) {
         const ptrdiff_t k = n / 2 - p < RUN_PIXELS ? n / 2 - p : RUN_PIXELS;
 #ifdef ISA_X86
-        if (fma_here())
+        if (avx2_here())
             magnitude_avx2(row + 2 * p, mag, k);
         else
 #endif
@@ -395,38 +394,45 @@ static inline size_t byte_row(const Job *jb)
     return (size_t)jb->wo * (jb->reduce ? 1 : jb->c);
 }
 
-/* Lanes of pixels a..b (lane indices, whole pixels) of source row ``r``, mixed (Job.mix),
- * into ``dst`` from its start (c lanes a pixel). FMA: whether the sums are fused multiply-adds
- * (the AVX2 variant: as OpenCV's own AVX2 code) or a product and a sum (as its SSE code). */
-/* The mix of pixels p0..p1 of a row of values of type T at ``base`` (MIX_ROW's names). */
+/* The mix of pixels p0..p1 of a row of values of type T at ``base`` into ``dst`` (the
+ * names MIX_ROW declares). A pair of lanes with the same weights (a gray frame replicated
+ * into the edges job's two gradients) is mixed once. */
 #define MIX_PIXELS(MADD, T, base)                                                           \
     do {                                                                                    \
         T *s_ = (T *)(base) + at;                                                           \
         float *d_ = dst;                                                                    \
-        if (sc == 1 && c == 2) /* one channel into a pair of lanes (gradients) */          \
-            for (ptrdiff_t p = p0; p < p1; p++, d_ += 2) {                                  \
-                const float v_ = (float)s_[p];                                              \
-                d_[0] = v_ * m[0];                                                          \
-                d_[1] = v_ * m[1];                                                          \
-            }                                                                               \
-        else if (sc == 1) /* one channel into c lanes: a product each (by 1: a copy) */     \
+        const int twin = c == 2 && memcmp(m, m + sc, sizeof(float) * sc) == 0;              \
+        if (sc == 1 && twin) /* one channel copied into both lanes (weights 1) */           \
+            for (ptrdiff_t p = p0; p < p1; p++, d_ += 2)                                    \
+                d_[0] = d_[1] = (float)s_[p] * m[0];                                        \
+        else if (sc == 1) /* one channel into c lanes: a product each */                    \
             for (ptrdiff_t p = p0; p < p1; p++, d_ += c)                                    \
                 for (int ch = 0; ch < c; ch++)                                              \
                     d_[ch] = (float)s_[p] * m[ch];                                          \
+        else if (sc == 3 && c == 1) /* BGR to gray */                                       \
+            for (ptrdiff_t p = p0; p < p1; p++)                                             \
+                *d_++ = MIX3(MADD, s_ + 3 * p, m);                                          \
+        else if (sc == 3 && twin)                                                           \
+            for (ptrdiff_t p = p0; p < p1; p++, d_ += 2)                                    \
+                d_[0] = d_[1] = MIX3(MADD, s_ + 3 * p, m);                                  \
+        else if (sc == 3)                                                                   \
+            for (ptrdiff_t p = p0; p < p1; p++, d_ += c)                                    \
+                for (int ch = 0; ch < c; ch++)                                              \
+                    d_[ch] = MIX3(MADD, s_ + 3 * p, m + 3 * ch);                            \
         else                                                                                \
             for (ptrdiff_t p = p0; p < p1; p++, d_ += c)                                    \
                 for (int ch = 0; ch < c; ch++) {                                            \
                     const float *w_ = m + ch * sc;                                          \
-                    const int k0 = sc == 3 ? MIX_ORDER3[0] : 0;                             \
-                    float acc = (float)s_[p * sc + k0] * w_[k0];                            \
-                    for (int n_ = 1; n_ < sc; n_++) {                                       \
-                        const int k = sc == 3 ? MIX_ORDER3[n_] : n_;                        \
+                    float acc = (float)s_[p * sc] * w_[0];                                  \
+                    for (int k = 1; k < sc; k++)                                            \
                         acc = MADD((float)s_[p * sc + k], w_[k], acc);                      \
-                    }                                                                       \
                     d_[ch] = acc;                                                           \
                 }                                                                           \
     } while (0)
 
+/* Lanes of pixels a..b (lane indices, whole pixels) of source row ``r``, mixed (Job.mix),
+ * into ``dst`` from its start (c lanes a pixel). MADD: a fused multiply-add (the AVX2
+ * variant, as OpenCV's own AVX2 code sums) or a product and a sum (as its SSE code). */
 #define MIX_ROW(NAME, ATTR, MADD)                                                           \
     ATTR static void NAME(const Job *jb, int r, float *dst, ptrdiff_t a, ptrdiff_t b)       \
     {                                                                                       \
@@ -434,25 +440,6 @@ static inline size_t byte_row(const Job *jb)
         const float *m = jb->mix;                                                           \
         const size_t at = (size_t)r * jb->w * sc;                                           \
         const ptrdiff_t p0 = a / c, p1 = b / c;                                             \
-        if (jb->kind == K_U8 && sc == 3 && c <= 2) { /* BGR bytes to gray: the common case */ \
-            const uint8_t *s = (const uint8_t *)jb->raw + at;                               \
-            const float m0 = m[0], m1 = m[1], m2 = m[2];                                    \
-            float *d = dst;                                                                 \
-            if (c == 1)                                                                     \
-                for (ptrdiff_t p = p0; p < p1; p++)                                         \
-                    *d++ = MADD((float)s[3 * p + 2], m2,                                    \
-                                MADD((float)s[3 * p], m0, (float)s[3 * p + 1] * m1));       \
-            else                                                                            \
-                for (ptrdiff_t p = p0; p < p1; p++, d += 2)                                 \
-                    d[0] = d[1] = MADD((float)s[3 * p + 2], m2,                             \
-                                       MADD((float)s[3 * p], m0, (float)s[3 * p + 1] * m1)); \
-            if (c == 2 && (m[3] != m0 || m[4] != m1 || m[5] != m2)) /* lanes of their own */ \
-                for (ptrdiff_t p = p0; p < p1; p++)                                         \
-                    dst[(p - p0) * 2 + 1] =                                                 \
-                        MADD((float)s[3 * p + 2], m[5],                                     \
-                             MADD((float)s[3 * p], m[3], (float)s[3 * p + 1] * m[4]));      \
-            return;                                                                         \
-        }                                                                                   \
         if (jb->kind == K_FLOAT)                                                            \
             MIX_PIXELS(MADD, const float, jb->src);                                         \
         else if (jb->kind == K_U8)                                                          \
@@ -481,7 +468,7 @@ MIX_ROW(mix_fma, ISA_AVX2_ATTR, __builtin_fmaf)
 static void mix_row(const Job *jb, int r, float *dst, ptrdiff_t a, ptrdiff_t b)
 {
 #ifdef ISA_X86
-    if (fma_here()) {
+    if (avx2_here()) {
         mix_fma(jb, r, dst, a, b);
         return;
     }

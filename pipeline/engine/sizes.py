@@ -120,13 +120,8 @@ def likely_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -
 
 
 def _smallest(n: int) -> int:
-    """The smallest size >= n with no prime factor above 7."""
-    limit = max(n, 1)
-    while True:
-        limit *= 2
-        found = smooth_sizes(n, limit)
-        if found:
-            return found[0]
+    """The smallest size >= n with no prime factor above 7 (a power of two lies in [n, 2n])."""
+    return smooth_sizes(n, 2 * max(n, 1))[0]
 
 
 def fft_shape(need: tuple[int, int], dtype: np.dtype = np.dtype("float32")) -> tuple[int, int]:
