@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from . import geometry
+from . import activations, geometry
 from .engine import planner
 from .engine.epilogue import Epilogue, Finish
 from .engine.spec import INTEGERS, BankSpec, Method
 from .errors import ConfigError, FrameError
-from .kernels import to_oihw
-from .options import Activation, BankOptions, check_finite, parse_bias
+from .weightfiles import to_oihw
+from .options import BankOptions, check_finite, parse_bias
 
 _ENGINE_CACHE = 8  # frame formats one bank keeps planned at once
 
@@ -350,20 +350,4 @@ def _as_frame(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _activate(y: np.ndarray, act: Activation) -> np.ndarray:
-    """The activation, in place on ``y``."""
-    if act.name == "relu":
-        np.maximum(y, 0, out=y)
-    elif act.name == "abs":
-        np.abs(y, out=y)
-    elif act.name == "square":
-        np.square(y, out=y)
-    elif act.name == "sigmoid":
-        from scipy import special  # here: importing it costs 0.15 s of every start
-
-        special.expit(y, out=y)
-    elif act.name == "tanh":
-        np.tanh(y, out=y)
-    elif act.name == "clip":
-        np.clip(y, act.lo, act.hi, out=y)
-    return y
+_activate = activations.apply  # a name of this module: tests watch the passes it makes

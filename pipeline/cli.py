@@ -220,6 +220,21 @@ def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
         return src.open()
 
 
+def _model_totals(cfg: Any) -> list[str]:
+    """A line per model stage: its file, kind, layers used and their parameters."""
+    from .config import ModelStage
+
+    lines = []
+    for stage in cfg.stages:
+        if isinstance(stage, ModelStage):
+            model, pieces = stage.read(cfg)
+            used = [layer for piece in pieces for layer in piece.layers]
+            lines.append(f"\nmodel {stage.file} ({model.kind}): {len(used)} layers in "
+                         f"{len(pieces)} step{'s' * (len(pieces) != 1)}, {sum(p.params for p in pieces)} parameters "
+                         "(as the framework counts them)")
+    return lines
+
+
 @app.command()
 def plan(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
@@ -239,8 +254,12 @@ def plan(
         for step in chain.steps:
             h, w, c = step.out_shape
             say(f"\n{step.name}: -> {w}x{h}x{c}")
+            for line in step.about:  # a model's layers this step does
+                say(f"  layer {line}")
             if step.plan is not None:
                 say("  " + str(step.plan).replace("\n", "\n  "))
+        for line in _model_totals(cfg):
+            say(line)
 
 
 @app.command()

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     InstanceOf,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,7 +29,16 @@ from pydantic import (
 
 from .errors import ConfigError
 from .io.codecs import OutputTarget
-from .options import OPTION_NAMES, BankOptions, OptionError, check_finite, parse_bias, parse_layout
+from .options import (
+    OPTION_NAMES,
+    BankOptions,
+    OptionError,
+    check_finite,
+    parse_bias,
+    parse_dtype,
+    parse_layout,
+    parse_method,
+)
 from .yamlfile import Limits, mark, node_at, read_yaml
 
 __all__ = ["Config", "Limits", "load_config"]
@@ -121,7 +131,7 @@ class BankStage(_Stage):
     type: Literal["bank"]
     op: Any  # required in YAML (correlate, convolve differ for asymmetric kernels); see options
     weights: Any  # BuiltinKernel | FileWeights | 2-D/4-D nested lists | list of 2-D kernels
-    bias: list[float] | None = None
+    bias: list[float] | FileWeights | None = None  # one per output channel, or {file, key}
     options: InstanceOf[BankOptions]
 
     @model_validator(mode="before")
@@ -151,9 +161,15 @@ class BankStage(_Stage):
     def _options(cls, v: Any) -> BankOptions:
         return BankOptions(**v)
 
-    @field_validator("bias")
+    @field_validator("bias", mode="before")
     @classmethod
-    def _bias(cls, v: list[float] | None) -> list[float] | None:
+    def _bias(cls, v: Any) -> Any:
+        if isinstance(v, dict):  # {file, key}: a 1-D array in a weights file
+            unknown = sorted(set(v) - {"file", "key"})
+            if unknown or "file" not in v:
+                raise ValueError(f"bias.{unknown[0]}: unknown field (expected file, key)"
+                                 if unknown else "bias: a mapping here needs file (and key)")
+            return FileWeights.model_validate(v)
         parse_bias(v)
         return v
 
@@ -184,6 +200,40 @@ class BankStage(_Stage):
             else:
                 raise ValueError(f"weights[{i}]: expected a 2-D kernel or {{builtin: …}}")
         return kernels
+
+
+class ModelStage(_Stage):
+    """A trained model's layers from its own file (.keras, .h5, .onnx): each conv a bank
+    with the file's kernel, bias, padding, strides, dilation, groups and activation
+    (``pipeline.model``). ``layers`` picks some, in the model's order; ``method`` and
+    ``dtype`` are every bank's."""
+
+    type: Literal["model"]
+    file: str
+    layers: list[str] | None = Field(None, min_length=1, max_length=256)
+    method: str = "auto"
+    dtype: str = "float32"
+    _read: Any = PrivateAttr(default=None)  # (ModelFile, pieces), once read
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        return parse_method(v)
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        return parse_dtype(v)
+
+    def read(self, config: Config) -> tuple[Any, list[Any]]:
+        """``(ModelFile, pieces)`` of the file, read once (``pipeline.model``: no OpenCV
+        or FFTW there); raises ConfigError naming the file."""
+        if self._read is None:
+            from .model import pieces_of, read_model
+
+            model = read_model(config.relative(self.file))
+            self._read = (model, pieces_of(model, self.layers))
+        return self._read
 
 
 class ReduceStage(_Stage):
@@ -224,7 +274,8 @@ class SelectStage(_Stage):
     channels: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=64)
 
 
-Stage = Annotated[BankStage | ReduceStage | ConvertStage | ResizeStage | SelectStage,
+Stage = Annotated[BankStage | ModelStage | ReduceStage | ConvertStage | ResizeStage |
+                  SelectStage,
                   Field(discriminator="type")]
 
 
@@ -292,6 +343,17 @@ class Config(BaseModel):
             raise ValueError("source must be a camera index, path, URL or 'synthetic'")
         return v
 
+    def files_read(self) -> list[Path]:
+        """Every file the stages read (weights, biases, models), in order."""
+        files: list[Path] = []
+        for stage in self.stages:
+            if isinstance(stage, BankStage):
+                files += [self.relative(w.file) for w in (stage.weights, stage.bias)
+                          if isinstance(w, FileWeights)]
+            elif isinstance(stage, ModelStage):
+                files.append(self.relative(stage.file))
+        return files
+
     def relative(self, name: str) -> Path:
         """A path from the config: relative to the config file's folder."""
         p = Path(name).expanduser()
@@ -311,9 +373,10 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-_TAGS = {"bank", "reduce", "convert", "resize", "select", "function-after"}
+_TAGS = {"bank", "model", "reduce", "convert", "resize", "select", "function-after"}
 _FIELDS = {
     "bank": set(BankStage.model_fields) - {"options"} | OPTION_NAMES,
+    "model": set(ModelStage.model_fields),
     "reduce": set(ReduceStage.model_fields), "convert": set(ConvertStage.model_fields),
     "resize": set(ResizeStage.model_fields),
     "select": set(SelectStage.model_fields), "encode": set(Encode.model_fields),
@@ -344,9 +407,9 @@ def _plain(error: dict[str, Any], loc: tuple[Any, ...], kind: str) -> str:
         close = difflib.get_close_matches(str(loc[-1]), sorted(_FIELDS[owner]), n=1)
         return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind == "union_tag_invalid":
-        return "type must be one of bank, reduce, convert, resize, select"
+        return "type must be one of bank, model, reduce, convert, resize, select"
     if kind == "union_tag_not_found":
-        return "missing 'type' (bank, reduce, convert, resize, select)"
+        return "missing 'type' (bank, model, reduce, convert, resize, select)"
     message = str(error.get("msg", ""))
     return message.removeprefix("Value error, ")
 
@@ -371,4 +434,12 @@ def load_config(path: str | os.PathLike[str], limits: Limits | None = None) -> C
         raise ConfigError(f"{where}: {field}: {message}") from None
     config.path = Path(os.fspath(path))
     config.limits = limits
+    for i, stage in enumerate(config.stages):  # read before any source opens
+        if isinstance(stage, ModelStage):
+            try:
+                stage.read(config)
+            except ConfigError as e:
+                field = "layers" if stage.layers and "layer" in str(e) else "file"
+                where = mark(node_at(node, ("stages", i, field)), os.fspath(path))
+                raise ConfigError(f"{where}: stages[{i}].{field}: {e}") from None
     return config

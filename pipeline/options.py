@@ -11,12 +11,13 @@ config loader adds file:line:col and the field path from ``OptionError.option``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from . import activations
+from .activations import ACTIVATIONS, Activation
 from .errors import ConfigError
 
 
@@ -73,8 +74,6 @@ AMBIGUOUS_REFLECT = (
     "does not (d c b | a b c d, canonical 'reflect101'); write 'symmetric' or 'reflect101'"
 )
 
-ACTIVATIONS = ("none", "relu", "abs", "square", "sigmoid", "tanh", "clip(lo, hi)")
-_CLIP = re.compile(r"^clip\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)$")
 
 
 def _fail(option: str, value: Any, allowed: str) -> OptionError:
@@ -182,40 +181,12 @@ def parse_padding(value: Any) -> Padding:
     raise _fail("padding", value, allowed)
 
 
-@dataclass(frozen=True)
-class Activation:
-    """An elementwise function applied after the bias; ``lo``/``hi`` only for clip."""
-
-    name: str = "none"
-    lo: float = 0.0
-    hi: float = 0.0
-
-    def __str__(self) -> str:
-        return f"clip({self.lo:g}, {self.hi:g})" if self.name == "clip" else self.name
-
-
 def parse_activation(value: Any) -> Activation:
-    allowed = " | ".join(ACTIVATIONS)
-    if isinstance(value, Activation):
-        return value
-    if value is None:
-        return Activation()
-    if not isinstance(value, str):
-        raise _fail("activation", value, allowed)
-    text = value.strip().lower()
-    if text in ("none", "linear", "identity"):
-        return Activation()
-    if text in ACTIVATIONS:
-        return Activation(text)
-    match = _CLIP.match(text)
-    if match:
-        try:
-            lo, hi = (float(v) for v in match.groups())
-        except ValueError:
-            raise _fail("activation", value, allowed) from None
-        if math.isfinite(lo) and math.isfinite(hi) and lo <= hi:
-            return Activation("clip", lo, hi)
-    raise _fail("activation", value, allowed + " with finite lo <= hi")
+    """``activations.parse_activation``, refusing as an option does (OptionError)."""
+    try:
+        return activations.parse_activation(value)
+    except activations.ActivationError as e:
+        raise OptionError(str(e), "activation", value) from None
 
 
 def parse_groups(value: Any) -> int:

@@ -58,21 +58,16 @@ def identity(path: str | os.PathLike[str]) -> dict[str, Any]:
 def config_fingerprint(config: Any, video: Any = None) -> str:
     """A digest of what decides the output's pixels: the validated stages and encode
     policy (not comments or layout of the YAML), the content of every weights file they
-    read, the codec settings (``video``: the command line's), and the version of
+    read (weights, biases, models), the codec settings (``video``: the command line's), and the version of
     pipeline."""
-    from .config import BankStage, FileWeights
-
     digest = hashlib.sha256(__version__.encode())
     digest.update(config.model_dump_json(include={"stages", "encode"}).encode())
     if video is not None and video.chosen():
         digest.update(repr(video).encode())
-    for stage in config.stages:
-        weights = stage.weights if isinstance(stage, BankStage) else None
-        if isinstance(weights, FileWeights):
-            with open_regular(config.relative(weights.file), ConfigError, "weights file",
-                              cannot="cannot load weights") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+    for path in config.files_read():  # weights, biases, models
+        with open_regular(path, ConfigError, "weights file", cannot="cannot load weights") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ from .config import (
     Config,
     ConvertStage,
     FileWeights,
+    ModelStage,
     ReduceStage,
     ResizeStage,
     SelectStage,
@@ -29,8 +31,10 @@ from .config import (
 from .encode import Encoder
 from .engine.epilogue import Finish
 from .errors import ConfigError, FrameError
+from .options import BankOptions
 from .frames import FrameFormat
-from .kernels import load_weights, make_kernel
+from .kernels import make_kernel
+from .weightfiles import load_weights
 
 Shape = tuple[int, int, int]
 
@@ -54,6 +58,7 @@ class Step:
     reduce: str | None = None  # a reduce stage's op
     # a bank right after a first convert {color: gray}: the mix its loads may fold in
     mix: np.ndarray | None = None
+    about: list[str] = field(default_factory=list)  # for `pipeline plan`: a model's layers
 
 
 @dataclass
@@ -176,9 +181,24 @@ def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.
     return np.repeat(stack[:, None], c_in, axis=1)
 
 
-def _check_limits(weights: np.ndarray, stage: BankStage, config: Config, where: str) -> None:
-    """Built-ins and weight files meet the same limits as inline kernels."""
-    limits, o = config.limits, stage.options
+def _bias(stage: BankStage, config: Config, where: str) -> Any:
+    """The stage's bias: its list, or the array in ``{file, key}``."""
+    if not isinstance(stage.bias, FileWeights):
+        return stage.bias
+    b = stage.bias
+    try:
+        bias = load_weights(config.relative(b.file), b.key, max_elements=config.limits.outputs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.bias: {e}") from None
+    if bias.ndim != 1:
+        raise ConfigError(f"{where}.bias: {b.file}: a bias is 1-D (one value per output "
+                          f"channel), got shape {bias.shape}")
+    return bias
+
+
+def _check_limits(weights: np.ndarray, o: BankOptions, config: Config, where: str) -> None:
+    """Built-ins, weight files and models meet the same limits as inline kernels."""
+    limits = config.limits
     kh, kw = weights.shape[-2:] if o.layout == "oihw" or weights.ndim == 2 \
         else weights.shape[:2]
     if max(kh, kw) > limits.kernel:
@@ -194,13 +214,52 @@ def _check_limits(weights: np.ndarray, stage: BankStage, config: Config, where: 
 
 def _bank_step(stage: BankStage, config: Config, shape: Shape, where: str) -> Step:
     weights = bank_weights(stage, config, shape[2], where)
-    _check_limits(weights, stage, config, where)
+    _check_limits(weights, stage.options, config, where)
     try:
-        bank = FilterBank(weights, stage.bias, options=stage.options)
+        bank = FilterBank(weights, _bias(stage, config, where), options=stage.options)
         out = bank.output_shape(shape)
     except (ConfigError, FrameError) as e:
         raise type(e)(f"{where}: {e}") from None
     return Step(where, bank, shape, out, bank=bank)
+
+
+def _model_steps(stage: ModelStage, config: Config, shape: Shape, where: str) -> list[Step]:
+    """One step per piece of the model (``pipeline.model``): banks with what folded into
+    them, then per-channel steps; checked against the channels that reach each."""
+    from .model import activation_step, bank_options, scale_step
+
+    model, pieces = stage.read(config)
+    if stage.layers is None and model.in_channels not in (None, shape[2]):
+        raise ConfigError(f"{where}: {stage.file} takes {model.in_channels}-channel input "
+                          f"({model.kind}); {shape[2]}-channel frames reach it")
+    steps = []
+    for piece in pieces:
+        name = f"{where} {piece.name}"
+        about = [f"{layer}, {layer.params} parameters" + (
+                 f": {piece.notes[layer.name]}" if layer.name in piece.notes else "")
+                 for layer in piece.layers]
+        if piece.kind == "bank":
+            try:
+                options = BankOptions(**bank_options(piece), method=stage.method,
+                                      dtype=stage.dtype)
+                _check_limits(piece.weights, options, config, name)
+                bank = FilterBank(piece.weights, piece.bias, options=options)
+                out = bank.output_shape(shape)
+            except (ConfigError, FrameError) as e:
+                raise type(e)(f"{name}: {e}") from None
+            step = Step(name, bank, shape, out, bank=bank, about=about)
+        else:
+            if piece.kind == "scale":
+                assert piece.scale is not None and piece.shift is not None
+                size = max(piece.scale.size, piece.shift.size)
+                if size not in (1, shape[2]):
+                    raise ConfigError(f"{name}: {size} channels of scale and shift; "
+                                      f"{shape[2]}-channel frames reach it")
+            fn = scale_step(piece) if piece.kind == "scale" else activation_step(piece)
+            step = Step(name, fn, shape, shape, pixelwise=True, about=about)
+        steps.append(step)
+        shape = step.out_shape
+    return steps
 
 
 def _reduce(op: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -263,6 +322,10 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
     shape: Shape = fmt.shape
     for i, stage in enumerate(config.stages):
         where = _where(stage, i)
+        if isinstance(stage, ModelStage):
+            chain.steps += _model_steps(stage, config, shape, where)
+            shape = chain.steps[-1].out_shape
+            continue
         if isinstance(stage, BankStage):
             step = _bank_step(stage, config, shape, where)
         elif isinstance(stage, ReduceStage):
@@ -286,7 +349,7 @@ def build_chain(config: Config, fmt: FrameFormat, plan: bool = True) -> Chain:
         chain.steps.append(step)
         shape = step.out_shape
     # frames enter as float32 once; a bank converts integer frames itself, faster
-    if not isinstance(config.stages[0], BankStage):
+    if chain.steps[0].bank is None:
         first = chain.steps[0].fn
         chain.steps[0].fn = lambda x, f=first: f(np.asarray(x, dtype=np.float32))
     else:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+
+# Keras is a reference for the model tests; run it on torch (no TensorFlow is installed)
+os.environ["KERAS_BACKEND"] = "torch"
 
 # Every parity test runs once per method; a new method joins by being named here.
 METHODS = ("direct", "separable", "fft", "auto")

@@ -65,7 +65,7 @@ encode: {policy: saturate, range: [0, 255]}
     (BANK.replace("op: correlate", "op: conv"), "op='conv' is not allowed"),
     (BANK + "    border: reflect\n", "border 'reflect' is ambiguous"),
     (BANK.replace("    op: correlate\n", ""), "stages[0].op: Field required"),
-    ("stages:\n  - type: blur\n", "type must be one of bank, reduce, convert, resize, select"),
+    ("stages:\n  - type: blur\n", "type must be one of bank, model, reduce, convert, resize, select"),
     ("stages:\n  - op: sum\n", "missing 'type'"),
     ("stages: [1, 2\n", "c.yaml:2:1: did not find expected ',' or ']'"),
     ("size: 3\nsize: 9\n", "c.yaml:2:1: duplicate key 'size' (first at line 1)"),

@@ -11,7 +11,8 @@ from conftest import assert_close
 from scipy import ndimage
 
 from pipeline import ConfigError, FilterBank
-from pipeline.kernels import BUILTINS, describe_builtins, load_weights, make_kernel
+from pipeline.kernels import BUILTINS, describe_builtins, make_kernel
+from pipeline.weightfiles import load_weights
 
 
 @pytest.fixture
