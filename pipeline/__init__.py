@@ -14,19 +14,21 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "FilterBank": ".bank", "Plan": ".bank", "BankOptions": ".options",
     "Config": ".config", "load_config": ".config",
-    "Stats": ".runner", "run_config": ".runner",
+    "Stats": ".runner", "run_config": ".runner", "Model": ".model", "load_model": ".model",
     "PipelineError": ".errors", "ConfigError": ".errors", "FrameError": ".errors",
     "InputError": ".errors", "OutputError": ".errors", "SourceLostError": ".errors",
 }
 __all__ = [
-    "BankOptions", "Config", "ConfigError", "FilterBank", "FrameError", "InputError", "OutputError",
-    "PipelineError", "Plan", "SourceLostError", "Stats", "load_config", "run_config",
+    "BankOptions", "Config", "ConfigError", "FilterBank", "FrameError", "InputError", "Model",
+    "OutputError", "PipelineError", "Plan", "SourceLostError", "Stats", "load_config",
+    "load_model", "run_config",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bank import FilterBank, Plan
     from .config import Config, load_config
+    from .model import Model, load_model
     from .options import BankOptions
     from .errors import (
         ConfigError,

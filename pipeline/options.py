@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import activations
-from .activations import ACTIVATIONS, Activation
+from .activations import Activation
 from .errors import ConfigError
 
 

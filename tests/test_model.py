@@ -72,3 +72,16 @@ def test_an_unsupported_layer_names_file_layer_and_type(tmp_path):
         load_model(tmp_path / "p.keras")
     chosen = load_model(tmp_path / "p.keras", layers=[model.layers[0].name])
     assert len(chosen.banks) == 1
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("junk.onnx", b"\x00\xff" * 50, r"junk\.onnx: not a readable ONNX model"),
+    ("junk.keras", b"x", r"junk\.keras: neither a \.keras zip nor an HDF5 file"),
+    ("w.npz", b"x", r"w\.npz: not a model file this reads"),
+])
+def test_a_corrupt_or_foreign_file_is_one_config_error(tmp_path, name, data, message):
+    import pipeline
+
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(pipeline.ConfigError, match=message):
+        pipeline.load_model(tmp_path / name)

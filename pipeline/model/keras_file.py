@@ -21,7 +21,6 @@ from ..activations import HARD, Activation
 from ..errors import ConfigError
 from ..weightfiles import to_oihw
 from .layers import (
-    SUPPORTED_KERAS,
     Act,
     Conv,
     Layer,
@@ -49,7 +48,10 @@ def read_keras(where: str, data: bytes) -> ModelFile:
             meta = _json(where, z.read("metadata.json")) if "metadata.json" in names else {}
             weights = z.read("model.weights.h5")
         version = str(meta.get("keras_version", "3"))
-        h5 = h5py.File(io.BytesIO(weights), "r")
+        try:
+            h5 = h5py.File(io.BytesIO(weights), "r")
+        except OSError:
+            raise ConfigError(f"{where}: its model.weights.h5 is not an HDF5 file") from None
         variables = _keras3_variables(h5)
         kind = "Keras 3 .keras"
     else:
@@ -308,4 +310,4 @@ def _not_a_chain(config: dict[str, Any], entries: list[dict[str, Any]]) -> str |
     return None
 
 
-__all__ = ["SUPPORTED_KERAS", "read_keras"]
+__all__ = ["read_keras"]

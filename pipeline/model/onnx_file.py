@@ -27,6 +27,7 @@ _FLOAT_MAX = float(np.finfo(np.float32).max)
 def read_onnx(where: str, data: bytes) -> ModelFile:
     """The layers of the ONNX model in ``data`` (the bytes of the file ``where``)."""
     import onnx  # here: only a run with an ONNX model pays for it
+    from google.protobuf.message import DecodeError  # onnx's own dependency
     from onnx import numpy_helper
 
     try:
@@ -36,8 +37,8 @@ def read_onnx(where: str, data: bytes) -> ModelFile:
             from onnx.external_data_helper import load_external_data_for_model
 
             load_external_data_for_model(model, os.path.dirname(os.path.abspath(where)))
-    except (onnx.onnx_cpp2py_export.checker.ValidationError, ValueError, OSError,
-            RuntimeError) as e:  # a DecodeError is a ValueError
+    except (DecodeError, onnx.checker.ValidationError, ValueError, OSError,
+            RuntimeError) as e:
         raise ConfigError(f"{where}: not a readable ONNX model ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
     graph = model.graph
