@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, geometry
-from .engine import planner
+from .engine import memory, planner
 from .engine.epilogue import Epilogue, Finish
 from .engine.spec import INTEGERS, BankSpec, Method
 from .errors import ConfigError, FrameError
@@ -192,6 +192,7 @@ class FilterBank:
         key = (shape, self._source(source).str)
         entry = self._engines.get(key)
         if entry is None:
+            memory.keep_freed_pages()  # before the stream's first frame buffers
             spec = self._resolve(shape, source)
             built: dict[str, Method] = {}  # methods timed by decide(): not built twice
             choice = planner.decide(spec, self.options.method, measure=self.options.measure,
@@ -254,9 +255,7 @@ class FilterBank:
         """``frame``: (H, W) or (H, W, C_in), uint8/uint16/float -> (H', W', C_out) float."""
         x = _as_frame(frame)
         engine = self._engine(x.shape, x.dtype)
-        if not engine.takes(x.dtype):  # a whole-frame copy in the compute dtype
-            x = np.ascontiguousarray(x, dtype=self.options.dtype)
-        return self._finished(engine, engine(x))
+        return self._finished(engine, engine(_fed(engine, x, self.options.dtype)))
 
     def load_mix(self, shape: tuple[int, ...], mix: np.ndarray, dtype: Any = None
                  ) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -280,9 +279,7 @@ class FilterBank:
                 raise FrameError(f"frame {x.shape} {x.dtype}: the bank folded a convert "
                                  f"for {key[0][:2]} frames of {mix.shape[1]} channels")
             engine = self._planned(*key)[2]  # finish_bands may have put another in
-            if not engine.takes(x.dtype):  # float64, say: the compute dtype, channels kept
-                x = np.ascontiguousarray(x, dtype=self.options.dtype)
-            return self._finished(engine, engine(x))
+            return self._finished(engine, engine(_fed(engine, x, self.options.dtype)))
 
         return mixed
 
@@ -339,7 +336,8 @@ def _as_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def _as_frame(frame: Any) -> np.ndarray:
-    """The frame as a contiguous ``(H, W, C)`` array of its own dtype (checked)."""
+    """The frame as an ``(H, W, C)`` array of its own dtype (checked), not copied: a
+    view stays a view (``_fed`` decides)."""
     x = np.asarray(frame)
     if x.dtype.kind not in "biuf":
         raise FrameError(f"frame dtype {x.dtype}: expected uint8, uint16 or float")
@@ -347,7 +345,17 @@ def _as_frame(frame: Any) -> np.ndarray:
         x = x[:, :, None]
     if x.ndim != 3 or 0 in x.shape:
         raise FrameError(f"frame shape {x.shape}: expected (H, W) or (H, W, C), none empty")
-    return np.ascontiguousarray(x)
+    return x
+
+
+def _fed(engine: Method, x: np.ndarray, dtype: Any) -> np.ndarray:
+    """``x`` as ``engine`` reads it: of its own dtype where the engine ``takes`` it, else
+    converted to the compute ``dtype`` (a pass over the frame); a strided view (the planar
+    result of the bank before, say) as it is where the engine ``reads_views``, else
+    made contiguous."""
+    if x.dtype != dtype and not engine.takes(x.dtype):
+        x = x.astype(dtype)  # keeps the view's memory order: a planar frame stays planar
+    return x if engine.reads_views() else np.ascontiguousarray(x)
 
 
 _activate = activations.apply  # a name of this module: tests watch the passes it makes

@@ -4,6 +4,10 @@
 Cases (ISSUE 3 / ../shared/PERF_NOTES.md):
   A  one kernel on each of 3 channels, 1920x1080, reflect101, random and gaussian kernels
   B  dense 3 -> 8 (Conv2D), 1280x720, zero border
+  M  a trained dense chain (issue 20): 3 -> 16 k relu -> 16 -> 16 k relu, 1280x720 uint8
+     frames, one .onnx file (made by torch.onnx.export) run by pipeline.load_model, by
+     onnxruntime's CPU session and by torch channels-last; each peer's time includes
+     making its NCHW float32 input from the uint8 HWC frame, as a video frame arrives
   U  case A on the uint8 frame a camera or video file gives (issue 19): u8 -> f32 against
      cv2.filter2D / sepFilter2D with ddepth CV_32F, and u8 -> u8 (our bank writing 8-bit
      results band by band, saturating as the saturate policy does) against cv2.filter2D /
@@ -23,6 +27,7 @@ Run by hand:
     python scripts/bench_engine.py            # both cases, every k
     python scripts/bench_engine.py --case B --ks 3 5 11 --repeat 5
     python scripts/bench_engine.py --case U --repeat 7
+    python scripts/bench_engine.py --case M --ks 3 5 --repeat 15
 """
 
 from __future__ import annotations
@@ -220,6 +225,47 @@ def case_b(k: int, repeat: int, rng) -> dict:
     return times
 
 
+def case_m(k: int, repeat: int, rng) -> dict:
+    import tempfile
+
+    import onnxruntime
+
+    from pipeline import load_model
+
+    torch.manual_seed(k)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, k, padding=k // 2), torch.nn.ReLU(),
+                              torch.nn.Conv2d(16, 16, k, padding=k // 2), torch.nn.ReLU()).eval()
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "dense.onnx")
+        torch.onnx.export(net, (torch.zeros(1, 3, 720, 1280),), path, dynamo=False)
+        model = load_model(path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads.CORES
+        # its workers spin after a run by default, slowing whatever runs next (PERF_NOTES E)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(path, options,
+                                               providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    net = net.to(memory_format=torch.channels_last)
+
+    def ort():
+        x = np.ascontiguousarray(frame.transpose(2, 0, 1)[None], dtype=np.float32)
+        return session.run(None, {name: x})[0]
+
+    def torch_cl():
+        with torch.no_grad():
+            x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+            return net(x.contiguous(memory_format=torch.channels_last))
+
+    c = {"pl:model": lambda: model(frame), "onnxruntime": ort, "torch CL": torch_cl}
+    want = ort()[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(model(frame), want, atol=1e-4 * np.abs(want).max())
+    times = interleave(c, repeat)
+    times["auto is"] = runs_as(model.banks[1].plan((720, 1280, 16)))
+    return times
+
+
 def table(title: str, rows: list[tuple[int, dict]], ratios: list[tuple[str, str, str]]) -> None:
     names = list(dict.fromkeys(n for _, t in rows for n in t if n != "auto is"))
     print(f"\n{title}  (ms per frame, median; ratios from the same run)")
@@ -242,7 +288,7 @@ def table(title: str, rows: list[tuple[int, dict]], ratios: list[tuple[str, str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["A", "B", "U", "both"], default="both")
+    parser.add_argument("--case", choices=["A", "B", "U", "M", "both"], default="both")
     parser.add_argument("--ks", type=int, nargs="*")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--kinds", nargs="*", default=["random", "gauss"])
@@ -268,6 +314,10 @@ def main() -> None:
             table(f"U: uint8 frames, 3 channels 1920x1080, reflect101, {kind} kernel", rows,
                   [("u8>f32/best", "pl:u8>f32", "best >f32"),
                    ("u8>u8/best", "pl:u8>u8", "best >u8")])
+    if args.case == "M":
+        rows = [(k, case_m(k, args.repeat, rng)) for k in args.ks or [3]]
+        table("M: dense chain 3 -> 16 -> 16 (relu), 1280x720 uint8, one .onnx", rows,
+              [("model/ort", "pl:model", "onnxruntime"), ("model/torch", "pl:model", "torch CL")])
     if args.case in ("B", "both"):
         ks = args.ks or [3, 5, 7, 11, 15, 21, 31]
         rows = [(k, case_b(k, args.repeat, rng)) for k in ks]

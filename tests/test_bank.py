@@ -261,3 +261,41 @@ def test_frames_opencv_takes_are_converted_first():
     y = bank(x)
     assert y.dtype == np.float64
     np.testing.assert_allclose(y, bank(x.astype(np.float64)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_a_strided_view_gives_the_contiguous_frames_numbers(method, dtype):
+    """The planar result of a bank before, seen as (H, W, C), goes into a dense bank as it
+    is where the method copies frames into planes anyway (reads_views: no contiguous copy
+    first), and into the others made contiguous; the numbers are the contiguous frame's
+    either way, as are those of a flipped, strided view."""
+    rng = np.random.default_rng(4)
+    bank = FilterBank(rng.standard_normal((5, 4, 3, 3)), bias=rng.standard_normal(5),
+                      padding="same", activation="relu", method=method)
+    planar = (rng.random((4, 40, 70)) * 255).astype(dtype)
+    view = planar.transpose(1, 2, 0)
+    flipped = np.ascontiguousarray(view)[::-1, ::2]
+    assert not view.flags.c_contiguous and not flipped.flags.c_contiguous
+    np.testing.assert_array_equal(bank(view), bank(np.ascontiguousarray(view)))
+    np.testing.assert_array_equal(bank(flipped), bank(np.ascontiguousarray(flipped)))
+    reads = bank._engine(view.shape, dtype).reads_views()
+    assert reads == (method in ("direct", "fft"))
+
+
+def test_planning_keeps_freed_frame_buffers_in_the_heap_unless_opted_out():
+    """The first bank planned raises glibc's mmap and trim thresholds (engine/memory.py),
+    so the large buffers each frame frees are reused, not mapped afresh;
+    PIPELINE_KEEP_PAGES=0 leaves the allocator as it was."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import numpy as np; from pipeline import FilterBank; from pipeline.engine "
+             "import memory; FilterBank(np.ones((3, 3)))(np.ones((8, 8))); "
+             "print(memory.keep_freed_pages())")  # the first call's answer, kept
+    for value, want in (("1", "True"), ("0", "False")):
+        env = {**os.environ, "PIPELINE_KEEP_PAGES": value}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == want

@@ -126,6 +126,10 @@ class DirectMethod:
             return self._depthwise.takes(dtype)
         return self.strategy in ("native", "gemm") and np.dtype(dtype) in INTEGERS
 
+    def reads_views(self) -> bool:
+        """The C kernel and GEMM copy the frame into channel planes first (spec.Method)."""
+        return self.strategy in ("native", "gemm")
+
     def _cv2_can_border(self) -> bool:
         """Whether filter2D may make the border itself (no padded copy of the frame)."""
         s = self.spec
@@ -133,7 +137,8 @@ class DirectMethod:
             s.pads, s.kernel_size, s.in_shape[:2], s.border)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) of spec.dtype."""
+        """``x``: (H, W, C_in) of spec.dtype (a view where ``reads_views``) ->
+        (H', W', C_out) of spec.dtype."""
         if self.strategy == "native":
             return self._native(x)
         if self.strategy == "depthwise":

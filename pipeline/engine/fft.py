@@ -267,6 +267,11 @@ class FFTMethod:
         transforms' input, which they are anyway."""
         return np.dtype(dtype) in INTEGERS
 
+    @staticmethod
+    def reads_views() -> bool:
+        """Any view: the frame is copied into the transforms' input (spec.Method)."""
+        return True
+
     def _fill(self, x: np.ndarray) -> None:
         """The frame (padded unless the wrap supplies zeros) into the planar FFT input."""
         s = self.spec
@@ -295,7 +300,7 @@ class FFTMethod:
         return acc
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) view of spec.dtype."""
+        """``x``: (H, W, C_in) of spec.dtype, any view -> (H', W', C_out) view of spec.dtype."""
         self._fill(x)
         spectra = self._tx.forward()
         if not np.isfinite(spectra[:, 0, 0]).all():
@@ -309,7 +314,7 @@ class FFTMethod:
         """A frame holding NaN/Inf: the direct method, whose NaNs stay where they belong."""
         if self._direct is None:
             self._direct = DirectMethod(self.spec)
-        return self._direct(x)
+        return self._direct(np.ascontiguousarray(x))
 
     @property
     def planning_s(self) -> float:

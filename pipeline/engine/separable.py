@@ -173,6 +173,11 @@ class SeparableMethod:
         read); sepFilter2D takes floats."""
         return self.strategy == "native" and self._native.takes(dtype)
 
+    @staticmethod
+    def reads_views() -> bool:
+        """Both the C kernel and sepFilter2D read the frame as it is: contiguous."""
+        return False
+
     def _passes(self, kernel: np.ndarray) -> tuple[Pairs, float, tuple[int, int]]:
         """One kernel's dilated 1-D pass pairs, and its identity term's weight and offset."""
         s = self.spec

@@ -38,8 +38,14 @@ class Method(Protocol):
         uint16 converted as rows are loaded or copied into buffers, never a whole-frame
         float copy first."""
 
+    def reads_views(self) -> bool:
+        """Whether ``x`` may be any strided (H, W, C_in) view, such as the planar result
+        of the bank before (``(C, H, W)`` seen as ``(H, W, C)``): the method copies it
+        into its own buffers anyway, so a contiguous copy first would be a wasted pass."""
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: (H, W, C_in) contiguous, of spec.dtype or a dtype it ``takes`` ->
+        """``x``: (H, W, C_in), contiguous unless ``reads_views``, of spec.dtype or a dtype
+        it ``takes`` ->
         (H', W', C_out) of spec.dtype."""
 
 

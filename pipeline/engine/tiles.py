@@ -280,8 +280,13 @@ class TiledFFTMethod:
         padded frame the tiles are cut from, which they are anyway."""
         return np.dtype(dtype) in INTEGERS
 
+    @staticmethod
+    def reads_views() -> bool:
+        """Any view: the frame is copied into the padded frame the tiles are cut from (spec.Method)."""
+        return True
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: (H, W, C_in) contiguous, spec.dtype -> (H', W', C_out) view of spec.dtype."""
+        """``x``: (H, W, C_in) of spec.dtype, any view -> (H', W', C_out) view of spec.dtype."""
         s = self.spec
         fill_planar(self._padded, x, s.pads, s.border, s.border_value)
         (sh, sw), (ny, nx) = self.tiling.step, self.tiling.grid
@@ -337,7 +342,7 @@ class TiledFFTMethod:
         """A frame holding NaN/Inf: the direct method, whose NaNs stay where they belong."""
         if self._direct is None:
             self._direct = DirectMethod(self.spec)
-        return self._direct(x)
+        return self._direct(np.ascontiguousarray(x))
 
 
 def unit_key(size: int) -> str:
