@@ -55,3 +55,25 @@ def test_pad_margins_in_place_is_numpy_pad(rng, border):
             assert done == fits
             if done:
                 np.testing.assert_array_equal(buf[:, : h + t + b, : w + left + r], expected)
+
+
+@pytest.mark.parametrize("border", ["zero", "reflect101", "wrap"])
+@pytest.mark.parametrize(("channels", "dtype"), [(3, np.float32), (4, np.uint8),
+                                                 (9, np.uint16), (16, np.float32),
+                                                 (5, np.float64)])
+@pytest.mark.parametrize("view", [False, True])
+def test_fill_planar_is_numpy_pad_in_planes(rng, border, channels, dtype, view):
+    """fill_planar (HWC -> padded CHW planes, on all cores; OpenCV's blocked transpose from
+    4 channels of a contiguous frame, numpy's copy otherwise) gives numpy.pad's planes,
+    converted to the planes' dtype, for frames taller than one block of rows too."""
+    from pipeline.engine.border import fill_planar
+
+    h, w = (300, 41) if channels < 16 else (37, 300)
+    x = (rng.random((channels, h, w) if view else (h, w, channels)) * 250).astype(dtype)
+    x = x.transpose(1, 2, 0) if view else x
+    pads = (2, 1, 3, 0)
+    planes = np.full((channels, h + 4, w + 5), -1, dtype=np.float32 if dtype != np.float64
+                     else np.float64)
+    fill_planar(planes, x, pads, border)
+    want = np.pad(x, ((2, 1), (3, 0), (0, 0)), mode=NUMPY_MODE[border]).transpose(2, 0, 1)
+    np.testing.assert_array_equal(planes[:, : h + 3, : w + 3], want.astype(planes.dtype))
