@@ -229,8 +229,9 @@ def _model_totals(cfg: Any) -> list[str]:
         if isinstance(stage, ModelStage):
             model, pieces = stage.read(cfg)
             used = [layer for piece in pieces for layer in piece.layers]
+            steps = f"{len(pieces)} step" + "s" * (len(pieces) != 1)
             lines.append(f"\nmodel {stage.file} ({model.kind}): {len(used)} layers in "
-                         f"{len(pieces)} step{'s' * (len(pieces) != 1)}, {sum(p.params for p in pieces)} parameters "
+                         f"{steps}, {sum(p.params for p in pieces)} parameters "
                          "(as the framework counts them)")
     return lines
 
