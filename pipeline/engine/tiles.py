@@ -282,7 +282,8 @@ class TiledFFTMethod:
 
     @staticmethod
     def reads_views() -> bool:
-        """Any view: the frame is copied into the padded frame the tiles are cut from (spec.Method)."""
+        """Any view: the frame is copied into the padded frame the tiles are cut from
+        (spec.Method)."""
         return True
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
