@@ -3,8 +3,9 @@
 
 conv2d_keras.npy (configs/conv2d_keras.yaml): a linear 3x3 Conv2D, 3 -> 4 channels, fitted
 by least squares (what gradient descent on a linear layer converges to) so that on
-synthetic frames it reproduces: gray, d/dx, d/dy and the Laplacian of gray. Saved exactly as Keras keeps it: ``Conv2D.get_weights()[0]``,
-``(kh, kw, C_in, C_out)`` float32 (layout hwio); the bias is printed for the YAML.
+synthetic frames it reproduces: gray, d/dx, d/dy and the Laplacian of gray. Saved exactly
+as Keras keeps it: ``Conv2D.get_weights()[0]``, ``(kh, kw, C_in, C_out)`` float32 (layout
+hwio); the bias is printed for the YAML.
 
 edge_model.keras and edge_model.onnx (configs/model_keras.yaml, configs/model_onnx.yaml):
 one small model, built with Keras 3 (torch backend) and saved as Keras saves it, and the
