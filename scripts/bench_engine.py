@@ -27,7 +27,7 @@ Run by hand:
     python scripts/bench_engine.py            # both cases, every k
     python scripts/bench_engine.py --case B --ks 3 5 11 --repeat 5
     python scripts/bench_engine.py --case U --repeat 7
-    python scripts/bench_engine.py --case M --ks 3 5 --repeat 15
+    python scripts/bench_engine.py --case M --ks 3 5 --repeat 15 [--ort-spinning]
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def case_b(k: int, repeat: int, rng) -> dict:
     return times
 
 
-def case_m(k: int, repeat: int, rng) -> dict:
+def case_m(k: int, repeat: int, rng, spinning: bool = False) -> dict:
     import tempfile
 
     import onnxruntime
@@ -242,8 +242,10 @@ def case_m(k: int, repeat: int, rng) -> dict:
         model = load_model(path)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads.CORES
-        # its workers spin after a run by default, slowing whatever runs next (PERF_NOTES E)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # its workers spin after a run by default, slowing whatever runs next (PERF_NOTES E):
+        # in a frame pipeline, the decoder and encoder threads (--ort-spinning keeps it)
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(path, options,
                                                providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
@@ -292,6 +294,8 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="*")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--kinds", nargs="*", default=["random", "gauss"])
+    parser.add_argument("--ort-spinning", action="store_true",
+                        help="case M: leave onnxruntime's spinning workers on (its default)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"cores {threads.CORES}, OpenCV {cv2.__version__}, numpy {np.__version__}, "
@@ -315,7 +319,7 @@ def main() -> None:
                   [("u8>f32/best", "pl:u8>f32", "best >f32"),
                    ("u8>u8/best", "pl:u8>u8", "best >u8")])
     if args.case == "M":
-        rows = [(k, case_m(k, args.repeat, rng)) for k in args.ks or [3]]
+        rows = [(k, case_m(k, args.repeat, rng, args.ort_spinning)) for k in args.ks or [3]]
         table("M: dense chain 3 -> 16 -> 16 (relu), 1280x720 uint8, one .onnx", rows,
               [("model/ort", "pl:model", "onnxruntime"), ("model/torch", "pl:model", "torch CL")])
     if args.case in ("B", "both"):
