@@ -101,13 +101,10 @@ def apply(y: np.ndarray, act: Activation) -> np.ndarray:
         np.abs(y, out=y)
     elif name == "square":
         np.square(y, out=y)
-    elif name in ("sigmoid", "silu"):
-        from scipy import special  # here: importing it costs 0.15 s of every start
-
-        if name == "sigmoid":
-            special.expit(y, out=y)
-        else:
-            y *= special.expit(y)
+    elif name == "sigmoid":
+        _sigmoid(y, y)
+    elif name == "silu":
+        y *= _sigmoid(y, np.empty_like(y))
     elif name == "tanh":
         np.tanh(y, out=y)
     elif name == "clip":
@@ -119,6 +116,19 @@ def apply(y: np.ndarray, act: Activation) -> np.ndarray:
     elif name == "hard_swish":
         y *= _hard_sigmoid(y, np.empty_like(y), HARD)
     return y
+
+
+def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` into ``out`` with numpy's vectorised exp: 3.4x scipy's expit on
+    float32 here (3x480x640: 1.2 against 4.1 ms), as close to the float64 value (9e-8
+    absolute) and relatively close in both tails, which silu's ``x·sigmoid(x)`` needs (the
+    form ``0.5·tanh(x/2) + 0.5`` was 4x faster but lost the left tail to cancellation);
+    NaN stays NaN, ±inf give 1 and 0."""
+    np.negative(x, out=out)
+    with np.errstate(over="ignore"):  # exp(-x) = inf below -88: the result is 0, rightly
+        np.exp(out, out=out)
+    out += out.dtype.type(1)
+    return np.reciprocal(out, out=out)
 
 
 def _hard_sigmoid(x: np.ndarray, out: np.ndarray, args: tuple[float, ...]) -> np.ndarray:
