@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import INTERNAL, LOSSY, ConfigError, InputError, PipelineError
 from .io.codecs import VideoSettings
@@ -60,6 +61,7 @@ class Outcome:
     code: int
     message: str
     kept: tuple[str, ...] = ()
+    frames: int = 0  # frames written (for the progress bar's frames/s)
 
 
 def targets(inputs: list[str], out_dir: Path, ext: str) -> list[tuple[str, Path]]:
@@ -109,9 +111,11 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
     redone = "" if job.why == "new" else f"; redone: {job.why}"
     if job.strict and losses:
         return Outcome(job.source, LOSSY, f"finished but lossy: {', '.join(losses)}; "
-                       f"{stats.frames_written} frames written and kept (--strict)")
+                       f"{stats.frames_written} frames written and kept (--strict)",
+                       frames=stats.frames_written)
     return Outcome(job.source, 0, f"{stats.frames_written} frames -> {job.target}"
-                   + (f" ({', '.join(losses)})" if losses else "") + redone)
+                   + (f" ({', '.join(losses)})" if losses else "") + redone,
+                   frames=stats.frames_written)
 
 
 # ------------------------------------------------------------------ local workers
@@ -273,20 +277,64 @@ def _dask_job(job: Job, stop_name: str) -> Outcome:
         stop.set()
 
 
-def run_dask(jobs: list[Job], scheduler: str,
-             report: Callable[[Job, Outcome], None]) -> tuple[list[Outcome], str | None]:
-    """The jobs on a Dask cluster; each outcome reported as it arrives. A signal sets a
-    cluster-wide stop: jobs under way keep their partial outputs, the rest never begin."""
+def connect(scheduler: str, timeout: float) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``; InputError (exit 3, one
+    line) where dask is not installed or nothing answers within ``timeout`` seconds."""
     try:
-        from distributed import Client, Event
+        from distributed import Client
     except ImportError:
         raise InputError("--scheduler needs dask[distributed]: pip install "
                          "'pipeline[cluster]'") from None
+    try:
+        return Client(scheduler, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as e:  # refused, unreachable, no answer in time
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"--scheduler {scheduler}: no Dask scheduler answered within "
+                         f"{timeout:g} s ({why}); start one with `dask scheduler` and "
+                         "workers with `dask worker ADDRESS`") from None
+    except ValueError as e:  # an address distributed cannot parse
+        raise InputError(f"--scheduler {scheduler}: {e}") from None
+
+
+def _unreadable(paths: list[str], folders: list[str]) -> list[str]:
+    """On a worker: the inputs it cannot read and the output folders it cannot write."""
+    bad = [f"cannot read {p}" for p in paths if not os.access(p, os.R_OK)]
+    for folder in folders:
+        probe = folder
+        while probe and not os.path.isdir(probe):  # the nearest folder that exists
+            probe = os.path.dirname(probe)
+        if not os.access(probe or ".", os.W_OK):
+            bad.append(f"cannot write {folder}")
+    return bad
+
+
+def check_storage(client: Any, inputs: list[str], folders: list[str]) -> None:
+    """Every worker sees every input (readable) and every output folder (writable):
+    InputError naming the first worker and path that do not (README "Clusters")."""
+    local = [p for p in inputs if not is_url(p)]
+    answers = client.run(_unreadable, [os.path.abspath(p) for p in local],
+                         [os.path.abspath(f) for f in folders])
+    if not answers:
+        raise InputError("the Dask cluster has no workers")
+    for worker, bad in sorted(answers.items()):
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise InputError(f"worker {worker} {bad[0]}{more}: inputs and outputs must be "
+                             "on storage every worker sees, at the same path")
+
+
+def run_dask(jobs: list[Job], client: Any,
+             report: Callable[[Job, Outcome], None]) -> tuple[list[Outcome], str | None]:
+    """The jobs on a Dask cluster (``connect``'s client, closed here); each outcome
+    reported as it arrives. A signal sets a cluster-wide stop: jobs under way keep their
+    partial outputs, the rest never begin."""
+    from distributed import Event
+
     outcomes: dict[int, Outcome] = {}
     stop, received = threading.Event(), []
     name = f"pipeline-stop-{new_token()}"
     deadline = None
-    with Client(scheduler) as client, stop_on_signals(stop, received):
+    with client, stop_on_signals(stop, received):
         futures = {client.submit(_dask_job, job, name, pure=False): job for job in jobs}
         pending = set(futures)
         while pending:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -136,6 +137,29 @@ def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
 
     with progress:
         yield update
+
+
+@contextmanager
+def _files_progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A batch's bar: files finished of ``total``, frames/s over all of them, ETA. The
+    callable takes each finished file's frame count; the lines printed meanwhile appear
+    above the bar."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("files  {task.fields[rate]}"), TimeRemainingColumn(),
+                        console=err, transient=True, disable=not enabled or total == 0,
+                        # lines above the bar where both are on one terminal; else
+                        # stdout stays a plain record (`> log`) beside the bar on stderr
+                        redirect_stdout=sys.stdout.isatty())
+    task = progress.add_task("batch", total=total, rate="")
+    start, frames = time.monotonic(), [0]
+
+    def done(count: int) -> None:
+        frames[0] += count
+        rate = frames[0] / max(time.monotonic() - start, 1e-6)
+        progress.update(task, advance=1, rate=f"{rate:,.0f} frames/s")
+
+    with progress:
+        yield done
 
 
 @app.command()
@@ -347,6 +371,8 @@ def batch(
     workers: Annotated[int, typer.Option("--workers", min=1)] = max(1, (os.cpu_count() or 2)),
     scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
         "Dask scheduler address (tcp://host:8786): run on that cluster."))] = None,
+    open_timeout: Annotated[float, typer.Option("--open-timeout", min=0.1, help=(
+        "--scheduler: seconds to wait for the scheduler to answer."))] = 10.0,
     force: Annotated[bool, typer.Option("--force", help="Redo finished outputs.")] = False,
     allow_network: Annotated[bool, typer.Option("--allow-network")] = False,
     codec: Codec = None,
@@ -359,22 +385,42 @@ def batch(
     """Filter many files in parallel; a rerun skips outputs proven finished, so it resumes."""
     from . import batch as jobs_
     from .io.sinks import open_sink
+    from .io.sources import is_url
     from .proof import config_fingerprint
 
     with guarded(debug):
         cfg = load_config(config)  # fail fast, once, on a bad config
-        if not out_dir.is_dir():
-            raise OutputError(f"--out {out_dir}: no such directory")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"--out {out_dir}: cannot create it ({e.strerror})") from None
         ext = ext if ext.startswith(".") else f".{ext}"
         video = _video(codec, crf, preset, no_audio)
         open_sink(f"{out_dir}/x{ext}", settings=video)  # bad settings: exit 2 before any job
         pairs = jobs_.targets(inputs, out_dir, ext)
-        todo, decided = jobs_.plan_jobs(str(config), config_fingerprint(cfg, video), pairs,
+        config_path = str(config)
+        if scheduler:  # a worker resolves a relative path in its own folder: none are sent
+            config_path = os.path.abspath(config)
+            pairs = [(s if is_url(s) else os.path.abspath(s), Path(os.path.abspath(t)))
+                     for s, t in pairs]
+        todo, decided = jobs_.plan_jobs(config_path, config_fingerprint(cfg, video), pairs,
                                         force, strict, allow_network, video)
+
+        client = None
+        if todo and scheduler:  # before any job: an unreachable cluster is one line, exit 3
+            client = jobs_.connect(scheduler, open_timeout)
+            try:
+                jobs_.check_storage(client, [job.source for job in todo],
+                                    sorted({str(Path(job.target).parent) for job in todo}))
+            except BaseException:
+                client.close()
+                raise
 
         def report(job: Any, outcome: Any) -> None:
             text = outcome.message if outcome.message.startswith(outcome.source) else \
                 f"{outcome.source}: {outcome.message}"  # errors name their file already
+            if job is not None:
+                done(outcome.frames)
             if outcome.message == jobs_.NOT_STARTED:
                 return  # listed with the summary
             if outcome.code == jobs_.STOPPED:
@@ -387,12 +433,13 @@ def batch(
         for outcome in decided:
             report(None, outcome)
         signame = None
-        if todo and scheduler:
-            outcomes, signame = jobs_.run_dask(todo, scheduler, report)
-        elif todo:
-            outcomes, signame = jobs_.LocalPool(todo, workers).run(report)
-        else:
-            outcomes = []
+        with _files_progress(len(todo), err.is_terminal) as done:
+            if client is not None:
+                outcomes, signame = jobs_.run_dask(todo, client, report)
+            elif todo:
+                outcomes, signame = jobs_.LocalPool(todo, workers).run(report)
+            else:
+                outcomes = []
         results = decided + outcomes
         codes = [o.code for o in results]
         stopped = [o for o in outcomes if o.code == jobs_.STOPPED]
