@@ -112,7 +112,7 @@ def test_a_worker_that_cannot_see_an_input_is_named(tmp_path):
                                   silence_logs=50) as local:
         worker = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             f'mount -t tmpfs none "$0" && exec "$1" -m distributed.cli.dask_worker "$2" '
+             'mount -t tmpfs none "$0" && exec "$1" -m distributed.cli.dask_worker "$2" '
              "--nthreads 1 --no-nanny --no-dashboard", str(folder), sys.executable,
              local.scheduler_address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
