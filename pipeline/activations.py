@@ -93,7 +93,15 @@ def parse_activation(value: Any) -> Activation:
 
 
 def apply(y: np.ndarray, act: Activation) -> np.ndarray:
-    """The activation, in place on the float array ``y``; returns ``y``."""
+    """The activation, in place on the float array ``y``; returns ``y``. IEEE results
+    throughout, as torch gives them, without numpy's warnings: a square past float32's
+    range is inf, ``-inf · sigmoid(-inf)`` is NaN (a frame's inf and NaN reach exactly
+    the outputs that read them, SPEC section 1)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _apply(y, act)
+
+
+def _apply(y: np.ndarray, act: Activation) -> np.ndarray:
     name = act.name
     if name == "relu":
         np.maximum(y, 0, out=y)
@@ -125,8 +133,7 @@ def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     form ``0.5·tanh(x/2) + 0.5`` was 4x faster but lost the left tail to cancellation);
     NaN stays NaN, ±inf give 1 and 0."""
     np.negative(x, out=out)
-    with np.errstate(over="ignore"):  # exp(-x) = inf below -88: the result is 0, rightly
-        np.exp(out, out=out)
+    np.exp(out, out=out)  # inf below x = -88 (apply's errstate): the result is 0, rightly
     out += out.dtype.type(1)
     return np.reciprocal(out, out=out)
 

@@ -50,6 +50,7 @@ class Job:
     strict: bool = False
     why: str = "new"  # why it runs: new, or why a finished-looking output is redone
     video: VideoSettings | None = None  # the command line's codec settings
+    segment: tuple[float, float | None] | None = None  # seconds [start, end) of source
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,14 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
     """One file, start to finish (in a worker process); never raises."""
     from .runner import run_config
 
+    source: Any = job.source
+    if job.segment is not None:  # one segment of a long video (segments.py)
+        from .segments import SegmentSource
+
+        source = SegmentSource(job.source, *job.segment)
     try:
         Path(job.target).parent.mkdir(parents=True, exist_ok=True)
-        stats = run_config(job.config, source=job.source, output=job.target, force=True,
+        stats = run_config(job.config, source=source, output=job.target, force=True,
                            stop=stop, on_stop="keep", token=job.token, video=job.video)
     except PipelineError as e:
         return Outcome(job.source, e.exit_code, str(e))
@@ -104,7 +110,8 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
             "nothing written"
         return Outcome(job.source, STOPPED, f"stopped part-way; {where}", kept)
     try:
-        write_proof(job.target, job.source, job.fingerprint, stats.frames_written)
+        if job.segment is None:  # a segment's part is joined and removed: nothing to prove
+            write_proof(job.target, job.source, job.fingerprint, stats.frames_written)
     except OSError as e:  # the output is whole; a rerun will only do it again
         stats.warnings.append(f"{job.target}: cannot record it as finished ({e.strerror})")
     losses = stats.losses()

@@ -162,6 +162,39 @@ def _files_progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]
         yield done
 
 
+def _run_segmented(config: Path, cfg: Any, source: str | None, output: str | None,
+                   segments: int | None, scheduler: str | None, open_timeout: float,
+                   force: bool, viewing: bool, video: Any) -> None:
+    """``run --segments N`` / ``run --scheduler ADDRESS``: one video file across workers."""
+    from .config import OutputTarget
+    from .errors import ConfigError
+    from .segments import run_segmented
+
+    if viewing:
+        raise ConfigError("--segments/--scheduler write a file: no --show, --serve or "
+                          "--max-frames with them")
+    source = source if source is not None else cfg.source
+    target = output
+    if target is None and isinstance(cfg.output, OutputTarget):
+        from .io.codecs import VideoSettings
+
+        target = cfg.output.path
+        video = (video or VideoSettings()).over(cfg.output.settings)
+    elif target is None:
+        target = cfg.output
+    if not isinstance(source, str) or not isinstance(target, str):
+        raise ConfigError("--segments/--scheduler need a video file source and output "
+                          "(-s FILE -o FILE)")
+    if segments is None:  # on a cluster: four segments per worker, for balance
+        from . import batch
+
+        with batch.connect(scheduler, open_timeout) as client:
+            segments = 4 * max(1, len(client.scheduler_info().get("workers", {})))
+    summary = run_segmented(str(config), source, target, segments, scheduler=scheduler,
+                            open_timeout=open_timeout, force=force, video=video)
+    say(str(summary))
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
@@ -190,6 +223,12 @@ def run(
         "Live sources: seconds of trying before giving up."))] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show FFmpeg/OpenCV log lines.")
                        ] = False,
+    segments: Annotated[int | None, typer.Option("--segments", min=1, help=(
+        "Cut a video file at keyframes into N segments, filter them on local processes "
+        "(or on --scheduler's workers) and join them without re-encoding."))] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
+        "Dask scheduler address: filter a video file's segments on that cluster "
+        "(--segments: how many; default 4 per worker)."))] = None,
     codec: Codec = None,
     crf: Crf = None,
     preset: Preset = None,
@@ -205,6 +244,11 @@ def run(
     with guarded(debug):
         limits = _limits(max_kernel, max_outputs, max_pixels)
         cfg = load_config(config, limits)
+        if segments is not None or scheduler is not None:
+            _run_segmented(config, cfg, source, output, segments, scheduler, open_timeout,
+                           force, show or serve is not None or max_frames is not None,
+                           _video(codec, crf, preset, no_audio))
+            leave(0)
         retry = Reconnect(attempts=reconnect_attempts, budget=reconnect_budget)
         live = {"read_timeout": read_timeout, "retry": retry}
         if is_url(source if source is not None else cfg.source):

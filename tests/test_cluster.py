@@ -148,3 +148,90 @@ def test_progress_advances_per_file_with_frames_per_second(tmp_path, cluster, wh
     assert first.startswith("ok: ") and "90 frames ->" in first and running
     assert (first + stdout).count("ok: ") == 3 and "3 ok, 0 failed" in stdout
     assert "3/3" in stderr and "frames/s" in stderr and "files" in stderr
+
+
+# ------------------------------------------------------------- one video in segments
+def _frames_and_times(path: Path) -> tuple[list, list, list[str]]:
+    """Every decoded frame of the video stream (PyAV), its time, and the streams' codecs."""
+    import av
+
+    with av.open(str(path)) as container:
+        codecs = [s.codec_context.name for s in container.streams]
+        frames, times = [], []
+        for frame in container.decode(container.streams.video[0]):
+            gray = frame.format.name.startswith("gray")
+            frames.append(frame.to_ndarray() if gray else frame.to_ndarray(format="bgr24"))
+            times.append(frame.pts * frame.time_base)
+    return frames, times, codecs
+
+
+def _no_leftovers(folder: Path, final: str) -> None:
+    left = [p.name for p in folder.iterdir() if p.name.startswith(f".{final}") or
+            ".partial" in p.name]
+    assert left == [], left
+
+
+def test_one_video_in_local_segments_is_the_single_run_frame_for_frame(tmp_path):
+    """--segments 3 on local processes, FFV1 with sound: the same frames and timestamps as
+    the single-process run, the sound copied once, no part left behind."""
+    clip = tmp_path / "long.mkv"
+    write_clip(clip, n=150, width=96, height=64, audio="libopus")
+    single = cli("run", EDGES, "-s", clip, "-o", tmp_path / "one.mkv")
+    split = cli("run", EDGES, "-s", clip, "-o", tmp_path / "seg.mkv", "--segments", "3")
+    assert single.returncode == 0 and split.returncode == 0, split.stderr
+    assert "150 written in 3 segments on 2 local processes" in split.stdout
+    one, seg = _frames_and_times(tmp_path / "one.mkv"), _frames_and_times(tmp_path / "seg.mkv")
+    assert len(seg[0]) == len(one[0]) == 150 and seg[1] == one[1]
+    assert all((a == b).all() for a, b in zip(seg[0], one[0], strict=True))
+    assert seg[2] == one[2] == ["ffv1", "opus"]
+    _no_leftovers(tmp_path, "seg.mkv")
+
+
+def test_one_video_on_the_cluster_keeps_count_times_and_sound_in_h264(tmp_path, cluster):
+    """--scheduler, H.264 from an MPEG-4 file with AAC sound (a keyframe every 12 frames):
+    the frame count and every timestamp of the single run, the sound copied, and the file
+    decodes without an error (ffmpeg -v error)."""
+    clip = tmp_path / "long.mp4"
+    write_clip(clip, n=180, width=96, height=64, audio="aac")
+    single = cli("run", EDGES, "-s", clip, "-o", tmp_path / "one.mp4")
+    split = cli("run", EDGES, "-s", clip, "-o", tmp_path / "seg.mp4", "--scheduler",
+                cluster[0])
+    assert single.returncode == 0 and split.returncode == 0, split.stderr
+    assert "180 written in 8 segments on the cluster" in split.stdout  # 4 per worker
+    one, seg = _frames_and_times(tmp_path / "one.mp4"), _frames_and_times(tmp_path / "seg.mp4")
+    assert len(seg[0]) == len(one[0]) == 180 and seg[1] == one[1]
+    assert seg[2] == one[2] == ["h264", "aac"]
+    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "seg.mp4"), "-f",
+                            "null", "-"], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and check.stderr == ""
+    _no_leftovers(tmp_path, "seg.mp4")
+
+
+def test_a_segment_whose_worker_dies_is_retried_and_the_output_appears_only_whole(tmp_path):
+    """SIGKILL a local worker while its segment's part is being written: the segment runs
+    again, the output's final name never exists before the join, and the result is the
+    single run's, frame for frame."""
+    clip = tmp_path / "long.mkv"
+    write_clip(clip, n=240, width=320, height=240)
+    final = tmp_path / "seg.mkv"
+    proc = cli("run", BLUR, "-s", clip, "-o", final, "--segments", "2", background=True)
+    killed, early = False, False
+    deadline = time.monotonic() + 60
+    while not killed and time.monotonic() < deadline and proc.poll() is None:
+        early = early or final.exists()
+        parts = list(tmp_path.glob(".seg.mkv.*.segments/*.partial.mkv"))
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        if parts and parts[0].stat().st_size > 0 and children:
+            os.kill(int(children[0]), signal.SIGKILL)
+            killed = True
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert killed and not early, (stdout, stderr)
+    assert proc.returncode == 0, stderr
+    assert "(1 retried)" in stdout and "240 written in 2 segments" in stdout
+    single = cli("run", BLUR, "-s", clip, "-o", tmp_path / "one.mkv")
+    assert single.returncode == 0, single.stderr
+    one, seg = _frames_and_times(tmp_path / "one.mkv"), _frames_and_times(final)
+    assert seg[1] == one[1] and all((a == b).all() for a, b in zip(seg[0], one[0], strict=True))
+    _no_leftovers(tmp_path, "seg.mkv")
