@@ -311,7 +311,7 @@ def run_segmented(config: str, source: str, output: str, n: int, *,
         jobs = [batch.Job(i, source, str(parts[i]), os.path.abspath(config), "", new_token(),
                           video=settings, segment=where.bounds(i))
                 for i in range(len(parts))]
-        outcomes, retried = _run_jobs(jobs, client, scheduler, workers, report)
+        outcomes, retried = _run_jobs(jobs, client, scheduler, open_timeout, workers, report)
         bad = [o for o in outcomes if o.code != 0]
         if bad:
             error = PipelineError(f"{len(bad)} of {len(jobs)} segments failed twice, the "
@@ -336,14 +336,14 @@ def run_segmented(config: str, source: str, output: str, n: int, *,
                         retried, final, joined.sound, who)
 
 
-def _run_jobs(jobs: list[Any], client: Any, scheduler: str | None, workers: int | None,
-              report: Any) -> tuple[list[Any], int]:
+def _run_jobs(jobs: list[Any], client: Any, scheduler: str | None, open_timeout: float,
+              workers: int | None, report: Any) -> tuple[list[Any], int]:
     """Every segment once, and those that failed once more; (outcomes in order, retried)."""
     from . import batch
 
     def run(todo: list[Any]) -> list[Any]:
         if client is not None:
-            fresh = client if run.first else batch.connect(scheduler, 10.0)
+            fresh = client if run.first else batch.connect(scheduler, open_timeout)
             run.first = False
             outcomes, signame = batch.run_dask(todo, fresh, report or (lambda j, o: None))
         else:
