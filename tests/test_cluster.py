@@ -235,3 +235,19 @@ def test_a_segment_whose_worker_dies_is_retried_and_the_output_appears_only_whol
     one, seg = _frames_and_times(tmp_path / "one.mkv"), _frames_and_times(final)
     assert seg[1] == one[1] and all((a == b).all() for a, b in zip(seg[0], one[0], strict=True))
     _no_leftovers(tmp_path, "seg.mkv")
+
+
+def test_segments_of_a_variable_frame_rate_video_keep_every_timestamp(tmp_path):
+    """Frames at irregular times (a gap of half a second, bursts): cut, filtered and joined,
+    every frame keeps its time and its pixels, as in the single run."""
+    times = [i / 30 for i in range(40)] + [2.0 + i / 60 for i in range(40)] + \
+        [3.5 + i / 25 for i in range(40)]
+    clip = tmp_path / "vfr.mkv"
+    write_clip(clip, n=len(times), width=64, height=48, times=times)
+    single = cli("run", EDGES, "-s", clip, "-o", tmp_path / "one.mkv")
+    split = cli("run", EDGES, "-s", clip, "-o", tmp_path / "seg.mkv", "--segments", "4")
+    assert single.returncode == 0 and split.returncode == 0, split.stderr
+    one, seg = _frames_and_times(tmp_path / "one.mkv"), _frames_and_times(tmp_path / "seg.mkv")
+    assert len(seg[1]) == 120 and seg[1] == one[1]
+    assert [float(t) for t in seg[1][::40]] == pytest.approx([0.0, 2.0, 3.5], abs=1e-3)
+    assert all((a == b).all() for a, b in zip(seg[0], one[0], strict=True))
