@@ -207,6 +207,9 @@ def run(
     show: Annotated[bool, typer.Option("--show", help="Show frames in a window.")] = False,
     serve: Annotated[str | None, typer.Option("--serve", metavar="HOST:PORT",
                                               help="Serve MJPEG over HTTP.")] = None,
+    realtime: Annotated[bool | None, typer.Option("--realtime/--no-realtime", help=(
+        "Play a file at its own frame rate (default: when --show/--serve are the only "
+        "outputs)."))] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
     max_kernel: MaxKernel = 63,
@@ -257,7 +260,8 @@ def run(
             stats = run_config(cfg, source=source, output=output, max_frames=max_frames,
                                show=show, serve=serve, force=force, progress=update,
                                limits=limits, live=live, max_memory=int(max_memory * 2**30),
-                               video=_video(codec, crf, preset, no_audio))
+                               video=_video(codec, crf, preset, no_audio), announce=say,
+                               realtime=realtime)
         say(str(stats))
         if stats.interrupted:
             leave(exit_code(stats.interrupted), interrupted=True)

@@ -68,14 +68,18 @@ def _open_interruptibly(src: FrameSource, stop: threading.Event, max_pixels: int
 
 
 def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
-                 inputs: list[str], token: str | None, video: VideoSettings | None
-                 ) -> list[FrameSink]:
+                 inputs: list[str], token: str | None, video: VideoSettings | None,
+                 announce: Callable[[str], None] | None = None) -> list[FrameSink]:
     """The sinks a run writes to. ``-o`` replaces the config's output, codec settings and
-    all; the command line's codec flags (``video``) apply to whichever path is used."""
+    all; the command line's codec flags (``video``) apply to whichever path is used. With
+    ``--show`` or ``--serve`` and no ``-o`` only the views run: the config's output is not
+    written (README "Using it")."""
     from .io.sinks import open_sink
 
     target, settings = output, video
-    if output is None and isinstance(config.output, OutputTarget):
+    if output is None and (show or serve):
+        target = None
+    elif output is None and isinstance(config.output, OutputTarget):
         target = config.output.path
         settings = (video or VideoSettings()).over(config.output.settings)
     elif output is None:
@@ -91,7 +95,7 @@ def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
         if show:
             sinks.append(WindowSink())
         if serve:
-            sinks.append(MjpegServerSink(serve))
+            sinks.append(MjpegServerSink(serve, announce=announce))
     return sinks
 
 
@@ -120,7 +124,9 @@ def run_config(config, *, source=None, output: str | None = None,
                progress: Callable[[Stats], None] | None = None,
                stop: threading.Event | None = None, limits=None, live: dict | None = None,
                max_memory: int = 4 << 30, on_stop: str = "finalise",
-               token: str | None = None, video: VideoSettings | None = None) -> Stats:
+               token: str | None = None, video: VideoSettings | None = None,
+               announce: Callable[[str], None] | None = None,
+               realtime: bool | None = None) -> Stats:
     """Run ``config`` (a Config or a YAML path) and return its Stats.
 
     ``source``/``output`` override the config's (a spec string, or a FrameSource/FrameSink
@@ -132,8 +138,11 @@ def run_config(config, *, source=None, output: str | None = None,
     ``Stats.kept``. A source that fails midway leaves the frames written so far at the
     output's temporary name, named in the error; an output that fails leaves nothing.
     ``token`` names the temporary files (destination.py); ``video`` the command line's codec
-    settings (codecs.py), checked before anything is opened. Raises PipelineError
-    subclasses.
+    settings (codecs.py), checked before anything is opened. ``announce`` is told where
+    a ``serve`` view is reachable once it listens ("serving at http://…/"). ``realtime``
+    plays a file at its own frame rate (its frames' times); None: when every sink is a
+    view (``--show``, ``--serve``), as a player would. Raises
+    PipelineError subclasses.
     """
     from .config import Config, Limits, load_config
     from .io.choose import open_source
@@ -145,7 +154,7 @@ def run_config(config, *, source=None, output: str | None = None,
     src: FrameSource = open_source(spec, live) if isinstance(spec, str | int) else spec
     if sinks is None:
         sinks = _sinks_named(config, output, show, serve, force,
-                             [src.path] if src.path else [], token, video)
+                             [src.path] if src.path else [], token, video, announce)
     stop = stop or threading.Event()
     src.stop = stop  # reconnect back-offs end at a signal too
     received: list[int] = []
@@ -168,7 +177,8 @@ def run_config(config, *, source=None, output: str | None = None,
         needs_encoder = any(s.wants == "uint8" for s in sinks)
         encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
         _open_sinks(sinks, chain.out_shape, encoder, fmt.fps, src.path)
-        run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop)
+        paced = all(s.view for s in sinks) if realtime is None else realtime
+        run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop, paced)
         try:
             stats = run.run()
         except OutputError:

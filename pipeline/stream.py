@@ -56,8 +56,9 @@ class Run:
     def __init__(self, source: FrameSource, fmt: FrameFormat, chain: Chain,
                  encoder: Encoder | None, sinks: list[FrameSink], max_frames: int | None = None,
                  progress: Callable[[Stats], None] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, realtime: bool = False) -> None:
         self.source, self.fmt, self.chain, self.encoder = source, fmt, chain, encoder
+        self.realtime = realtime and not source.live  # a file played at its own rate
         self.sinks = sinks
         self.max_frames = max_frames
         self.progress = progress
@@ -132,6 +133,7 @@ class Run:
     def _reader(self) -> None:
         try:
             index = 0
+            clock: float | None = None  # wall time of pts 0, when paced
             while not (self.stop.is_set() or self.enough.is_set()):
                 if not self.live and self.max_frames is not None and index >= self.max_frames:
                     break
@@ -140,6 +142,11 @@ class Run:
                 self.stats.read_s += time.perf_counter() - start
                 if data is None:
                     break
+                if self.realtime and self.source.pts is not None:  # as a player would
+                    clock = time.monotonic() - self.source.pts if clock is None else clock
+                    wait = clock + self.source.pts - time.monotonic()
+                    if wait > 0 and self.stop.wait(wait):
+                        break
                 self.stats.frames_read += 1
                 frame = Frame(index, time.perf_counter(), data, self.source.pts)
                 if not self._put(self.inbox, frame,

@@ -99,6 +99,7 @@ class FrameSink(Protocol):
 
     name: str
     wants: str  # "uint8" (encoded by the config's encode policy) or "float" (the chain's)
+    view: bool  # people watch it as it plays: a run with only views paces a file's frames
 
     def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
         """Sized from the chain's output; raises OutputError before the first frame.
@@ -124,6 +125,7 @@ class StreamSink:
 
     name = "stream"
     wants = "uint8"
+    view = False
 
     def close(self) -> SinkResult:
         return SinkResult(self.name, 0)

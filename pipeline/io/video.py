@@ -71,6 +71,7 @@ class FileSink:
     """What every file sink shares: a destination claimed by this run, and a count."""
 
     wants = "uint8"
+    view = False
 
     def __init__(self, path: str | os.PathLike[str], force: bool = False,
                  inputs: list[str] | None = None, token: str | None = None) -> None:

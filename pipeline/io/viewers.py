@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import socketserver
 import threading
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -21,6 +23,7 @@ class WindowSink(StreamSink):
     """An OpenCV window (``--show``); refused at start where there is no display."""
 
     name = "window"
+    view = True
 
     def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
         gui = "GUI:" in cv2.getBuildInformation() and "GUI:                           NONE" \
@@ -43,6 +46,30 @@ class WindowSink(StreamSink):
 
     def abort(self) -> None:
         cv2.destroyAllWindows()
+
+
+def local_addresses() -> list[str]:
+    """This machine's IPv4 addresses, loopback first: where a server bound to 0.0.0.0
+    answers (Linux: each interface's address by ioctl; elsewhere what the host name has)."""
+    found = ["127.0.0.1"]
+    try:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                try:
+                    packed = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
+                                         struct.pack("256s", name.encode()[:15]))
+                except OSError:
+                    continue  # no IPv4 address on it
+                found.append(socket.inet_ntoa(packed[20:24]))
+    except (ImportError, OSError, AttributeError):
+        try:
+            found += socket.gethostbyname_ex(socket.gethostname())[2]
+        except OSError:
+            pass
+    return list(dict.fromkeys(found))
 
 
 class _Latest:
@@ -118,12 +145,16 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class MjpegServerSink(StreamSink):
     """MJPEG over HTTP (``--serve HOST:PORT``): a browser at http://HOST:PORT/ shows it live."""
 
-    def __init__(self, address: str, quality: int = 85) -> None:
+    view = True
+
+    def __init__(self, address: str, quality: int = 85,
+                 announce: Callable[[str], None] | None = None) -> None:
         host, _, port = address.rpartition(":")
         if not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"--serve {address!r}: expected HOST:PORT")
         self.host, self.port = host or "127.0.0.1", int(port)
         self.quality = quality
+        self.announce = announce
         self.name = f"http://{self.host}:{self.port}/"
         self.frames = 0
         self._latest = _Latest()
@@ -138,6 +169,10 @@ class MjpegServerSink(StreamSink):
         self.name = f"http://{self.host}:{self.port}/"
         threading.Thread(target=self._server.serve_forever, name="pipeline-serve",
                          daemon=True).start()
+        if self.announce is not None:
+            hosts = local_addresses() if self.host in ("0.0.0.0", "") else [self.host]
+            urls = " ".join(f"http://{h}:{self.port}/" for h in hosts)
+            self.announce(f"serving at {urls}")
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
         ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
