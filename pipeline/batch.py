@@ -93,7 +93,7 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
 
     source: Any = job.source
     if job.segment is not None:  # one segment of a long video (segments.py)
-        from .segments import SegmentSource
+        from .io.segment_source import SegmentSource
 
         source = SegmentSource(job.source, *job.segment)
     try:

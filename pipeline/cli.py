@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .config import Limits, load_config
-from .errors import INTERNAL, LOSSY, OutputError, PipelineError
+from .errors import INTERNAL, LOSSY, ConfigError, OutputError, PipelineError
 from .frames import FrameFormat
+from .progress import files_bar, frames_bar
 from .signals import SIGNAL_CODES, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -120,81 +119,6 @@ def _limits(max_kernel: int, max_outputs: int, max_pixels: float) -> Limits:
     return Limits(kernel=max_kernel, outputs=max_outputs, pixels=int(max_pixels * 1e6))
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[Any], None]]:
-    """A progress callback: a bar with totals where known, a status line for streams."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
-                        console=err, transient=True, disable=not enabled)
-    task = progress.add_task("filtering", total=None, status="")
-
-    def update(stats: Any) -> None:
-        status = f"{stats.fps:5.1f} fps  p50 {stats.latency_ms(50):5.1f} ms"
-        if stats.dropped:
-            status += f"  dropped {stats.dropped}"
-        progress.update(task, completed=stats.frames_written, total=stats.frame_total,
-                        status=status)
-
-    with progress:
-        yield update
-
-
-@contextmanager
-def _files_progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A batch's bar: files finished of ``total``, frames/s over all of them, ETA. The
-    callable takes each finished file's frame count; the lines printed meanwhile appear
-    above the bar."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("files  {task.fields[rate]}"), TimeRemainingColumn(),
-                        console=err, transient=True, disable=not enabled or total == 0,
-                        # lines above the bar where both are on one terminal; else
-                        # stdout stays a plain record (`> log`) beside the bar on stderr
-                        redirect_stdout=sys.stdout.isatty())
-    task = progress.add_task("batch", total=total, rate="")
-    start, frames = time.monotonic(), [0]
-
-    def done(count: int) -> None:
-        frames[0] += count
-        rate = frames[0] / max(time.monotonic() - start, 1e-6)
-        progress.update(task, advance=1, rate=f"{rate:,.0f} frames/s")
-
-    with progress:
-        yield done
-
-
-def _run_segmented(config: Path, cfg: Any, source: str | None, output: str | None,
-                   segments: int | None, scheduler: str | None, open_timeout: float,
-                   force: bool, viewing: bool, video: Any) -> None:
-    """``run --segments N`` / ``run --scheduler ADDRESS``: one video file across workers."""
-    from .config import OutputTarget
-    from .errors import ConfigError
-    from .segments import run_segmented
-
-    if viewing:
-        raise ConfigError("--segments/--scheduler write a file: no --show, --serve or "
-                          "--max-frames with them")
-    source = source if source is not None else cfg.source
-    target = output
-    if target is None and isinstance(cfg.output, OutputTarget):
-        from .io.codecs import VideoSettings
-
-        target = cfg.output.path
-        video = (video or VideoSettings()).over(cfg.output.settings)
-    elif target is None:
-        target = cfg.output
-    if not isinstance(source, str) or not isinstance(target, str):
-        raise ConfigError("--segments/--scheduler need a video file source and output "
-                          "(-s FILE -o FILE)")
-    if segments is None:  # on a cluster: four segments per worker, for balance
-        from . import batch
-
-        with batch.connect(scheduler, open_timeout) as client:
-            segments = 4 * max(1, len(client.scheduler_info().get("workers", {})))
-    summary = run_segmented(str(config), source, target, segments, scheduler=scheduler,
-                            open_timeout=open_timeout, force=force, video=video)
-    say(str(summary))
-
-
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
@@ -248,15 +172,20 @@ def run(
         limits = _limits(max_kernel, max_outputs, max_pixels)
         cfg = load_config(config, limits)
         if segments is not None or scheduler is not None:
-            _run_segmented(config, cfg, source, output, segments, scheduler, open_timeout,
-                           force, show or serve is not None or max_frames is not None,
-                           _video(codec, crf, preset, no_audio))
+            from .segments import run_from_config
+
+            if show or serve is not None or max_frames is not None:
+                raise ConfigError("--segments/--scheduler write a file: no --show, --serve "
+                                  "or --max-frames with them")
+            say(str(run_from_config(str(config), cfg, source, output, segments, scheduler,
+                                    open_timeout, force, _video(codec, crf, preset,
+                                                                no_audio))))
             leave(0)
         retry = Reconnect(attempts=reconnect_attempts, budget=reconnect_budget)
         live = {"read_timeout": read_timeout, "retry": retry}
         if is_url(source if source is not None else cfg.source):
             live["open_timeout"] = open_timeout
-        with _progress(not quiet and err.is_terminal) as update:
+        with frames_bar(err, not quiet and err.is_terminal) as update:
             stats = run_config(cfg, source=source, output=output, max_frames=max_frames,
                                show=show, serve=serve, force=force, progress=update,
                                limits=limits, live=live, max_memory=int(max_memory * 2**30),
@@ -481,7 +410,7 @@ def batch(
         for outcome in decided:
             report(None, outcome)
         signame = None
-        with _files_progress(len(todo), err.is_terminal) as done:
+        with files_bar(err, len(todo), err.is_terminal) as done:
             if client is not None:
                 outcomes, signame = jobs_.run_dask(todo, client, report)
             elif todo:

@@ -67,23 +67,27 @@ def _open_interruptibly(src: FrameSource, stop: threading.Event, max_pixels: int
     return result
 
 
+def output_target(config, output, video: VideoSettings | None
+                  ) -> tuple[object, VideoSettings | None]:
+    """(what is written, its codec settings): ``-o`` replaces the config's output, codec
+    settings and all; the command line's codec flags (``video``) apply to whichever path
+    is used, over a mapping ``output:``'s own."""
+    if output is not None:
+        return output, video
+    if isinstance(config.output, OutputTarget):
+        return config.output.path, (video or VideoSettings()).over(config.output.settings)
+    return config.output, video
+
+
 def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
                  inputs: list[str], token: str | None, video: VideoSettings | None,
                  announce: Callable[[str], None] | None = None) -> list[FrameSink]:
-    """The sinks a run writes to. ``-o`` replaces the config's output, codec settings and
-    all; the command line's codec flags (``video``) apply to whichever path is used. With
-    ``--show`` or ``--serve`` and no ``-o`` only the views run: the config's output is not
-    written (README "Using it")."""
+    """The sinks a run writes to (``output_target``). With ``--show`` or ``--serve`` and no
+    ``-o`` only the views run: the config's output is not written (README "Using it")."""
     from .io.sinks import open_sink
 
-    target, settings = output, video
-    if output is None and (show or serve):
-        target = None
-    elif output is None and isinstance(config.output, OutputTarget):
-        target = config.output.path
-        settings = (video or VideoSettings()).over(config.output.settings)
-    elif output is None:
-        target = config.output
+    target, settings = (None, video) if output is None and (show or serve) else \
+        output_target(config, output, video)
     sinks: list[FrameSink] = []
     if target is not None or not (show or serve):
         sinks.append(open_sink(target, force=force, inputs=inputs, token=token,

@@ -3,8 +3,8 @@ the encoded segments joined without re-encoding (SPEC section 6, "Clusters").
 
 - ``cut`` finds the video's keyframes by demuxing (PyAV reads packets, decodes nothing)
   and picks the ``n - 1`` nearest to equal shares of its duration as cut points;
-- ``SegmentSource`` gives the frames of one segment, decoded by PyAV from the keyframe
-  that starts it (``bgr24``: the same pixels and times as OpenCV's reader, tested);
+- ``io.segment_source.SegmentSource`` gives the frames of one segment, decoded by PyAV
+  from the keyframe that starts it (``bgr24``: OpenCV's reader's pixels and times);
 - every segment is a ``batch.Job`` written to a part file beside the output (on storage
   every worker sees), by the local pool or on Dask; a failed segment is tried again once;
 - ``join`` copies the parts' packets into the output in order, and the source's sound
@@ -24,15 +24,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .errors import INTERNAL, InputError, Interrupted, OutputError, PipelineError
-from .frames import FrameFormat
-from .io.base import SourceBase
+from .errors import INTERNAL, ConfigError, InputError, Interrupted, OutputError, PipelineError
 from .io.codecs import VideoSettings, resolve
 from .io.destination import Destination, new_token
 
-_EPS = 1e-4  # seconds: a frame at a cut point belongs to the segment it starts
+from .io.segment_source import EPS
 
 
 @dataclass(frozen=True)
@@ -77,84 +73,11 @@ def cut(path: str, n: int) -> Cut:
     """At most ``n`` segments, cut at the keyframes nearest to equal shares of the video."""
     times, end = keyframe_times(path)
     starts = {0.0}
-    inner = [t for t in times if t > _EPS]
+    inner = [t for t in times if t > EPS]
     for k in range(1, n):
         if inner:
             starts.add(min(inner, key=lambda t, goal=end * k / n: abs(t - goal)))
     return Cut(tuple(sorted(starts)), len(times), end)
-
-
-class SegmentSource(SourceBase):
-    """The frames of ``path`` at ``start <= t < end`` seconds from its video's start,
-    decoded by PyAV from the keyframe at ``start``; times as OpenCV's reader gives them."""
-
-    def __init__(self, path: str, start: float, end: float | None) -> None:
-        where = f"{path} [{start:.3f} s, {'end' if end is None else f'{end:.3f} s'})"
-        super().__init__(where)
-        self.path = path
-        self.start, self.end = start, end
-        self._container: Any = None
-        self._frames: Any = None
-        self._pending: tuple[np.ndarray, float] | None = None
-
-    def open(self, max_pixels: int | None = None) -> FrameFormat:
-        import av
-
-        try:
-            self._container = av.open(self.path)
-            stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"
-            self._tb, self._zero = stream.time_base, stream.start_time or 0
-            rate = stream.average_rate or stream.guessed_rate
-            self.fps = float(rate) if rate else 30.0
-            if max_pixels and stream.width * stream.height > max_pixels:
-                raise InputError(f"{self.path}: frame {stream.width}x{stream.height} exceeds "
-                                 f"the limit of {max_pixels / 1e6:.1f} MP")
-            if self.start > _EPS:
-                self._container.seek(self._zero + round(self.start / self._tb), stream=stream,
-                                     backward=True, any_frame=False)
-            self._frames = self._container.decode(stream)
-            first = self._next()
-        except (av.FFmpegError, OSError) as e:
-            raise InputError(f"{self.name}: cannot decode ({e})") from None
-        if first is None:
-            raise InputError(f"{self.name}: no frames in this segment")
-        self._pending = first
-        return FrameFormat.of(first[0], self.fps)
-
-    def _next(self) -> tuple[np.ndarray, float] | None:
-        for frame in self._frames:
-            if frame.pts is None:
-                continue
-            t = float((frame.pts - self._zero) * self._tb)
-            if t < self.start - _EPS:
-                continue  # before the cut: the segment before has it
-            if self.end is not None and t >= self.end - _EPS:
-                return None
-            return frame.to_ndarray(format="bgr24"), t
-        return None
-
-    def read(self) -> np.ndarray | None:
-        import av
-
-        if self._pending is not None:
-            item, self._pending = self._pending, None
-        else:
-            try:
-                item = self._next()
-            except av.FFmpegError:
-                self.decode_errors += 1
-                return None
-        if item is None:
-            return None
-        self.frames_read += 1
-        self._stamp(item[1])
-        return item[0]
-
-    def close(self) -> None:
-        if self._container is not None:
-            self._container.close()
-            self._container = None
 
 
 def parts_folder(final: Path, token: str) -> Path:
@@ -338,17 +261,17 @@ def run_segmented(config: str, source: str, output: str, n: int, *,
 
 def _run_jobs(jobs: list[Any], client: Any, scheduler: str | None, open_timeout: float,
               workers: int | None, report: Any) -> tuple[list[Any], int]:
-    """Every segment once, and those that failed once more; (outcomes in order, retried)."""
+    """Every segment once, and those that failed once more; (outcomes in order, retried).
+    ``client`` (closed by the first pass) or local processes."""
     from . import batch
 
-    def run(todo: list[Any]) -> list[Any]:
-        if client is not None:
-            fresh = client if run.first else batch.connect(scheduler, open_timeout)
-            run.first = False
-            outcomes, signame = batch.run_dask(todo, fresh, report or (lambda j, o: None))
+    report = report or (lambda job, outcome: None)
+
+    def run(todo: list[Any], cluster: Any) -> list[Any]:
+        if cluster is not None:
+            outcomes, signame = batch.run_dask(todo, cluster, report)
         else:
-            outcomes, signame = batch.LocalPool(todo, workers or os.cpu_count() or 1).run(
-                report or (lambda j, o: None))
+            outcomes, signame = batch.LocalPool(todo, workers or os.cpu_count() or 1).run(report)
         if signame:
             from .signals import exit_code
 
@@ -357,11 +280,33 @@ def _run_jobs(jobs: list[Any], client: Any, scheduler: str | None, open_timeout:
             raise error
         return outcomes
 
-    run.first = True  # type: ignore[attr-defined]
-    outcomes = run(jobs)
+    outcomes = run(jobs, client)
     again = [replace(job, index=k, token=new_token())
              for k, job in enumerate(j for j, o in zip(jobs, outcomes) if o.code != 0)]
     if again:
-        redone = iter(run(again))
+        cluster = None if client is None else batch.connect(scheduler, open_timeout)
+        redone = iter(run(again, cluster))
         outcomes = [next(redone) if o.code != 0 else o for o in outcomes]
     return outcomes, len(again)
+
+
+def run_from_config(config_path: str, config: Any, source: str | None, output: str | None,
+                    n: int | None, scheduler: str | None, open_timeout: float, force: bool,
+                    video: VideoSettings | None) -> SegmentedRun:
+    """``run --segments N`` / ``run --scheduler ADDRESS``: the config's source and output
+    (``-s``/``-o`` and the codec flags over them, as a single run takes them) across
+    workers; ``n`` None on a cluster is four segments per worker, for balance."""
+    from .runner import output_target
+
+    source = source if source is not None else config.source
+    target, video = output_target(config, output, video)
+    if not isinstance(source, str) or not isinstance(target, str):
+        raise ConfigError("--segments/--scheduler need a video file source and output "
+                          "(-s FILE -o FILE)")
+    if n is None:
+        from . import batch
+
+        with batch.connect(scheduler, open_timeout) as client:
+            n = 4 * max(1, len(client.scheduler_info().get("workers", {})))
+    return run_segmented(config_path, source, target, n, scheduler=scheduler,
+                         open_timeout=open_timeout, force=force, video=video)
