@@ -115,6 +115,12 @@ def guarded(debug: bool) -> Iterator[None]:
         leave(INTERNAL)
 
 
+def _told(kind: str, text: str) -> None:
+    """A reload's outcome on stderr, above the progress bar (``--watch``)."""
+    err.print(f"{'error: ' if kind == 'error' else ''}watch: {text}", markup=False,
+              soft_wrap=True)
+
+
 def _limits(max_kernel: int, max_outputs: int, max_pixels: float) -> Limits:
     return Limits(kernel=max_kernel, outputs=max_outputs, pixels=int(max_pixels * 1e6))
 
@@ -134,6 +140,13 @@ def run(
     realtime: Annotated[bool | None, typer.Option("--realtime/--no-realtime", help=(
         "Play a file at its own frame rate (default: when --show/--serve are the only "
         "outputs)."))] = None,
+    loop: Annotated[bool, typer.Option("--loop", help=(
+        "Replay a file or images from the start until stopped (with --show/--serve "
+        "only)."))] = False,
+    watch: Annotated[bool, typer.Option("--watch", help=(
+        "Reload the config when its file changes: planned off the frame path, swapped in "
+        "between two frames; an invalid one is reported and the running chain goes on."
+        ))] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
     max_kernel: MaxKernel = 63,
@@ -174,9 +187,9 @@ def run(
         if segments is not None or scheduler is not None:
             from .segments import run_from_config
 
-            if show or serve is not None or max_frames is not None:
-                raise ConfigError("--segments/--scheduler write a file: no --show, --serve "
-                                  "or --max-frames with them")
+            if show or serve is not None or max_frames is not None or loop or watch:
+                raise ConfigError("--segments/--scheduler write a file: no --show, --serve, "
+                                  "--max-frames, --loop or --watch with them")
             say(str(run_from_config(str(config), cfg, source, output, segments, scheduler,
                                     open_timeout, force, _video(codec, crf, preset,
                                                                 no_audio))))
@@ -190,7 +203,7 @@ def run(
                                show=show, serve=serve, force=force, progress=update,
                                limits=limits, live=live, max_memory=int(max_memory * 2**30),
                                video=_video(codec, crf, preset, no_audio), announce=say,
-                               realtime=realtime)
+                               realtime=realtime, loop=loop, watch=watch, tell=_told)
         say(str(stats))
         if stats.interrupted:
             leave(exit_code(stats.interrupted), interrupted=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 
+from .dashboard import Dashboard
 from .encode import Encoder
-from .errors import InputError, Interrupted, OutputError, PipelineError
+from .errors import ConfigError, InputError, Interrupted, OutputError, PipelineError
 from .frames import FrameFormat
 from .io.base import FrameSink, FrameSource
 from .io.codecs import OutputTarget, VideoSettings
@@ -81,7 +83,8 @@ def output_target(config, output, video: VideoSettings | None
 
 def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
                  inputs: list[str], token: str | None, video: VideoSettings | None,
-                 announce: Callable[[str], None] | None = None) -> list[FrameSink]:
+                 announce: Callable[[str], None] | None = None,
+                 dashboard: Dashboard | None = None) -> list[FrameSink]:
     """The sinks a run writes to (``output_target``). With ``--show`` or ``--serve`` and no
     ``-o`` only the views run: the config's output is not written (README "Using it")."""
     from .io.sinks import open_sink
@@ -99,8 +102,19 @@ def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
         if show:
             sinks.append(WindowSink())
         if serve:
-            sinks.append(MjpegServerSink(serve, announce=announce))
+            sinks.append(MjpegServerSink(serve, announce=announce, dashboard=dashboard))
     return sinks
+
+
+def _hearing(board: Dashboard | None, tell: Callable[[str, str], None] | None
+             ) -> Callable[[str, str], None]:
+    """One callback for a reload's outcome: the page's notes and the caller's."""
+    def hear(kind: str, text: str) -> None:
+        if board is not None:
+            board.note(kind, text)
+        if tell is not None:
+            tell(kind, text)
+    return hear
 
 
 def _open_sinks(sinks: list[FrameSink], shape: tuple[int, int, int],
@@ -130,7 +144,8 @@ def run_config(config, *, source=None, output: str | None = None,
                max_memory: int = 4 << 30, on_stop: str = "finalise",
                token: str | None = None, video: VideoSettings | None = None,
                announce: Callable[[str], None] | None = None,
-               realtime: bool | None = None) -> Stats:
+               realtime: bool | None = None, loop: bool = False, watch: bool = False,
+               tell: Callable[[str, str], None] | None = None) -> Stats:
     """Run ``config`` (a Config or a YAML path) and return its Stats.
 
     ``source``/``output`` override the config's (a spec string, or a FrameSource/FrameSink
@@ -145,8 +160,10 @@ def run_config(config, *, source=None, output: str | None = None,
     settings (codecs.py), checked before anything is opened. ``announce`` is told where
     a ``serve`` view is reachable once it listens ("serving at http://…/"). ``realtime``
     plays a file at its own frame rate (its frames' times); None: when every sink is a
-    view (``--show``, ``--serve``), as a player would. Raises
-    PipelineError subclasses.
+    view (``--show``, ``--serve``), as a player would. ``loop`` replays a file or images
+    from the first frame at their end until stopped (views only). ``watch`` reloads the
+    config's file when it changes (watch.py); ``tell(kind, text)`` hears each reload,
+    rejected config and note, as the ``serve`` page does. Raises PipelineError subclasses.
     """
     from .config import Config, Limits, load_config
     from .io.choose import open_source
@@ -156,9 +173,16 @@ def run_config(config, *, source=None, output: str | None = None,
         config = load_config(config, limits)
     spec = config.source if source is None else source
     src: FrameSource = open_source(spec, live) if isinstance(spec, str | int) else spec
+    if watch and config.path is None:
+        raise ConfigError("--watch: the config has no file to watch")
+    board = Dashboard(src.name, str(config.path) if config.path else None) if serve else None
     if sinks is None:
         sinks = _sinks_named(config, output, show, serve, force,
-                             [src.path] if src.path else [], token, video, announce)
+                             [src.path] if src.path else [], token, video, announce, board)
+    if loop and (src.live or not all(s.view for s in sinks)):
+        raise ConfigError(f"--loop: {src.name} is live" if src.live else
+                          "--loop replays into views only (--show/--serve without -o): "
+                          "a file output would never end")
     stop = stop or threading.Event()
     src.stop = stop  # reconnect back-offs end at a signal too
     received: list[int] = []
@@ -182,9 +206,17 @@ def run_config(config, *, source=None, output: str | None = None,
         encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
         _open_sinks(sinks, chain.out_shape, encoder, fmt.fps, src.path)
         paced = all(s.view for s in sinks) if realtime is None else realtime
-        run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop, paced)
+        run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop, paced, loop,
+                  board)
+        hear = _hearing(board, tell)
+        if watch:
+            from .watch import Watcher
+        if board is not None:
+            board.attach(run)
         try:
-            stats = run.run()
+            with (Watcher(config.path, config, limits, fmt, run, sinks, max_memory, hear)
+                  if watch else nullcontext()):
+                stats = run.run()
         except OutputError:
             finish(sinks, run.stats, failed=True)
             raise

@@ -7,6 +7,7 @@ chain is built when the source has announced its format, and every bank is plann
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,7 @@ class Chain:
     in_format: FrameFormat | None = None
     finished_in: int | None = None  # the bank step that writes the 8-bit frames, if one does
     folded: bool = False  # the first step (convert: gray) is done by the bank's loads
+    _seconds: list[float | None] = field(default_factory=list, repr=False)
 
     @property
     def out_shape(self) -> Shape:
@@ -133,9 +135,21 @@ class Chain:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         x = frame if frame.ndim == 3 else frame[:, :, None]
         end = len(self.steps) if self.finished_in is None else self.finished_in + 1
-        for step in self.steps[int(self.folded) : end]:
-            x = step.fn(x)
+        seconds = self._seconds
+        if len(seconds) != len(self.steps):
+            seconds[:] = [None] * len(self.steps)
+        for i in range(int(self.folded), end):
+            start = time.perf_counter()
+            x = self.steps[i].fn(x)
+            spent = time.perf_counter() - start
+            seconds[i] = spent if seconds[i] is None else 0.8 * seconds[i] + 0.2 * spent
         return x
+
+    def step_ms(self) -> list[float | None]:
+        """Each step's ms a frame, smoothed (0.2 weight on the newest); None for a step
+        done inside another (a folded convert, the stages a last bank finishes)."""
+        seconds = self._seconds if len(self._seconds) == len(self.steps) else []
+        return [None if s is None else s * 1e3 for s in seconds] or [None] * len(self.steps)
 
 
 def _where(stage: Stage, index: int) -> str:

@@ -13,6 +13,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from .io.base import FrameSink, FrameSource
 from .pacing import Pacing
 from .stages import Chain
 from .stats import Stats
+
+if TYPE_CHECKING:
+    from .dashboard import Dashboard
 
 QUEUE = 8  # frames in flight between stages (files), at most …
 QUEUE_BYTES = 128 << 20  # … and at most this many bytes per queue: memory bounded by construction
@@ -56,9 +61,16 @@ class Run:
     def __init__(self, source: FrameSource, fmt: FrameFormat, chain: Chain,
                  encoder: Encoder | None, sinks: list[FrameSink], max_frames: int | None = None,
                  progress: Callable[[Stats], None] | None = None,
-                 stop: threading.Event | None = None, realtime: bool = False) -> None:
+                 stop: threading.Event | None = None, realtime: bool = False,
+                 loop: bool = False, dashboard: Dashboard | None = None) -> None:
         self.source, self.fmt, self.chain, self.encoder = source, fmt, chain, encoder
         self.realtime = realtime and not source.live  # a file played at its own rate
+        self.loop = loop and not source.live  # replayed from its first frame at its end
+        self.loops = 0  # times it was replayed
+        self.dashboard = dashboard
+        self.generation = 1  # the chain's number: a reload (--watch) swaps in the next
+        self._pending: Swap | None = None
+        self._swap_lock = threading.Lock()
         self.sinks = sinks
         self.max_frames = max_frames
         self.progress = progress
@@ -73,11 +85,11 @@ class Run:
         self.outbox: queue.Queue = queue.Queue(min(LIVE_OUT_QUEUE, out_depth) if self.live
                                                else out_depth)
         self.errors: list[BaseException] = []
+        self.swapped = threading.Condition()  # notified as each reload is swapped in
         self.enough = threading.Event()  # --max-frames frames processed
         self.stopped = False  # ended by ``stop`` before the stream did
         # every output 8-bit: the last bank encodes band by band where it can
-        self.finished = encoder is not None and bool(sinks) and \
-            all(s.wants != "float" for s in sinks) and chain.finish_in_bank(encoder)
+        self.finished = finishes(chain, encoder, sinks)
         self._encodes = encoder is not None and any(s.wants != "float" for s in sinks) \
             and not self.finished
         self.stats.finished_in_bank = self.finished
@@ -86,16 +98,44 @@ class Run:
         self.cores = CoreShare(enabled=not self.live)
 
     def _total(self) -> int | None:
+        if self.loop:
+            return self.max_frames  # endless, unless told
         count = self.source.frame_count
         if count and self.max_frames:
             return min(count, self.max_frames)
         return self.max_frames or count
 
-    def _encode(self, y: np.ndarray, filter_thread: bool = False) -> tuple[np.ndarray, float]:
+    def swap(self, swap: Swap) -> None:
+        """Hand over a chain planned off the frame path (--watch): the compute thread
+        swaps it in between two frames; a newer one replaces one not yet swapped in."""
+        with self._swap_lock:
+            self._pending = swap
+
+    def _swap_in(self) -> None:
+        with self._swap_lock:
+            swap, self._pending = self._pending, None
+        if swap is None:
+            return
+        self.chain, self.encoder, self.finished = swap.chain, swap.encoder, swap.finished
+        self._encodes = swap.encoder is not None and not swap.finished and \
+            any(s.wants != "float" for s in self.sinks)
+        if swap.chain.out_shape != swap.old_shape:
+            for sink in self.sinks:  # views only (watch.py refuses a file's): resized
+                sink.open(swap.chain.out_shape if sink.wants == "float" or swap.encoder is None
+                          else swap.encoder.shape, self.fmt.fps, self.source.path)
+        with self.swapped:
+            self.generation += 1
+            self.swapped.notify_all()
+        if swap.done is not None:
+            swap.done(self.generation, self.stats.frames_read)
+
+    def _encode(self, y: np.ndarray, filter_thread: bool = False,
+                encoder: Encoder | None = None) -> tuple[np.ndarray, float]:
         """The 8-bit frame, and the seconds it took (also counted in the stats)."""
-        assert self.encoder is not None
+        encoder = encoder or self.encoder
+        assert encoder is not None
         start = time.perf_counter()
-        encoded = self.encoder(y)
+        encoded = encoder(y)
         spent = time.perf_counter() - start
         self.pacing.note("encode", spent)
         with self._lock:  # either thread may encode
@@ -139,10 +179,16 @@ class Run:
                     break
                 start = time.perf_counter()
                 data = self.source.read()
+                if data is None and self.loop and index:  # --loop: from the first frame again
+                    self.source.rewind()
+                    self.loops += 1
+                    clock = None
+                    data = self.source.read()
                 self.stats.read_s += time.perf_counter() - start
                 if data is None:
                     break
                 if self.realtime and self.source.pts is not None:  # as a player would
+                    clock = self._paused(clock)
                     clock = time.monotonic() - self.source.pts if clock is None else clock
                     wait = clock + self.source.pts - time.monotonic()
                     if wait > 0 and self.stop.wait(wait):
@@ -159,6 +205,16 @@ class Run:
             self.stop.set()
         finally:
             self._put_end(self.inbox)
+
+    def _paused(self, clock: float | None) -> float | None:
+        """A paced file holds while the page has it paused; the clock moves by the pause."""
+        board = self.dashboard
+        if board is None or not board.paused.is_set():
+            return clock
+        held = time.monotonic()
+        while board.paused.is_set() and not self.stop.is_set():
+            self.stop.wait(POLL)
+        return None if clock is None else clock + time.monotonic() - held
 
     def _put_end(self, q: queue.Queue) -> None:
         """The end marker, even into a full queue (the consumer drains it at shutdown)."""
@@ -183,7 +239,7 @@ class Run:
                     continue
                 if item is _END:
                     return
-                frame, y, encoded = item
+                frame, y, encoded, encoder = item
                 start = time.perf_counter()
                 encode_s = 0.0
                 for sink in self.sinks:
@@ -191,8 +247,10 @@ class Run:
                         sink.write(y, frame.pts)
                     else:
                         if encoded is None:
-                            encoded, encode_s = self._encode(y)
+                            encoded, encode_s = self._encode(y, encoder=encoder)
                         sink.write(encoded, frame.pts)
+                if self.dashboard is not None and not self.dashboard.paused.is_set():
+                    self.dashboard.feeds["src"].publish(frame.data)
                 spent = time.perf_counter() - start - encode_s
                 self.stats.write_s += spent
                 self.pacing.note("write", spent)
@@ -228,6 +286,8 @@ class Run:
                 if self.stop.is_set():
                     self.stats.discarded += 1  # drained unprocessed: the run is stopping
                     continue
+                if self._pending is not None:
+                    self._swap_in()
                 start = time.perf_counter()
                 y = self.chain(item.data)
                 spent = time.perf_counter() - start
@@ -239,7 +299,7 @@ class Run:
                 else:
                     encoded = self._encode(y, filter_thread=True)[0] if self._encodes and \
                         self.pacing.encode_on_compute() else None
-                if not self._put(self.outbox, (item, y, encoded)):
+                if not self._put(self.outbox, (item, y, encoded, self.encoder)):
                     self.stats.discarded += 1  # computed, but the run stopped first
                     break
                 processed += 1
@@ -271,6 +331,25 @@ class Run:
         if self.encoder is not None:
             self.stats.nan_pixels = self.encoder.nan_pixels
         return self.stats
+
+
+@dataclass
+class Swap:
+    """A reloaded chain, planned, and what goes with it; ``done(generation, frame)`` is
+    told once it runs (the frame number it starts at)."""
+
+    chain: Chain
+    encoder: Encoder | None
+    finished: bool
+    old_shape: tuple[int, int, int]
+    done: Callable[[int, int], None] | None = None
+
+
+def finishes(chain: Chain, encoder: Encoder | None, sinks: list[FrameSink]) -> bool:
+    """Whether the last bank of ``chain`` writes the 8-bit frames itself: every output is
+    8-bit and the chain can (``Chain.finish_in_bank``)."""
+    return encoder is not None and bool(sinks) and all(s.wants != "float" for s in sinks) \
+        and chain.finish_in_bank(encoder)
 
 
 def stuck_threads() -> list[threading.Thread]:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import InputError
 from ..frames import FrameFormat
 
 Shape = tuple[int, int, int]
@@ -41,6 +42,10 @@ class FrameSource(Protocol):
 
     def read(self) -> np.ndarray | None:
         """Blocks for the next frame; None at the end of the stream."""
+
+    def rewind(self) -> None:
+        """Back to the first frame (``--loop``), its time 0 again; InputError for a live
+        source, which cannot be replayed."""
 
     def close(self) -> None:
         """Lets go of everything (idempotent)."""
@@ -77,6 +82,9 @@ class SourceBase:
     def close(self) -> None:
         """Nothing to release by default."""
 
+    def rewind(self) -> None:
+        raise InputError(f"{self.name}: a live stream cannot be replayed")
+
     def _stamp(self, seconds: float | None) -> None:
         """``pts`` of the frame about to be returned: ``seconds`` when the source knows
         its frame's time and it moves forward, else one frame after the last."""
@@ -84,6 +92,16 @@ class SourceBase:
         if seconds is None or (last is not None and seconds <= last):
             seconds = 0.0 if last is None else last + 1.0 / self.fps
         self.pts = seconds
+
+
+class IndexedSource(SourceBase):
+    """A source that numbers its frames (images, the synthetic pattern, memory)."""
+
+    _index = 0  # the next frame's number
+
+    def rewind(self) -> None:
+        self._index = 0
+        self.pts = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..frames import FrameFormat
-from .base import SourceBase
+from .base import IndexedSource, SourceBase
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm",
                     ".ppm", ".pnm", ".exr", ".hdr"}
@@ -128,14 +128,22 @@ class VideoFileSource(_CaptureSource):
         seen = self.frames_read + self.decode_errors  # an undecodable frame is not missing
         if self._exhausted and self.frame_count and seen < self.frame_count:
             self.ended_early = True
-            self.warnings.append(
-                f"{self.path}: input ended after {self.frames_read} of "
-                f"{self.frame_count} declared frames")
+            warning = (f"{self.path}: input ended after {self.frames_read} of "
+                       f"{self.frame_count} declared frames")
+            if warning not in self.warnings:  # said once however often it is replayed
+                self.warnings.append(warning)
         super().close()
+
+    def rewind(self) -> None:
+        """Reopened at its first frame (``--loop``)."""
+        self.close()
+        self.frames_read, self._exhausted = 0, False
+        self.pts = self._time = None
+        self.open()
 
 
 # ------------------------------------------------------------------ images
-class ImageSequenceSource(SourceBase):
+class ImageSequenceSource(IndexedSource):
     """Still images in order (a folder, a glob, or a printf pattern); like a file: no drops."""
 
     def __init__(self, files: list[str], name: str, fps: float = 30.0) -> None:
@@ -213,7 +221,7 @@ def image_files(spec: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ synthetic and memory
-class SyntheticSource(SourceBase):
+class SyntheticSource(IndexedSource):
     """A deterministic moving test pattern: ``synthetic[:WxH][@fps][:frames]``.
 
     Edges, gradients, a moving disc and a frame counter: something to see a filter do,
@@ -271,7 +279,7 @@ class SyntheticSource(SourceBase):
         return frame
 
 
-class MemorySource(SourceBase):
+class MemorySource(IndexedSource):
     """Frames from a list (tests, notebooks); ``live=True`` to exercise drop-oldest."""
 
     def __init__(self, frames: list[np.ndarray] | np.ndarray, fps: float = 30.0,

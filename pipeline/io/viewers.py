@@ -6,17 +6,21 @@ Both follow the FrameSink protocol of ``base.py``; neither writes a file.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import socketserver
 import threading
+import urllib.parse
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 
+from ..dashboard import Dashboard, Feed, Viewer, viewable
 from ..errors import ConfigError, OutputError
 from .base import Shape, SinkResult, StreamSink
+from .page import PAGE
 
 
 class WindowSink(StreamSink):
@@ -36,7 +40,7 @@ class WindowSink(StreamSink):
         self.frames = 0
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
-        cv2.imshow("pipeline", frame)
+        cv2.imshow("pipeline", viewable(frame))
         cv2.waitKey(1)
         self.frames += 1
 
@@ -72,67 +76,98 @@ def local_addresses() -> list[str]:
     return list(dict.fromkeys(found))
 
 
-class _Latest:
-    """The newest JPEG and a condition to wait for the next one."""
-
-    def __init__(self) -> None:
-        self.jpeg = b""
-        self.serial = 0
-        self.closed = False
-        self.cond = threading.Condition()
+SEND_BUFFER = 128 << 10  # bytes (Linux doubles it)
 
 
-PAGE = (b"<!doctype html><title>pipeline</title>"
-        b"<body style='margin:0;background:#111'>"
-        b"<img src='/stream.mjpg' style='max-width:100%'></body>")
-
-
-def _handler(latest: _Latest) -> type[http.server.BaseHTTPRequestHandler]:
+def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # no stderr noise per request
             pass
 
+        def _feed(self, query: dict[str, list[str]]) -> Feed | None:
+            name = query.get("feed", ["out"])[0]
+            feed = board.feeds.get(name)
+            if feed is None:
+                self.send_error(404, f"no feed {name!r} (out, src)")
+            return feed
+
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            if self.path in ("/", "/index.html"):
-                self._reply(b"text/html", PAGE)
-            elif self.path.startswith("/snapshot.jpg"):
-                with latest.cond:
-                    latest.cond.wait_for(lambda: latest.serial or latest.closed, timeout=5)
-                    data = latest.jpeg
-                self._reply(b"image/jpeg", data)
-            elif self.path.startswith("/stream.mjpg"):
-                self._stream()
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            if url.path in ("/", "/index.html"):
+                self._reply("text/html; charset=utf-8", PAGE.encode())
+            elif url.path == "/figures.json":
+                self._reply("application/json", json.dumps(board.figures()).encode())
+            elif url.path == "/snapshot.jpg":
+                feed = self._feed(query)
+                if feed is not None:
+                    feed.wait(0, timeout=5)  # the first frame, if none came yet
+                    serial, data = feed.jpeg()
+                    if not data:
+                        self.send_error(503, "no frame yet")
+                        return
+                    extra = {"Content-Disposition": f"attachment; filename=\"pipeline-"
+                             f"{query.get('feed', ['out'])[0]}-{serial:06d}.jpg\""} \
+                        if query.get("download") else {}
+                    self._reply("image/jpeg", data, extra)
+            elif url.path == "/stream.mjpg":
+                feed = self._feed(query)
+                if feed is not None:
+                    self._stream(feed, board.viewer(query.get("feed", ["out"])[0]))
             else:
                 self.send_error(404)
 
-        def _reply(self, kind: bytes, body: bytes) -> None:
+        def do_POST(self) -> None:  # noqa: N802
+            url = urllib.parse.urlsplit(self.path)
+            if url.path != "/pause":
+                self.send_error(404)
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                asked = json.loads(self.rfile.read(length) or b"{}").get("paused")
+            except (ValueError, AttributeError):
+                self.send_error(400, "expected {\"paused\": true|false} or nothing")
+                return
+            paused = board.toggle_pause(None if asked is None else bool(asked))
+            self._reply("application/json", json.dumps({"paused": paused}).encode())
+
+        def _reply(self, kind: str, body: bytes, extra: dict[str, str] | None = None) -> None:
             self.send_response(200)
-            self.send_header("Content-Type", kind.decode())
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for key, value in (extra or {}).items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(body)
 
-        def _stream(self) -> None:
+        def _stream(self, feed: Feed, viewer: Viewer) -> None:
+            """Every new frame to this viewer as fast as it takes them: a slow viewer
+            skips to the newest frame, and no one else waits for it."""
+            # a small send buffer: a slow viewer's kernel holds a frame or two, not
+            # seconds of old frames (its latency), and it skips to the newest
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             self.send_response(200)
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             seen = 0
             try:
                 while True:
-                    with latest.cond:
-                        latest.cond.wait_for(lambda seen=seen: latest.serial != seen or latest.closed,
-                                             timeout=1.0)
-                        if latest.closed:
-                            return
-                        if latest.serial == seen:
-                            continue
-                        seen, data = latest.serial, latest.jpeg
+                    serial = feed.wait(seen, timeout=1.0)
+                    if feed.closed:
+                        return
+                    if serial == seen:
+                        continue
+                    seen, data = feed.jpeg()
+                    viewer.sending(seen)
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
                                      b"Content-Length: " + str(len(data)).encode() +
                                      b"\r\n\r\n" + data + b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 return
+            finally:
+                viewer.leave()
 
     return Handler
 
@@ -143,26 +178,31 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class MjpegServerSink(StreamSink):
-    """MJPEG over HTTP (``--serve HOST:PORT``): a browser at http://HOST:PORT/ shows it live."""
+    """MJPEG over HTTP (``--serve HOST:PORT``): the page at http://HOST:PORT/ shows the
+    result beside the source, with live figures (``dashboard.py``)."""
 
     view = True
 
     def __init__(self, address: str, quality: int = 85,
-                 announce: Callable[[str], None] | None = None) -> None:
+                 announce: Callable[[str], None] | None = None,
+                 dashboard: Dashboard | None = None) -> None:
         host, _, port = address.rpartition(":")
         if not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"--serve {address!r}: expected HOST:PORT")
         self.host, self.port = host or "127.0.0.1", int(port)
-        self.quality = quality
         self.announce = announce
+        self.dashboard = dashboard or Dashboard("?")
+        for feed in self.dashboard.feeds.values():
+            feed.quality = quality
         self.name = f"http://{self.host}:{self.port}/"
         self.frames = 0
-        self._latest = _Latest()
         self._server: _Server | None = None
 
     def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
+        if self._server is not None:  # a reload changed the frames' shape: JPEG takes any
+            return
         try:
-            self._server = _Server((self.host, self.port), _handler(self._latest))
+            self._server = _Server((self.host, self.port), _handler(self.dashboard))
         except OSError as e:
             raise OutputError(f"cannot serve on {self.host}:{self.port}: {e.strerror}") from None
         self.port = self._server.server_address[1]  # port 0: the kernel picked one
@@ -175,13 +215,8 @@ class MjpegServerSink(StreamSink):
             self.announce(f"serving at {urls}")
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
-        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            raise OutputError(f"{self.name}: cannot encode a JPEG")
-        with self._latest.cond:
-            self._latest.jpeg = data.tobytes()
-            self._latest.serial += 1
-            self._latest.cond.notify_all()
+        if not self.dashboard.paused.is_set():  # paused: the page keeps its last picture
+            self.dashboard.feeds["out"].publish(frame)
         self.frames += 1
 
     def close(self) -> SinkResult:
@@ -189,9 +224,7 @@ class MjpegServerSink(StreamSink):
         return SinkResult(self.name, self.frames, "MJPEG over HTTP")
 
     def abort(self) -> None:
-        with self._latest.cond:
-            self._latest.closed = True
-            self._latest.cond.notify_all()
+        self.dashboard.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -1,0 +1,136 @@
+"""``run --watch``: reload the YAML while the stream runs.
+
+A thread polls the config file. When it changes, the new config is read, checked and
+its chain built and planned (FFT plans, spectra, method timings) on this thread, off
+the frame path; the stream swaps it in between two frames (``Run.swap``). An invalid
+config, or one the running outputs cannot take (a file's frame size changing midway),
+is reported in one line with its file:line:col and the running chain goes on. What a
+reload cannot change mid-run (``source:``, ``output:``) is said and left as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import Config, Limits, load_config
+from .encode import Encoder
+from .errors import PipelineError
+from .frames import FrameFormat
+from .io.base import FrameSink
+from .stages import build_chain
+from .stream import Run, Swap, finishes, memory_estimate
+from .yamlfile import mark, node_at, read_yaml
+
+POLL = 0.25  # seconds between looks at the file
+
+
+def _digest(path: Path) -> bytes | None:
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+    except OSError:
+        return None  # gone for a moment (an editor's save by rename): look again
+
+
+def located(path: Path, limits: Limits, message: str) -> str:
+    """``message`` with the file:line:col of the stage it names (``stages[2] (...)``), when
+    it names one and has no place of its own yet."""
+    if re.match(r"[^:\s]+:\d+:\d+: ", message):
+        return message
+    found = re.match(r"stages\[(\d+)\]", message)
+    try:
+        node = read_yaml(path, limits)[1]
+    except PipelineError:
+        return f"{path}: {message}"
+    where = mark(node_at(node, ("stages", int(found.group(1)))) if found else node,
+                 os.fspath(path))
+    return f"{where}: {message}"
+
+
+class Watcher:
+    """Reloads ``path`` into ``run`` on every change until ``stop()``.
+
+    ``tell(kind, text)`` hears each outcome: "reload" once a chain runs, "error" for a
+    config that was not applied, "note" for what a reload leaves as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], config: Config, limits: Limits,
+                 fmt: FrameFormat, run: Run, sinks: list[FrameSink], max_memory: int,
+                 tell: Callable[[str, str], None]) -> None:
+        self.path = Path(path)
+        self.config, self.limits, self.fmt = config, limits, fmt
+        self.run, self.sinks, self.max_memory = run, sinks, max_memory
+        self.tell = tell
+        self._stop = threading.Event()
+        self._digest = _digest(self.path)
+        self._thread = threading.Thread(target=self._loop, name="pipeline-watch", daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL):
+            digest = _digest(self.path)
+            if digest is None or digest == self._digest:
+                continue
+            self._digest = digest
+            try:
+                self.reload()
+            except Exception as e:  # noqa: BLE001 - a reload never ends the stream
+                self.tell("error", f"{self.path}: reload failed: {type(e).__name__}: {e}; "
+                                   f"still running chain #{self.run.generation}")
+
+    def reload(self) -> None:
+        """Read, check, build and plan the file's config, then hand it to the stream."""
+        started = time.perf_counter()
+        running = self.run.generation
+        try:
+            config = load_config(self.path, self.limits)
+            chain = build_chain(config, self.fmt, plan=True)
+        except PipelineError as e:
+            self.tell("error", f"{located(self.path, self.limits, str(e))}; "
+                               f"still running chain #{running}")
+            return
+        old_shape = self.run.chain.out_shape
+        if chain.out_shape != old_shape and not all(s.view for s in self.sinks):
+            files = ", ".join(s.name for s in self.sinks if not s.view)
+            self.tell("error", f"{self.path}: output {_size(old_shape)} -> {_size(chain.out_shape)}"
+                               f": {files} cannot change its frame size midway; still "
+                               f"running chain #{running}")
+            return
+        need = memory_estimate(self.fmt, [step.out_shape for step in chain.steps],
+                               self.run.live)
+        if need > self.max_memory:
+            self.tell("error", f"{self.path}: this chain needs about {need / 2**30:.1f} GiB; "
+                               f"--max-memory {self.max_memory / 2**30:.1f} GiB; still "
+                               f"running chain #{running}")
+            return
+        for field in ("source", "output"):
+            if getattr(config, field) != getattr(self.config, field):
+                self.tell("note", f"{self.path}: {field}: changes apply at the next run")
+        needs_encoder = any(s.wants == "uint8" for s in self.sinks)
+        encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
+        planned = time.perf_counter() - started
+
+        def done(generation: int, frame: int) -> None:
+            self.tell("reload", f"{self.path} reloaded: chain #{generation} from frame "
+                                f"{frame} (planned in {planned * 1e3:.0f} ms off the frame path)"
+                      + (f", output now {_size(chain.out_shape)}"
+                         if chain.out_shape != old_shape else ""))
+
+        self.run.swap(Swap(chain, encoder, finishes(chain, encoder, self.sinks), old_shape,
+                           done))
+
+
+def _size(shape: tuple[int, int, int]) -> str:
+    return f"{shape[1]}x{shape[0]}x{shape[2]}"
