@@ -68,6 +68,10 @@ class Feed:
             self.cond.wait_for(lambda: self.serial != seen or self.closed, timeout=timeout)
             return self.serial
 
+    def latest(self) -> np.ndarray | None:
+        with self.cond:
+            return self._frame
+
     def jpeg(self) -> tuple[int, bytes]:
         """(serial, JPEG) of the newest frame, encoded here if no viewer has yet; (0, b"")
         before the first frame."""
@@ -196,8 +200,9 @@ class Dashboard:
         fmt = run.fmt
         steps = [{"name": step.name, "ms": round(ms, 3) if ms is not None else None,
                   "shape": "x".join(str(v) for v in (step.out_shape[1], step.out_shape[0],
-                                                     step.out_shape[2]))}
-                 for step, ms in zip(chain.steps, chain.step_ms())]
+                                                     step.out_shape[2])),
+                  "inside": _inside(chain, i)}
+                 for i, (step, ms) in enumerate(zip(chain.steps, chain.step_ms()))]
         return base | {
             "state": "stopped" if run.stop.is_set() else "running",
             "input": f"{fmt.width}x{fmt.height}x{fmt.channels} {fmt.dtype} @ {fmt.fps:g} fps",
@@ -215,6 +220,16 @@ class Dashboard:
             "steps": steps,
             "banks": [bank_plan(step) for step in chain.steps if step.plan is not None],
         }
+
+
+def _inside(chain: Any, i: int) -> str | None:
+    """The step that does step ``i`` as part of its own work, if one does: a convert
+    folded into the next bank's loads, the stages a last bank finishes in its bands."""
+    if i == 0 and chain.folded:
+        return chain.steps[1].name
+    if chain.finished_in is not None and i > chain.finished_in:
+        return chain.steps[chain.finished_in].name
+    return None
 
 
 def bank_plan(step: Any) -> dict[str, Any]:

@@ -120,6 +120,9 @@ def test_figures_update_each_second_and_name_the_plan(edges):
         assert [s["name"] for s in second["steps"]] == [
             "stages[0] (gray)", "stages[1] (gradients)", "stages[2] (magnitude)"]
         assert second["steps"][1]["ms"] > 0
+        # the gray convert is folded into the bank's loads, the l2 done in its stores
+        assert [s["inside"] for s in second["steps"]] == [
+            "stages[1] (gradients)", None, "stages[1] (gradients)"]
         (bank,) = second["banks"]
         assert bank["kernel"] == "3x3" and bank["border"] == "reflect101"
         assert bank["padding"] == "top 1, bottom 1, left 1, right 1"

@@ -17,7 +17,7 @@ cursor:pointer}
 #views{display:flex;flex-wrap:wrap;gap:8px;padding:8px}
 figure{margin:0;flex:1 1 420px}figcaption{color:#999;font-size:12px}
 figure img{width:100%;background:#000;display:block}
-#side{display:flex;flex-wrap:wrap;gap:16px;padding:0 1em 1em}
+#side{display:flex;flex-wrap:wrap;align-items:flex-start;gap:16px;padding:0 1em 1em}
 table{border-collapse:collapse}td,th{padding:1px 8px;text-align:left;vertical-align:top}
 th{color:#999;font-weight:normal}td.n{text-align:right;font-variant-numeric:tabular-nums}
 #notes div{margin:2px 0}.error{color:#f77}.reload{color:#7d7}.state{color:#fc6}
@@ -79,7 +79,8 @@ async function refresh() {
   $("viewers").textContent = (f.viewers || []).length;
   $("chain").textContent = f.chain === undefined ? "" :
     "#" + f.chain + (f.config ? " of " + f.config : "") + (f.loops ? ", loop " + f.loops : "");
-  rows($("steps"), f.steps || [], s => [[s.name], [ms(s.ms), "n"], [s.shape]]);
+  rows($("steps"), f.steps || [], s => [[s.name],
+    [s.inside ? "in " + s.inside : ms(s.ms), "n"], [s.shape]]);
   rows($("banks"), f.banks || [], b => [[b.name], [b.method], [b.kernel], [b.channels],
                                        [b.padding], [b.border]]);
   $("notes").replaceChildren(...(f.notes || []).slice().reverse().map(n => {

@@ -24,12 +24,23 @@ from .page import PAGE
 
 
 class WindowSink(StreamSink):
-    """An OpenCV window (``--show``); refused at start where there is no display."""
+    """An OpenCV window (``--show``); refused at start where there is no display.
+
+    One thread of its own makes every GUI call (Qt wants them on one thread) and shows
+    the newest frame: a slow display skips frames, it never holds the stream up.
+    """
 
     name = "window"
     view = True
 
+    def __init__(self) -> None:
+        self.frames = 0
+        self._feed = Feed()
+        self._thread: threading.Thread | None = None
+
     def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
+        if self._thread is not None:  # a reload changed the frames' shape: shown as they come
+            return
         gui = "GUI:" in cv2.getBuildInformation() and "GUI:                           NONE" \
             not in cv2.getBuildInformation()
         if not gui:
@@ -37,19 +48,35 @@ class WindowSink(StreamSink):
         if os.name == "posix" and not (os.environ.get("DISPLAY")
                                        or os.environ.get("WAYLAND_DISPLAY")):
             raise ConfigError("--show: display not available (DISPLAY is not set)")
-        self.frames = 0
+        self._thread = threading.Thread(target=self._show, name="pipeline-window", daemon=True)
+        self._thread.start()
+
+    def _show(self) -> None:
+        seen = 0
+        try:
+            while True:
+                seen = self._feed.wait(seen, timeout=0.05)
+                if self._feed.closed:
+                    return
+                frame = self._feed.latest()
+                if frame is not None:
+                    cv2.imshow("pipeline", viewable(frame))
+                cv2.waitKey(1)
+        finally:
+            cv2.destroyAllWindows()
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
-        cv2.imshow("pipeline", viewable(frame))
-        cv2.waitKey(1)
+        self._feed.publish(frame)
         self.frames += 1
 
     def close(self) -> SinkResult:
-        cv2.destroyAllWindows()
+        self.abort()
         return SinkResult(self.name, self.frames)
 
     def abort(self) -> None:
-        cv2.destroyAllWindows()
+        self._feed.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def local_addresses() -> list[str]:
