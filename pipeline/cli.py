@@ -22,7 +22,7 @@ from rich.table import Table
 from .config import Limits, load_config
 from .errors import INTERNAL, LOSSY, ConfigError, OutputError, PipelineError
 from .frames import FrameFormat
-from .progress import files_bar, frames_bar
+from .progress import files_bar, frames_bar, watch_lines
 from .signals import SIGNAL_CODES, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -115,12 +115,6 @@ def guarded(debug: bool) -> Iterator[None]:
         leave(INTERNAL)
 
 
-def _told(kind: str, text: str) -> None:
-    """A reload's outcome on stderr, above the progress bar (``--watch``)."""
-    err.print(f"{'error: ' if kind == 'error' else ''}watch: {text}", markup=False,
-              soft_wrap=True)
-
-
 def _limits(max_kernel: int, max_outputs: int, max_pixels: float) -> Limits:
     return Limits(kernel=max_kernel, outputs=max_outputs, pixels=int(max_pixels * 1e6))
 
@@ -203,7 +197,8 @@ def run(
                                show=show, serve=serve, force=force, progress=update,
                                limits=limits, live=live, max_memory=int(max_memory * 2**30),
                                video=_video(codec, crf, preset, no_audio), announce=say,
-                               realtime=realtime, loop=loop, watch=watch, tell=_told)
+                               realtime=realtime, loop=loop, watch=watch,
+                               tell=watch_lines(err))
         say(str(stats))
         if stats.interrupted:
             leave(exit_code(stats.interrupted), interrupted=True)
@@ -234,22 +229,6 @@ def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
         return src.open()
 
 
-def _model_totals(cfg: Any) -> list[str]:
-    """A line per model stage: its file, kind, layers used and their parameters."""
-    from .config import ModelStage
-
-    lines = []
-    for stage in cfg.stages:
-        if isinstance(stage, ModelStage):
-            model, pieces = stage.read(cfg)
-            used = [layer for piece in pieces for layer in piece.layers]
-            steps = f"{len(pieces)} step" + "s" * (len(pieces) != 1)
-            lines.append(f"\nmodel {stage.file} ({model.kind}): {len(used)} layers in "
-                         f"{steps}, {sum(p.params for p in pieces)} parameters "
-                         "(as the framework counts them)")
-    return lines
-
-
 @app.command()
 def plan(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
@@ -259,7 +238,7 @@ def plan(
     debug: Debug = False,
 ) -> None:
     """Show, for each bank: padding per side, centre, border, method and why, predicted costs."""
-    from .stages import build_chain
+    from .stages import build_chain, model_totals
 
     with guarded(debug):
         cfg = load_config(config)
@@ -273,7 +252,7 @@ def plan(
                 say(f"  layer {line}")
             if step.plan is not None:
                 say("  " + str(step.plan).replace("\n", "\n  "))
-        for line in _model_totals(cfg):
+        for line in model_totals(cfg):
             say(line)
 
 

@@ -52,3 +52,11 @@ def files_bar(console: Console, total: int, enabled: bool) -> Iterator[Callable[
 
     with progress:
         yield done
+
+
+def watch_lines(console: Console) -> Callable[[str, str], None]:
+    """A reload's outcome (``--watch``) as a line on ``console``, above any bar."""
+    def told(kind: str, text: str) -> None:
+        console.print(f"{'error: ' if kind == 'error' else ''}watch: {text}", markup=False,
+                      soft_wrap=True)
+    return told

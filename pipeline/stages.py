@@ -382,3 +382,17 @@ def _foldable(stages: list[Stage], fmt: FrameFormat) -> bool:
     return (len(stages) > 1 and isinstance(stages[1], BankStage) and fmt.channels == 3
             and isinstance(first, ConvertStage) and first.color == "gray"
             and first.scale == 1.0 and first.offset == 0.0)
+
+
+def model_totals(cfg: Config) -> list[str]:
+    """A line per model stage: its file, kind, layers used and their parameters."""
+    lines = []
+    for stage in cfg.stages:
+        if isinstance(stage, ModelStage):
+            model, pieces = stage.read(cfg)
+            used = [layer for piece in pieces for layer in piece.layers]
+            steps = f"{len(pieces)} step" + "s" * (len(pieces) != 1)
+            lines.append(f"\nmodel {stage.file} ({model.kind}): {len(used)} layers in "
+                         f"{steps}, {sum(p.params for p in pieces)} parameters "
+                         "(as the framework counts them)")
+    return lines

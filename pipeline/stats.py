@@ -35,6 +35,9 @@ class Stats:
     reconnects: int = 0
     cores: str | None = None  # how the filter shared the cores with the writer, if it did
     kept: list[str] = field(default_factory=list)  # stopped: outputs left at temporary names
+    paced: bool = False  # a file played at its own frame rate (views, --realtime)
+    loops: int = 0  # times --loop replayed the source
+    reloads: int = 0  # configs --watch swapped in
 
     @property
     def fps(self) -> float:
@@ -86,6 +89,13 @@ class Stats:
             f"{(self.encode_s + self.write_s) / n * 1e3:.1f} ms",
             f"latency: p50 {self.latency_ms(50):.1f} ms, p99 {self.latency_ms(99):.1f} ms",
         ]
+        if self.paced:
+            lines.append("paced: played at the source's own frame rate"
+                         + (f", replayed {self.loops} times" if self.loops else "")
+                         + " (--no-realtime: as fast as it goes)")
+        if self.reloads:
+            lines.append(f"watch: {self.reloads} config{'s' if self.reloads > 1 else ''} "
+                         "swapped in")
         if self.frames_written:
             lines.append(self.bound_line())
         if self.finished_in_bank:

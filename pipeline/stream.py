@@ -85,7 +85,6 @@ class Run:
         self.outbox: queue.Queue = queue.Queue(min(LIVE_OUT_QUEUE, out_depth) if self.live
                                                else out_depth)
         self.errors: list[BaseException] = []
-        self.swapped = threading.Condition()  # notified as each reload is swapped in
         self.enough = threading.Event()  # --max-frames frames processed
         self.stopped = False  # ended by ``stop`` before the stream did
         # every output 8-bit: the last bank encodes band by band where it can
@@ -93,6 +92,7 @@ class Run:
         self._encodes = encoder is not None and any(s.wants != "float" for s in sinks) \
             and not self.finished
         self.stats.finished_in_bank = self.finished
+        self.stats.paced = self.realtime
         self.pacing = Pacing()
         self._lock = threading.Lock()
         self.cores = CoreShare(enabled=not self.live)
@@ -111,7 +111,7 @@ class Run:
         with self._swap_lock:
             self._pending = swap
 
-    def _swap_in(self) -> None:
+    def _swap_in(self, frame: int) -> None:
         with self._swap_lock:
             swap, self._pending = self._pending, None
         if swap is None:
@@ -123,11 +123,11 @@ class Run:
             for sink in self.sinks:  # views only (watch.py refuses a file's): resized
                 sink.open(swap.chain.out_shape if sink.wants == "float" or swap.encoder is None
                           else swap.encoder.shape, self.fmt.fps, self.source.path)
-        with self.swapped:
-            self.generation += 1
-            self.swapped.notify_all()
+        self.stats.finished_in_bank = swap.finished
+        self.stats.reloads += 1
+        self.generation += 1
         if swap.done is not None:
-            swap.done(self.generation, self.stats.frames_read)
+            swap.done(self.generation, frame)
 
     def _encode(self, y: np.ndarray, filter_thread: bool = False,
                 encoder: Encoder | None = None) -> tuple[np.ndarray, float]:
@@ -181,7 +181,7 @@ class Run:
                 data = self.source.read()
                 if data is None and self.loop and index:  # --loop: from the first frame again
                     self.source.rewind()
-                    self.loops += 1
+                    self.loops = self.stats.loops = self.loops + 1
                     clock = None
                     data = self.source.read()
                 self.stats.read_s += time.perf_counter() - start
@@ -287,7 +287,7 @@ class Run:
                     self.stats.discarded += 1  # drained unprocessed: the run is stopping
                     continue
                 if self._pending is not None:
-                    self._swap_in()
+                    self._swap_in(item.index)
                 start = time.perf_counter()
                 y = self.chain(item.data)
                 spent = time.perf_counter() - start

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ from pipeline.io.page import PAGE
 from pipeline.io.sources import SyntheticSource, VideoFileSource
 from pipeline.runner import run_config
 
-from media import read_mjpeg, write_clip
+from media import clip_frames, read_mjpeg, write_clip
 
 ROOT = Path(__file__).parent.parent
 EDGES = (ROOT / "configs" / "edges.yaml").read_text()
@@ -306,3 +307,40 @@ def test_watch_never_changes_a_files_frame_size_midway(tmp_path, edges):
     with av.open(str(out)) as f:
         shapes = {(frame.width, frame.height) for frame in f.decode(video=0)}
     assert shapes == {(96, 64)}
+
+
+def test_a_reload_swaps_between_two_frames_and_loses_none(edges):
+    """Every result is the old chain's or the new one's, all the old ones first; none is
+    lost or computed twice; both checked against scipy.ndimage (zero vs reflect border)."""
+    from scipy import ndimage
+
+    from pipeline.io.sinks import MemorySink
+    from pipeline.io.sources import MemorySource
+
+    frames = clip_frames(60, 48, 32)
+    sink = MemorySink("float")
+    told: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: run_config(
+        edges, source=MemorySource(frames, interval=0.03), sinks=[sink], watch=True,
+        stop=stop, tell=lambda kind, text: told.append(text)), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(sink.frames) < 10:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    _edit(edges, "border: reflect101", "border: constant")
+    thread.join(timeout=30)
+    assert len(sink.frames) == 60 and told and "chain #2 from frame" in told[0]
+    start = int(re.search(r"from frame (\d+)", told[0]).group(1))
+    assert 10 <= start < 60
+
+    def edges_of(frame, mode):
+        gray = frame.astype(np.float64) @ [0.114, 0.587, 0.299]  # BGR, unrounded
+        dy = ndimage.correlate(gray, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]], mode=mode)
+        dx = ndimage.correlate(gray, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], mode=mode)
+        return np.sqrt(dy * dy + dx * dx)[:, :, None]
+
+    for i, (frame, got) in enumerate(zip(frames, sink.frames)):
+        want = edges_of(frame, "mirror" if i < start else "constant")
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3, err_msg=f"frame {i}")

@@ -64,6 +64,7 @@ class WindowSink(StreamSink):
                 cv2.waitKey(1)
         finally:
             cv2.destroyAllWindows()
+            cv2.waitKey(1)  # lets Qt finish on this thread (else it warns at exit)
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
         self._feed.publish(frame)
