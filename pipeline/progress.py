@@ -24,6 +24,8 @@ def frames_bar(console: Console, enabled: bool) -> Iterator[Callable[[Any], None
         status = f"{stats.fps:5.1f} fps  p50 {stats.latency_ms(50):5.1f} ms"
         if stats.dropped:
             status += f"  dropped {stats.dropped}"
+        if stats.reloads:  # --watch
+            status += f"  chain #{stats.reloads + 1}"
         progress.update(task, completed=stats.frames_written, total=stats.frame_total,
                         status=status)
 

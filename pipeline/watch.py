@@ -1,6 +1,6 @@
 """``run --watch``: reload the YAML while the stream runs.
 
-A thread polls the config file. When it changes, the new config is read, checked and
+A thread polls the config file and every file it reads (weights, biases, a model). When it changes, the new config is read, checked and
 its chain built and planned (FFT plans, spectra, method timings) on this thread, off
 the frame path; the stream swaps it in between two frames (``Run.swap``). An invalid
 config, or one the running outputs cannot take (a file's frame size changing midway),
@@ -30,11 +30,15 @@ from .yamlfile import mark, node_at, read_yaml
 POLL = 0.25  # seconds between looks at the file
 
 
-def _digest(path: Path) -> bytes | None:
+def _digest(paths: list[Path]) -> bytes | None:
+    """One digest of the config and every file it reads (weights, biases, models)."""
+    h = hashlib.blake2b(digest_size=16)
     try:
-        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+        for path in paths:
+            h.update(path.read_bytes())
     except OSError:
         return None  # gone for a moment (an editor's save by rename): look again
+    return h.digest()
 
 
 def located(path: Path, limits: Limits, message: str) -> str:
@@ -64,10 +68,11 @@ class Watcher:
                  tell: Callable[[str, str], None]) -> None:
         self.path = Path(path)
         self.config, self.limits, self.fmt = config, limits, fmt
+        self.first = config  # what the run opened: its source and output stay
         self.run, self.sinks, self.max_memory = run, sinks, max_memory
         self.tell = tell
         self._stop = threading.Event()
-        self._digest = _digest(self.path)
+        self._digest = _digest(self._files())
         self._thread = threading.Thread(target=self._loop, name="pipeline-watch", daemon=True)
 
     def __enter__(self) -> Watcher:
@@ -78,9 +83,13 @@ class Watcher:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def _files(self) -> list[Path]:
+        """The config, and the files the config running now reads."""
+        return [self.path, *self.config.files_read()]
+
     def _loop(self) -> None:
         while not self._stop.wait(POLL):
-            digest = _digest(self.path)
+            digest = _digest(self._files())
             if digest is None or digest == self._digest:
                 continue
             self._digest = digest
@@ -116,8 +125,10 @@ class Watcher:
                                f"running chain #{running}")
             return
         for field in ("source", "output"):
-            if getattr(config, field) != getattr(self.config, field):
+            if getattr(config, field) != getattr(self.first, field):
                 self.tell("note", f"{self.path}: {field}: changes apply at the next run")
+        self.config = config  # its files are watched from now on
+        self._digest = _digest(self._files())
         needs_encoder = any(s.wants == "uint8" for s in self.sinks)
         encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
         planned = time.perf_counter() - started

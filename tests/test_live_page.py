@@ -344,3 +344,45 @@ def test_a_reload_swaps_between_two_frames_and_loses_none(edges):
     for i, (frame, got) in enumerate(zip(frames, sink.frames)):
         want = edges_of(frame, "mirror" if i < start else "constant")
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3, err_msg=f"frame {i}")
+
+
+def test_watch_reloads_when_a_weights_file_changes(tmp_path):
+    """The files a config reads are watched too: new kernels in the .npy are swapped in
+    (checked against cv2.filter2D on the frames after the swap); a changed source: is
+    said to apply at the next run."""
+    from pipeline.io.sinks import MemorySink
+    from pipeline.io.sources import MemorySource
+
+    np.save(tmp_path / "k.npy", np.ones((1, 1, 3, 3), np.float32))  # (C_out, C_in, kh, kw)
+    config = tmp_path / "c.yaml"
+    config.write_text("source: synthetic\nstages:\n  - name: k\n    type: bank\n"
+                      "    op: correlate\n    layout: oihw\n    weights: {file: k.npy}\n"
+                      "    padding: same\n    border: replicate\n")
+    frames = [f[:, :, :1].copy() for f in clip_frames(50, 40, 30)]
+    sink = MemorySink("float")
+    told: list[tuple[str, str]] = []
+    thread = threading.Thread(target=lambda: run_config(
+        config, source=MemorySource(frames, interval=0.03), sinks=[sink], watch=True,
+        tell=lambda kind, text: told.append((kind, text))), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(sink.frames) < 8:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    sharpen = np.array([[[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]]], np.float32)
+    np.save(tmp_path / "k.npy", sharpen)
+    while not told:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    config.write_text(config.read_text().replace("source: synthetic", "source: 0"))
+    thread.join(timeout=30)
+    kinds = [k for k, _ in told]
+    assert kinds[0] == "reload" and "note" in kinds, told
+    assert any("source: changes apply at the next run" in t for k, t in told if k == "note")
+    start = int(re.search(r"from frame (\d+)", told[0][1]).group(1))
+    assert len(sink.frames) == 50
+    for i in (start - 1, start, 49):
+        kernel = np.ones((3, 3), np.float32) if i < start else sharpen[0, 0]
+        want = cv2.filter2D(frames[i].astype(np.float32), -1, kernel,
+                            borderType=cv2.BORDER_REPLICATE)
+        np.testing.assert_allclose(sink.frames[i][:, :, 0], want, rtol=1e-5, atol=1e-3)
