@@ -175,6 +175,10 @@ def run_config(config, *, source=None, output: str | None = None,
     src: FrameSource = open_source(spec, live) if isinstance(spec, str | int) else spec
     if watch and config.path is None:
         raise ConfigError("--watch: the config has no file to watch")
+    if watch:
+        from .watch import Watcher, digest
+
+        since = digest(config)  # before the first chain is planned: no edit is missed
     board = Dashboard(src.name, str(config.path) if config.path else None) if serve else None
     if sinks is None:
         sinks = _sinks_named(config, output, show, serve, force,
@@ -209,13 +213,11 @@ def run_config(config, *, source=None, output: str | None = None,
         run = Run(src, fmt, chain, encoder, sinks, max_frames, progress, stop, paced, loop,
                   board)
         hear = _hearing(board, tell)
-        if watch:
-            from .watch import Watcher
         if board is not None:
             board.attach(run)
         try:
-            with (Watcher(config.path, config, limits, fmt, run, sinks, max_memory, hear)
-                  if watch else nullcontext()):
+            with (Watcher(config.path, config, limits, fmt, run, sinks, max_memory, hear,
+                          since) if watch else nullcontext()):
                 stats = run.run()
         except OutputError:
             finish(sinks, run.stats, failed=True)

@@ -30,6 +30,13 @@ from .yamlfile import mark, node_at, read_yaml
 POLL = 0.25  # seconds between looks at the file
 
 
+def digest(config: Config) -> bytes | None:
+    """What ``Watcher`` compares against: taken when the run reads its config, so an edit
+    made while the first chain is planned is not missed."""
+    assert config.path is not None
+    return _digest([config.path, *config.files_read()])
+
+
 def _digest(paths: list[Path]) -> bytes | None:
     """One digest of the config and every file it reads (weights, biases, models)."""
     h = hashlib.blake2b(digest_size=16)
@@ -57,7 +64,8 @@ def located(path: Path, limits: Limits, message: str) -> str:
 
 
 class Watcher:
-    """Reloads ``path`` into ``run`` on every change until ``stop()``.
+    """Reloads ``path`` into ``run`` on every change from ``since`` (``digest``) until the
+    ``with`` block ends.
 
     ``tell(kind, text)`` hears each outcome: "reload" once a chain runs, "error" for a
     config that was not applied, "note" for what a reload leaves as it was.
@@ -65,14 +73,14 @@ class Watcher:
 
     def __init__(self, path: str | os.PathLike[str], config: Config, limits: Limits,
                  fmt: FrameFormat, run: Run, sinks: list[FrameSink], max_memory: int,
-                 tell: Callable[[str, str], None]) -> None:
+                 tell: Callable[[str, str], None], since: bytes | None = None) -> None:
         self.path = Path(path)
         self.config, self.limits, self.fmt = config, limits, fmt
         self.first = config  # what the run opened: its source and output stay
         self.run, self.sinks, self.max_memory = run, sinks, max_memory
         self.tell = tell
         self._stop = threading.Event()
-        self._digest = _digest(self._files())
+        self._digest = since if since is not None else _digest(self._files())
         self._thread = threading.Thread(target=self._loop, name="pipeline-watch", daemon=True)
 
     def __enter__(self) -> Watcher:

@@ -386,3 +386,22 @@ def test_watch_reloads_when_a_weights_file_changes(tmp_path):
         want = cv2.filter2D(frames[i].astype(np.float32), -1, kernel,
                             borderType=cv2.BORDER_REPLICATE)
         np.testing.assert_allclose(sink.frames[i][:, :, 0], want, rtol=1e-5, atol=1e-3)
+
+
+def test_an_edit_made_while_the_first_chain_is_planned_is_not_missed(edges, monkeypatch):
+    from pipeline.io.sinks import MemorySink
+    from pipeline.io.sources import MemorySource
+    from pipeline.stages import Chain
+
+    plan = Chain.plan
+
+    def planning_while_edited(chain):
+        plan(chain)
+        if not edges.read_text().count("border: constant"):
+            _edit(edges, "border: reflect101", "border: constant")
+
+    monkeypatch.setattr(Chain, "plan", planning_while_edited)
+    told: list[str] = []
+    run_config(edges, source=MemorySource(clip_frames(40, 32, 24), interval=0.03),
+               sinks=[MemorySink()], watch=True, tell=lambda kind, text: told.append(text))
+    assert len(told) == 1 and "reloaded: chain #2" in told[0], told
