@@ -50,10 +50,10 @@ class Feed:
         self._encoding = threading.Lock()
 
     def publish(self, frame: np.ndarray) -> None:
-        """The stream's newest frame (copied: the caller may reuse its buffer)."""
-        copy = np.array(frame, copy=True)
+        """The stream's newest frame, kept as it is: nothing writes to a frame once it is
+        handed to the sinks (``FrameSink.write``)."""
         with self.cond:
-            self._frame = copy
+            self._frame = frame
             self.serial += 1
             self.cond.notify_all()
 
@@ -144,6 +144,12 @@ class Dashboard:
         with self._lock:
             self._viewers.pop(id(viewer), None)
 
+    def show(self, feed: str, frame: np.ndarray) -> None:
+        """``frame`` to the ``feed`` picture ("out", "src"), unless paused: the page then
+        keeps its last picture."""
+        if not self.paused.is_set():
+            self.feeds[feed].publish(frame)
+
     def toggle_pause(self, paused: bool | None = None) -> bool:
         """Pause or resume the page's pictures (and a paced file's playback); the new state."""
         if paused is None:
@@ -199,16 +205,13 @@ class Dashboard:
         chain = run.chain
         fmt = run.fmt
         steps = [{"name": step.name, "ms": round(ms, 3) if ms is not None else None,
-                  "shape": "x".join(str(v) for v in (step.out_shape[1], step.out_shape[0],
-                                                     step.out_shape[2])),
-                  "inside": _inside(chain, i)}
+                  "shape": size(step.out_shape), "inside": _inside(chain, i)}
                  for i, (step, ms) in enumerate(zip(chain.steps, chain.step_ms()))]
         return base | {
             "state": "stopped" if run.stop.is_set() else "running",
             "input": f"{fmt.width}x{fmt.height}x{fmt.channels} {fmt.dtype} @ {fmt.fps:g} fps",
-            "output": "x".join(str(v) for v in (chain.out_shape[1], chain.out_shape[0],
-                                                 chain.out_shape[2])),
-            "live": run.live, "paced": run.realtime, "loops": run.loops,
+            "output": size(chain.out_shape),
+            "live": run.live, "paced": run.realtime, "loops": stats.loops,
             "frames_in": stats.frames_read, "frames_out": stats.frames_written,
             "dropped": stats.dropped, "chain": run.generation,
             "latency_p50_ms": round(float(np.percentile(recent, 50)) * 1e3, 2)
@@ -220,6 +223,11 @@ class Dashboard:
             "steps": steps,
             "banks": [bank_plan(step) for step in chain.steps if step.plan is not None],
         }
+
+
+def size(shape: tuple[int, int, int]) -> str:
+    """``(H, W, C)`` as ``WxHxC``, the way frame sizes are written everywhere else."""
+    return f"{shape[1]}x{shape[0]}x{shape[2]}"
 
 
 def _inside(chain: Any, i: int) -> str | None:

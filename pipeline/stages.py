@@ -148,8 +148,9 @@ class Chain:
     def step_ms(self) -> list[float | None]:
         """Each step's ms a frame, smoothed (0.2 weight on the newest); None for a step
         done inside another (a folded convert, the stages a last bank finishes)."""
-        seconds = self._seconds if len(self._seconds) == len(self.steps) else []
-        return [None if s is None else s * 1e3 for s in seconds] or [None] * len(self.steps)
+        if len(self._seconds) != len(self.steps):  # not run yet
+            return [None] * len(self.steps)
+        return [None if s is None else s * 1e3 for s in self._seconds]
 
 
 def _where(stage: Stage, index: int) -> str:

@@ -66,9 +66,7 @@ class Run:
         self.source, self.fmt, self.chain, self.encoder = source, fmt, chain, encoder
         self.realtime = realtime and not source.live  # a file played at its own rate
         self.loop = loop and not source.live  # replayed from its first frame at its end
-        self.loops = 0  # times it was replayed
         self.dashboard = dashboard
-        self.generation = 1  # the chain's number: a reload (--watch) swaps in the next
         self._pending: Swap | None = None
         self._swap_lock = threading.Lock()
         self.sinks = sinks
@@ -88,14 +86,24 @@ class Run:
         self.enough = threading.Event()  # --max-frames frames processed
         self.stopped = False  # ended by ``stop`` before the stream did
         # every output 8-bit: the last bank encodes band by band where it can
-        self.finished = finishes(chain, encoder, sinks)
-        self._encodes = encoder is not None and any(s.wants != "float" for s in sinks) \
-            and not self.finished
-        self.stats.finished_in_bank = self.finished
+        self._use(chain, encoder, finishes(chain, encoder, sinks))
         self.stats.paced = self.realtime
         self.pacing = Pacing()
         self._lock = threading.Lock()
         self.cores = CoreShare(enabled=not self.live)
+
+    @property
+    def generation(self) -> int:
+        """The running chain's number: 1, and one more for each reload swapped in."""
+        return self.stats.reloads + 1
+
+    def _use(self, chain: Chain, encoder: Encoder | None, finished: bool) -> None:
+        """Run ``chain`` from the next frame; ``finished``: its last bank writes the 8-bit
+        frames, else ``encoder`` encodes them for the sinks that want 8-bit."""
+        self.chain, self.encoder, self.finished = chain, encoder, finished
+        self._encodes = encoder is not None and not finished and \
+            any(s.wants != "float" for s in self.sinks)
+        self.stats.finished_in_bank = finished
 
     def _total(self) -> int | None:
         if self.loop:
@@ -116,16 +124,12 @@ class Run:
             swap, self._pending = self._pending, None
         if swap is None:
             return
-        self.chain, self.encoder, self.finished = swap.chain, swap.encoder, swap.finished
-        self._encodes = swap.encoder is not None and not swap.finished and \
-            any(s.wants != "float" for s in self.sinks)
+        self._use(swap.chain, swap.encoder, swap.finished)
         if swap.chain.out_shape != swap.old_shape:
             for sink in self.sinks:  # views only (watch.py refuses a file's): resized
                 sink.open(swap.chain.out_shape if sink.wants == "float" or swap.encoder is None
                           else swap.encoder.shape, self.fmt.fps, self.source.path)
-        self.stats.finished_in_bank = swap.finished
         self.stats.reloads += 1
-        self.generation += 1
         if swap.done is not None:
             swap.done(self.generation, frame)
 
@@ -181,7 +185,7 @@ class Run:
                 data = self.source.read()
                 if data is None and self.loop and index:  # --loop: from the first frame again
                     self.source.rewind()
-                    self.loops = self.stats.loops = self.loops + 1
+                    self.stats.loops += 1
                     clock = None
                     data = self.source.read()
                 self.stats.read_s += time.perf_counter() - start
@@ -249,8 +253,8 @@ class Run:
                         if encoded is None:
                             encoded, encode_s = self._encode(y, encoder=encoder)
                         sink.write(encoded, frame.pts)
-                if self.dashboard is not None and not self.dashboard.paused.is_set():
-                    self.dashboard.feeds["src"].publish(frame.data)
+                if self.dashboard is not None:
+                    self.dashboard.show("src", frame.data)
                 spent = time.perf_counter() - start - encode_s
                 self.stats.write_s += spent
                 self.pacing.note("write", spent)

@@ -1,11 +1,12 @@
 """``run --watch``: reload the YAML while the stream runs.
 
-A thread polls the config file and every file it reads (weights, biases, a model). When it changes, the new config is read, checked and
-its chain built and planned (FFT plans, spectra, method timings) on this thread, off
-the frame path; the stream swaps it in between two frames (``Run.swap``). An invalid
-config, or one the running outputs cannot take (a file's frame size changing midway),
-is reported in one line with its file:line:col and the running chain goes on. What a
-reload cannot change mid-run (``source:``, ``output:``) is said and left as it is.
+A thread polls the config file and every file it reads (weights, biases, a model).
+When one changes, the new config is read, checked and its chain built and planned (FFT
+plans, spectra, method timings) on this thread, off the frame path; the stream swaps it
+in between two frames (``Run.swap``). An invalid config, or one the running outputs
+cannot take (a file's frame size changing midway), is reported in one line with its
+file:line:col and the running chain goes on. What a reload cannot change mid-run
+(``source:``, ``output:``) is said and left as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import Config, Limits, load_config
+from .dashboard import size
 from .encode import Encoder
 from .errors import PipelineError
 from .frames import FrameFormat
@@ -121,7 +123,8 @@ class Watcher:
         old_shape = self.run.chain.out_shape
         if chain.out_shape != old_shape and not all(s.view for s in self.sinks):
             files = ", ".join(s.name for s in self.sinks if not s.view)
-            self.tell("error", f"{self.path}: output {_size(old_shape)} -> {_size(chain.out_shape)}"
+            self.tell("error", f"{self.path}: output {size(old_shape)} -> "
+                               f"{size(chain.out_shape)}"
                                f": {files} cannot change its frame size midway; still "
                                f"running chain #{running}")
             return
@@ -144,12 +147,9 @@ class Watcher:
         def done(generation: int, frame: int) -> None:
             self.tell("reload", f"{self.path} reloaded: chain #{generation} from frame "
                                 f"{frame} (planned in {planned * 1e3:.0f} ms off the frame path)"
-                      + (f", output now {_size(chain.out_shape)}"
+                      + (f", output now {size(chain.out_shape)}"
                          if chain.out_shape != old_shape else ""))
 
         self.run.swap(Swap(chain, encoder, finishes(chain, encoder, self.sinks), old_shape,
                            done))
 
-
-def _size(shape: tuple[int, int, int]) -> str:
-    return f"{shape[1]}x{shape[0]}x{shape[2]}"

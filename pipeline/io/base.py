@@ -125,7 +125,9 @@ class FrameSink(Protocol):
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
         """One frame, shown at ``pts`` seconds from the stream's start (None: the next
-        slot of the frame rate); never fails silently (OutputError)."""
+        slot of the frame rate); never fails silently (OutputError). Nothing writes to
+        ``frame`` after this call (sources, chains and encoders make each frame anew), so
+        a sink may keep it without a copy."""
 
     def close(self) -> SinkResult:
         """Finalise (flush, verify, give the file its name) and say what was written."""

@@ -112,12 +112,13 @@ def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:  # no stderr noise per request
             pass
 
-        def _feed(self, query: dict[str, list[str]]) -> Feed | None:
+        def _feed(self, query: dict[str, list[str]]) -> tuple[str, Feed | None]:
+            """The picture ``?feed=`` names (default "out"); None after a 404."""
             name = query.get("feed", ["out"])[0]
             feed = board.feeds.get(name)
             if feed is None:
                 self.send_error(404, f"no feed {name!r} (out, src)")
-            return feed
+            return name, feed
 
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             url = urllib.parse.urlsplit(self.path)
@@ -127,7 +128,7 @@ def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
             elif url.path == "/figures.json":
                 self._reply("application/json", json.dumps(board.figures()).encode())
             elif url.path == "/snapshot.jpg":
-                feed = self._feed(query)
+                name, feed = self._feed(query)
                 if feed is not None:
                     feed.wait(0, timeout=5)  # the first frame, if none came yet
                     serial, data = feed.jpeg()
@@ -135,13 +136,12 @@ def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
                         self.send_error(503, "no frame yet")
                         return
                     extra = {"Content-Disposition": f"attachment; filename=\"pipeline-"
-                             f"{query.get('feed', ['out'])[0]}-{serial:06d}.jpg\""} \
-                        if query.get("download") else {}
+                             f"{name}-{serial:06d}.jpg\""} if query.get("download") else {}
                     self._reply("image/jpeg", data, extra)
             elif url.path == "/stream.mjpg":
-                feed = self._feed(query)
+                name, feed = self._feed(query)
                 if feed is not None:
-                    self._stream(feed, board.viewer(query.get("feed", ["out"])[0]))
+                    self._stream(feed, board.viewer(name))
             else:
                 self.send_error(404)
 
@@ -243,8 +243,7 @@ class MjpegServerSink(StreamSink):
             self.announce(f"serving at {urls}")
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
-        if not self.dashboard.paused.is_set():  # paused: the page keeps its last picture
-            self.dashboard.feeds["out"].publish(frame)
+        self.dashboard.show("out", frame)
         self.frames += 1
 
     def close(self) -> SinkResult:
