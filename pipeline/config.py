@@ -231,7 +231,7 @@ class ModelStage(_Stage):
         if self._read is None:
             from .model import pieces_of, read_model
 
-            model = read_model(config.relative(self.file))
+            model = read_model(config.relative(self.file), config.limits.weight_values)
             self._read = (model, pieces_of(model, self.layers))
         return self._read
 

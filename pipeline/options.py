@@ -139,14 +139,22 @@ def parse_finite(option: str, value: Any) -> float:
     return out
 
 
-def parse_pair(option: str, value: Any, *, minimum: int) -> tuple[int, int]:
-    """An int or [row, col] of ints >= minimum (stride, dilation, anchor)."""
-    allowed = f"an int >= {minimum} or [row, col] of such ints"
+# Geometry beyond any frame's: a stride or dilation past a 4K frame's side, padding past it
+# on a side. Bounded so that a typo (padding: 1000000000) is refused at its line, not
+# planned for minutes (the output size is checked against memory before planning too).
+MAX_PADDING = 4096
+MAX_STEP = 4096
+
+
+def parse_pair(option: str, value: Any, *, minimum: int,
+               maximum: int = MAX_STEP) -> tuple[int, int]:
+    """An int or [row, col] of ints in minimum..maximum (stride, dilation, anchor)."""
+    allowed = f"an int {minimum}..{maximum} or [row, col] of such ints"
     items = [value, value] if is_int(value) else value
     if not isinstance(items, list | tuple) or len(items) != 2 or not all(map(is_int, items)):
         raise _fail(option, value, allowed)
     row, col = (int(v) for v in items)
-    if row < minimum or col < minimum:
+    if not (minimum <= row <= maximum and minimum <= col <= maximum):
         raise _fail(option, value, allowed)
     return row, col
 
@@ -165,16 +173,17 @@ class Padding:
 def parse_padding(value: Any) -> Padding:
     if isinstance(value, Padding):
         return value
-    allowed = "'valid' | 'same' | 'full' | an int >= 0 | [top, bottom, left, right] ints >= 0"
+    allowed = (f"'valid' | 'same' | 'full' | an int 0..{MAX_PADDING} | [top, bottom, left, "
+               "right] of such ints")
     if isinstance(value, str) and value.lower() in ("valid", "same", "full"):
         return Padding(value.lower())
-    if is_int(value) and value >= 0:
+    if is_int(value) and 0 <= value <= MAX_PADDING:
         p = int(value)
         return Padding("explicit", (p, p, p, p))
     if (
         isinstance(value, list | tuple)
         and len(value) == 4
-        and all(is_int(v) and v >= 0 for v in value)
+        and all(is_int(v) and 0 <= v <= MAX_PADDING for v in value)
     ):
         t, b, left, r = (int(v) for v in value)
         return Padding("explicit", (t, b, left, r))

@@ -175,10 +175,9 @@ def bank_weights(stage: BankStage, config: Config, c_in: int, where: str) -> np.
     """
     w = stage.weights
     if isinstance(w, FileWeights):
-        limits = config.limits
         try:
             return load_weights(config.relative(w.file), w.key,
-                                max_elements=limits.outputs * 64 * limits.kernel ** 2)
+                                max_elements=config.limits.weight_values)
         except ConfigError as e:  # the file says what; the stage says where
             raise ConfigError(f"{where}.weights: {e}") from None
     if isinstance(w, BuiltinKernel):

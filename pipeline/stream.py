@@ -9,6 +9,7 @@ sinks are then finalised (runner.py) with the frames written so far.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -39,16 +40,16 @@ _END = object()  # end of stream marker
 
 def depth(shape: tuple[int, ...], itemsize: int) -> int:
     """Queue depth for frames of ``shape``: QUEUE, fewer when frames are large."""
-    frame = int(np.prod(shape)) * itemsize
+    frame = math.prod(shape) * itemsize
     return max(1, min(QUEUE, QUEUE_BYTES // max(frame, 1)))
 
 
 def memory_estimate(fmt: FrameFormat, shapes: list[tuple[int, int, int]],
                     live: bool) -> int:
     """Bytes a run holds at its peak: both queues full, plus a few working frames per stage."""
-    inbound = int(np.prod(fmt.shape)) * np.dtype(fmt.dtype).itemsize
-    out = int(np.prod(shapes[-1])) * 4
-    largest = max(int(np.prod(s)) * 4 for s in [fmt.shape, *shapes])
+    inbound = math.prod(fmt.shape) * np.dtype(fmt.dtype).itemsize
+    out = math.prod(shapes[-1]) * 4
+    largest = max(math.prod(s) * 4 for s in [fmt.shape, *shapes])
     queued = (LIVE_QUEUE if live else depth(fmt.shape, np.dtype(fmt.dtype).itemsize)) * inbound
     waiting = min(LIVE_OUT_QUEUE, depth(shapes[-1], 4)) if live else depth(shapes[-1], 4)
     return queued + waiting * out + 6 * largest

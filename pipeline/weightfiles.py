@@ -5,11 +5,15 @@ model readers use it.
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
+import zlib
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from .archive import open_zip
 from .errors import ConfigError
 from .paths import open_regular
 
@@ -26,12 +30,10 @@ def _check_size(where: str, f: BinaryIO, key: str | None, max_elements: int | No
     """Refuse an oversized array from its header, before allocating it."""
     if max_elements is None:
         return
-    import zipfile
-
     shapes = []
     if zipfile.is_zipfile(f):
         f.seek(0)
-        with zipfile.ZipFile(f) as z:
+        with open_zip(where, f) as z:
             for name in z.namelist():
                 if key is None or name == f"{key}.npy":
                     with z.open(name) as member:
@@ -41,7 +43,7 @@ def _check_size(where: str, f: BinaryIO, key: str | None, max_elements: int | No
         shapes.append(_npy_shape(f))
     f.seek(0)
     for shape in shapes:
-        if int(np.prod(shape)) > max_elements:
+        if math.prod(shape) > max_elements:
             raise ConfigError(f"{where}: weights of shape {shape} exceed the limit of "
                               f"{max_elements} values (raise with --max-kernel/--max-outputs)")
 
@@ -72,10 +74,12 @@ def load_weights(path: str | os.PathLike[str], key: str | None = None,
             else:
                 with loaded:
                     array = _pick(where, loaded, key)
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             if isinstance(e, ConfigError):
                 raise
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else \
+                f"{type(e).__name__}: {e}" if isinstance(e, zipfile.BadZipFile | zlib.error) \
+                else str(e)
             raise ConfigError(f"{where}: cannot load weights: {reason}") from e
     return _as_weights(where, array)
 
@@ -92,7 +96,7 @@ def _safetensor(where: str, key: str | None, max_elements: int | None) -> np.nda
             if dtype.startswith(("BF", "F8", "F4", "F6")):
                 raise ConfigError(f"{where}: {key!r} is {dtype}, which numpy cannot hold; "
                                   "save it as float32 (tensor.float())")
-            if max_elements is not None and int(np.prod(shape)) > max_elements:
+            if max_elements is not None and math.prod(shape) > max_elements:
                 raise ConfigError(f"{where}: {key!r} of shape {shape} exceeds the limit of "
                                   f"{max_elements} values (raise with --max-kernel/--max-outputs)")
             return f.get_tensor(key)

@@ -28,6 +28,12 @@ class Limits:
     nodes: int = 200_000  # YAML nodes, aliases expanded
     pixels: int = 3840 * 2160  # per frame
 
+    @property
+    def weight_values(self) -> int:
+        """Values one weights array (a file's, a model layer's) may hold: the most
+        outputs, 64 inputs, the largest kernel."""
+        return self.outputs * 64 * self.kernel ** 2
+
 
 class _Loader(Loader):  # type: ignore[misc, valid-type]
     """Safe loader that refuses duplicate keys."""

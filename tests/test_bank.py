@@ -202,7 +202,7 @@ def test_options_are_value_errors():
     """Bad option values raise ConfigError, a ValueError, naming option, value and allowed."""
     with pytest.raises(ValueError, match=r"padding='half'.*'valid' \| 'same'"):
         FilterBank(np.ones((3, 3)), padding="half")
-    with pytest.raises(ConfigError, match=r"stride=0.*int >= 1"):
+    with pytest.raises(ConfigError, match=r"stride=0.*an int 1\.\.4096"):
         FilterBank(np.ones((3, 3)), stride=0)
     with pytest.raises(ConfigError, match="full' needs stride 1"):
         FilterBank(np.ones((3, 3)), padding="full", stride=2)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..activations import apply
 from ..errors import ConfigError
+from ..options import BankOptions, OptionError
 from ..paths import open_regular
 from .file import ModelFile
 from .layers import SUPPORTED_KERAS, SUPPORTED_ONNX, Layer, Piece, Skip, Unsupported, fold
@@ -27,11 +28,15 @@ __all__ = ["Model", "ModelFile", "Piece", "choose", "load_model", "read_model"]
 
 MAX_BYTES = 1 << 30  # a model file read whole into memory: at most 1 GiB
 FORMATS = (".keras", ".h5", ".hdf5", ".onnx")
+# values in one array of a model: as for a weights file, the most outputs, 64 inputs and
+# the largest kernel the default limits allow (stages.py passes the run's own)
+MAX_VALUES = 64 * 64 * 63 * 63
 
 
-def read_model(path: str | os.PathLike[str]) -> ModelFile:
-    """The layers of the model file at ``path`` (by its extension); raises ConfigError
-    naming the file."""
+def read_model(path: str | os.PathLike[str], max_values: int = MAX_VALUES) -> ModelFile:
+    """The layers of the model file at ``path`` (by its extension), each array of at most
+    ``max_values`` numbers, checked before it is read; raises ConfigError naming the file
+    and the place in it."""
     where = os.fspath(path)
     suffix = os.path.splitext(where)[1].lower()
     if suffix not in FORMATS:
@@ -44,10 +49,10 @@ def read_model(path: str | os.PathLike[str]) -> ModelFile:
     if suffix == ".onnx":
         from .onnx_file import read_onnx
 
-        return read_onnx(where, data)
+        return read_onnx(where, data, max_values)
     from .keras_file import read_keras
 
-    return read_keras(where, data)
+    return read_keras(where, data, max_values)
 
 
 def choose(model: ModelFile, layers: list[str] | None = None) -> list[Layer]:
@@ -93,13 +98,21 @@ def _listed(names: list[str], shown: int = 12) -> str:
 
 
 def pieces_of(model: ModelFile, layers: list[str] | None = None) -> list[Piece]:
-    """``choose`` then ``fold``: the steps of the chosen layers. Raises ConfigError."""
+    """``choose`` then ``fold``: the steps of the chosen layers, each bank's options
+    checked (its geometry bounded) as a config's are. Raises ConfigError."""
     try:
-        return fold(choose(model, layers))
+        pieces = fold(choose(model, layers))
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{model.path}: {e}") from None
+    for piece in pieces:
+        if piece.kind == "bank":
+            try:
+                BankOptions(**bank_options(piece))
+            except OptionError as e:
+                raise ConfigError(f"{model.path}: {piece.name}: {e}") from None
+    return pieces
 
 
 def bank_options(piece: Piece) -> dict[str, Any]:

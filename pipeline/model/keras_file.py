@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..activations import HARD, Activation
+from ..archive import open_zip, read_member
 from ..errors import ConfigError
 from ..weightfiles import to_oihw
+from .hdf5 import Node, is_hdf5, read_hdf5
 from .layers import (
     Act,
     Conv,
@@ -34,57 +36,70 @@ from .file import ModelFile
 _NOOPS = ("Dropout", "SpatialDropout2D", "Identity", "GaussianNoise", "GaussianDropout")
 
 
-def read_keras(where: str, data: bytes) -> ModelFile:
-    """The layers of the Keras model in ``data`` (the bytes of the file ``where``)."""
-    import h5py  # here: only a run with a Keras model pays for it
+CONFIG_BYTES = 16 << 20  # config.json inflated (a real model's is kilobytes)
+META_BYTES = 1 << 20  # metadata.json inflated
+TOTAL = 4  # a model's arrays, in all: this many times the values one array may hold
 
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
+
+def read_keras(where: str, data: bytes, max_values: int) -> ModelFile:
+    """The layers of the Keras model in ``data`` (the bytes of the file ``where``); each
+    array of at most ``max_values`` numbers (``TOTAL`` times that in all)."""
+    f = io.BytesIO(data)
+    total = TOTAL * max_values
+    if zipfile.is_zipfile(f):
+        with open_zip(where, f) as z:
             names = z.namelist()
             if "config.json" not in names or "model.weights.h5" not in names:
                 raise ConfigError(f"{where}: not a Keras 3 model (a .keras zip holds "
                                   f"config.json and model.weights.h5; this one {names[:4]})")
-            config = _json(where, z.read("config.json"))
-            meta = _json(where, z.read("metadata.json")) if "metadata.json" in names else {}
-            weights = z.read("model.weights.h5")
-        version = str(meta.get("keras_version", "3"))
-        try:
-            h5 = h5py.File(io.BytesIO(weights), "r")
-        except OSError:
-            raise ConfigError(f"{where}: its model.weights.h5 is not an HDF5 file") from None
+            config = _json(where, read_member(where, z, "config.json", CONFIG_BYTES),
+                           "config.json")
+            meta = _json(where, read_member(where, z, "metadata.json", META_BYTES),
+                         "metadata.json") if "metadata.json" in names else {}
+            weights = read_member(where, z, "model.weights.h5", total * 8 + (16 << 20))
+        version = str(_typed(where, "metadata.json", meta, dict).get("keras_version", "3"))
+        h5 = read_hdf5(f"{where}: model.weights.h5", weights, max_values, total)
         variables = _keras3_variables(h5)
         kind = "Keras 3 .keras"
+    elif not is_hdf5(data):
+        raise ConfigError(f"{where}: neither a .keras zip nor an HDF5 file")
     else:
-        try:
-            h5 = h5py.File(io.BytesIO(data), "r")
-        except OSError:
-            raise ConfigError(f"{where}: neither a .keras zip nor an HDF5 file") from None
+        h5 = read_hdf5(where, data, max_values, total)
         if "model_config" not in h5.attrs:
             raise ConfigError(f"{where}: holds weights only (no model_config); save the whole "
                               "model (model.save('m.keras')), or name arrays with "
                               "weights: {file, key}")
-        config = _json(where, h5.attrs["model_config"])
+        config = _json(where, h5.attrs["model_config"], "model_config")
         version = _text(h5.attrs.get("keras_version", "2"))
         if "model_weights" not in h5:
             raise ConfigError(f"{where}: the model was saved without its weights")
         variables = _h5_variables(h5["model_weights"])
         kind = f"Keras {version.split('.')[0]} .h5"
-    with h5:
-        return _model(where, kind, config, variables, version)
+    return _model(where, kind, config, variables, version)
 
 
-def _json(where: str, raw: Any) -> Any:
+def _json(where: str, raw: Any, part: str) -> Any:
     try:
         return json.loads(_text(raw))
+    except RecursionError:
+        raise ConfigError(f"{where}: {part}: nested too deep to be a model's config") from None
     except ValueError as e:
-        raise ConfigError(f"{where}: the model's config is not JSON ({e})") from None
+        raise ConfigError(f"{where}: {part} is not JSON ({e})") from None
+
+
+def _typed(where: str, place: str, value: Any, kind: type) -> Any:
+    """``value`` where it is a ``kind`` (dict or list), else ConfigError naming the place."""
+    if not isinstance(value, kind):
+        expected = "an object" if kind is dict else "a list"
+        raise ConfigError(f"{where}: {place}: expected {expected}, got {_shown(value)}")
+    return value
 
 
 def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
-def _keras3_variables(h5: Any) -> dict[str, Any]:
+def _keras3_variables(h5: Node) -> dict[str, Any]:
     """Layer name -> a function giving its arrays in order: ``layers/<path>/vars/<i>``,
     the layer's name in the attribute ``name`` of ``vars`` (the path is from its class)."""
     found: dict[str, Any] = {}
@@ -100,7 +115,7 @@ def _keras3_variables(h5: Any) -> dict[str, Any]:
     return found
 
 
-def _h5_variables(weights: Any) -> dict[str, Any]:
+def _h5_variables(weights: Node) -> dict[str, Any]:
     """Layer name -> its arrays in the order of the attribute ``weight_names``."""
     found: dict[str, Any] = {}
     for name in weights:
@@ -110,33 +125,44 @@ def _h5_variables(weights: Any) -> dict[str, Any]:
     return found
 
 
-def _model(where: str, kind: str, config: dict[str, Any], variables: dict[str, Any],
+def _model(where: str, kind: str, config: Any, variables: dict[str, Any],
            version: str) -> ModelFile:
+    part = "config.json" if kind.endswith(".keras") else "model_config"
     top = config.get("class_name") if isinstance(config, dict) else None
     if top not in ("Sequential", "Functional", "Model"):
-        raise ConfigError(f"{where}: a {top or 'model'} model; expected a Sequential or a "
-                          "Functional model")
-    entries = config.get("config", {}).get("layers", [])
+        raise ConfigError(f"{where}: a {_shown(top) if top else 'model'} model; expected a "
+                          "Sequential or a Functional model")
+    body = _typed(where, f"{part}: config", config.get("config", {}), dict)
+    entries = []
+    for i, entry in enumerate(_typed(where, f"{part}: config.layers",
+                                     body.get("layers", []), list)):
+        place = f"{part}: config.layers[{i}]"
+        entry = _typed(where, place, entry, dict)
+        entries.append((entry, _typed(where, f"{place}.config", entry.get("config", {}), dict)))
     legacy = version.startswith(("1.", "2."))
-    channels_first = any(e.get("config", {}).get("data_format") == "channels_first"
-                         for e in entries)
+    channels_first = any(cfg.get("data_format") == "channels_first" for _, cfg in entries)
     layers: list[Layer] = []
     in_channels = None
-    for entry in entries:
+    for entry, cfg in entries:
         cls = str(entry.get("class_name"))
-        cfg = entry.get("config", {})
         name = str(entry.get("name") or cfg.get("name"))
-        shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
-        if shape and in_channels is None and len(shape) == 4:
-            in_channels = shape[1 if channels_first else -1]
         try:
+            shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+            if shape and in_channels is None and len(shape) == 4:
+                in_channels = int(shape[1 if channels_first else -1])
             arrays = variables[name]() if name in variables else []
             layers.extend(_layer(cls, name, cfg, arrays, legacy, channels_first))
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                OverflowError) as e:
             if isinstance(e, ConfigError):
                 raise
             raise ConfigError(f"{where}: layer {name!r} ({cls}): cannot read it: {e}") from None
-    error = _not_a_chain(config, entries) if top != "Sequential" else None
+    try:
+        error = _not_a_chain(body, [entry for entry, _ in entries]) \
+            if top != "Sequential" else None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise ConfigError(f"{where}: {part}: the layers' inbound_nodes are malformed "
+                          f"({type(e).__name__}: {e})") from None
     return ModelFile(where, kind, layers, in_channels, error)
 
 
@@ -291,9 +317,9 @@ def _inbound(nodes: Any) -> list[list[str]]:
     return calls
 
 
-def _not_a_chain(config: dict[str, Any], entries: list[dict[str, Any]]) -> str | None:
-    """Why a Functional model is not one chain of layers (each reading the one before,
-    called once), or None."""
+def _not_a_chain(body: dict[str, Any], entries: list[dict[str, Any]]) -> str | None:
+    """Why a Functional model (its config's ``config``, ``body``) is not one chain of
+    layers (each reading the one before, called once), or None."""
     previous = None
     for entry in entries:
         name = str(entry.get("name") or entry.get("config", {}).get("name"))
@@ -304,7 +330,7 @@ def _not_a_chain(config: dict[str, Any], entries: list[dict[str, Any]]) -> str |
                 return (f"layer {name!r} ({entry.get('class_name')}) reads {sources}, not "
                         f"just the layer before it ({previous!r}): the model is not a chain")
         previous = name
-    outputs = _inbound([[config.get("config", {}).get("output_layers", [])]])
+    outputs = _inbound([[body.get("output_layers", [])]])
     if outputs and outputs[0] and outputs[0] != [previous]:
         return f"the model's outputs are {outputs[0]}, not its last layer {previous!r}"
     return None

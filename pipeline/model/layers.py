@@ -54,6 +54,18 @@ class Conv(Layer):
     options: dict[str, Any] = field(default_factory=dict)
     groups: int = 1
 
+    def __post_init__(self) -> None:
+        """A file's numbers agree with each other, or ValueError says which do not."""
+        if self.weights.ndim != 4 or 0 in self.weights.shape:
+            raise ValueError(f"a kernel of shape {self.weights.shape}; expected 4 non-empty "
+                             "dimensions")
+        c_out = self.weights.shape[0]
+        if not 1 <= self.groups <= c_out or c_out % self.groups:
+            raise ValueError(f"groups {self.groups} does not divide its {c_out} output "
+                             "channels")
+        if self.bias is not None and self.bias.size != c_out:
+            raise ValueError(f"a bias of {self.bias.size} values for {c_out} output channels")
+
     @property
     def in_channels(self) -> int:
         return int(self.weights.shape[1] * self.groups)

@@ -11,7 +11,6 @@ SAME_LOWER before (``align: opencv``), VALID none.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -22,27 +21,35 @@ from .file import ModelFile
 from .layers import Act, Conv, Layer, Skip, Unsupported, batch_norm
 
 _FLOAT_MAX = float(np.finfo(np.float32).max)
+_NUMBERS = frozenset({1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13})  # TensorProto: float .. uint64
 
 
-def read_onnx(where: str, data: bytes) -> ModelFile:
-    """The layers of the ONNX model in ``data`` (the bytes of the file ``where``)."""
+def read_onnx(where: str, data: bytes, max_values: int) -> ModelFile:
+    """The layers of the ONNX model in ``data`` (the bytes of the file ``where``); each
+    tensor of at most ``max_values`` numbers, checked against the bytes it holds before
+    it is made an array. Tensors kept outside the file (external data) are refused."""
     import onnx  # here: only a run with an ONNX model pays for it
     from google.protobuf.message import DecodeError  # onnx's own dependency
-    from onnx import numpy_helper
 
     try:
         model = onnx.load_model_from_string(data)
-        if any(t.data_location == onnx.TensorProto.EXTERNAL
-               for t in model.graph.initializer):
-            from onnx.external_data_helper import load_external_data_for_model
-
-            load_external_data_for_model(model, os.path.dirname(os.path.abspath(where)))
-    except (DecodeError, onnx.checker.ValidationError, ValueError, OSError,
-            RuntimeError) as e:
+    except (DecodeError, ValueError, OSError, RuntimeError, RecursionError) as e:
         raise ConfigError(f"{where}: not a readable ONNX model ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+    try:
+        return _read(where, model, max_values)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _read(where: str, model: Any, max_values: int) -> ModelFile:
+    import onnx
+
     graph = model.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants = {t.name: _tensor(t, f"initializer {t.name!r}", max_values)
+                 for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in constants]
     if len(inputs) != 1:
         raise ConfigError(f"{where}: the graph has {len(inputs)} inputs; a chain has one")
@@ -55,17 +62,20 @@ def read_onnx(where: str, data: bytes) -> ModelFile:
     current, error = inputs[0].name, None
     for index, node in enumerate(graph.node):
         name = node.name or (node.output[0] if node.output else f"node {index}")
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Constant" and "value" in attrs:
-            constants[node.output[0]] = numpy_helper.to_array(attrs["value"])
-            continue
-        data_inputs = [i for i in node.input if i and i not in constants]
-        if error is None and (data_inputs != [current] or node.input[0] != current):
-            error = (f"node {name!r} ({node.op_type}) reads {data_inputs or 'no tensor'}, "
-                     f"not just the output of the node before it: the graph is not a chain")
         try:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == "Constant" and "value" in attrs:
+                if node.output:
+                    constants[node.output[0]] = _tensor(attrs["value"], "its value",
+                                                        max_values)
+                continue
+            data_inputs = [i for i in node.input if i and i not in constants]
+            if error is None and (data_inputs != [current] or node.input[0] != current):
+                error = (f"node {name!r} ({node.op_type}) reads {data_inputs or 'no tensor'}, "
+                         "not just the output of the node before it: the graph is not a chain")
             layers.append(_layer(node, name, attrs, constants))
-        except (KeyError, ValueError, IndexError, TypeError) as e:
+        except (KeyError, ValueError, IndexError, TypeError, AttributeError,
+                OverflowError) as e:
             raise ConfigError(f"{where}: node {name!r} ({node.op_type}): cannot read it: "
                               f"{e}") from None
         if node.output:
@@ -74,6 +84,35 @@ def read_onnx(where: str, data: bytes) -> ModelFile:
     if error is None and outputs != [current]:
         error = f"the graph's outputs are {outputs}, not the last node's {current!r}"
     return ModelFile(where, f"ONNX (opset {_opset(model)})", layers, in_channels, error)
+
+
+def _tensor(t: Any, what: str, max_values: int) -> np.ndarray:
+    """A TensorProto as an array, once its type, shape and the bytes it holds agree and
+    fit ``max_values``; raises ValueError naming ``what``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    if t.data_location == TensorProto.EXTERNAL or len(t.external_data):
+        raise ValueError(f"{what} keeps its data outside the file (ONNX external data); "
+                         "save the model with its data inside (onnx.save(model, path, "
+                         "save_as_external_data=False))")
+    if t.data_type not in _NUMBERS:
+        raise ValueError(f"{what} holds {onnx.TensorProto.DataType.Name(t.data_type)}"
+                         if t.data_type in TensorProto.DataType.values() else
+                         f"{what} has an unknown data type {t.data_type}")
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{what} has negative dimensions {dims}")
+    count = math.prod(dims)
+    if count > max_values:
+        raise ValueError(f"{what} of shape {dims} holds {count} values; limit {max_values} "
+                         "(raise with --max-kernel/--max-outputs)")
+    itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    held = len(t.raw_data) // itemsize if t.raw_data else \
+        len(getattr(t, helper.tensor_dtype_to_field(t.data_type)))
+    if held != count or (t.raw_data and len(t.raw_data) != count * itemsize):
+        raise ValueError(f"{what} of shape {dims} declares {count} values and holds {held}")
+    return numpy_helper.to_array(t)
 
 
 def _opset(model: Any) -> int:

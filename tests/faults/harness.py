@@ -48,6 +48,7 @@ class Case:
     raw: bool = False  # argv is a whole command line, not pipeline's arguments
     session: bool = False  # its own process group (a driver may signal the whole group)
     codes: frozenset | None = None  # any of these exit codes (fuzzing), instead of ``code``
+    address_space: int | None = None  # bytes the run may map (RLIMIT_AS): memory bounded
 
 
 def fault(fid: str, group: str, title: str) -> Callable:
@@ -120,6 +121,21 @@ def check_output(path: Path, state: object, before: set[Path] = frozenset()) -> 
         assert path.exists()
 
 
+def _preexec(case: Case) -> Callable[[], None] | None:
+    """The case's own preexec, after its address-space limit (a MemoryError past it)."""
+    if case.address_space is None:
+        return case.preexec
+
+    def limited() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (case.address_space, case.address_space))
+        if case.preexec is not None:
+            case.preexec()
+
+    return limited
+
+
 def run(case: Case, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **case.env}
     cmd = list(map(str, case.argv)) if case.raw else \
@@ -127,7 +143,7 @@ def run(case: Case, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
     with case.context or contextlib.nullcontext():
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=case.preexec,
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_preexec(case),
                                 start_new_session=case.session)
         try:
             if case.driver is not None:

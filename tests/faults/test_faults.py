@@ -15,6 +15,7 @@ import cases_live  # noqa: E402,F401
 import cases_output  # noqa: E402,F401
 import cases_sharing  # noqa: E402,F401
 import cases_signals  # noqa: E402,F401
+import cases_untrusted  # noqa: E402,F401
 from harness import FAULTS, verify  # noqa: E402
 
 
@@ -27,5 +28,6 @@ def test_fault(fid, tmp_path):
 
 def test_matrix_covers_every_group_with_at_least_60_faults():
     groups = {group for group, _, _ in FAULTS.values()}
-    assert groups == {"config", "input", "live", "output", "resources", "sharing", "signals"}
+    assert groups == {"config", "input", "live", "output", "resources", "sharing", "signals",
+                      "untrusted"}
     assert len(FAULTS) >= 60
