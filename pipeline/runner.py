@@ -14,13 +14,12 @@ from contextlib import nullcontext
 from .dashboard import Dashboard
 from .encode import Encoder
 from .errors import ConfigError, InputError, Interrupted, OutputError, PipelineError
-from .frames import FrameFormat
 from .io.base import FrameSink, FrameSource
 from .io.codecs import OutputTarget, VideoSettings
-from .signals import exit_code, signal_name, stop_on_signals
+from .signals import exit_code, interruptibly, signal_name, stop_on_signals
 from .stages import build_chain
 from .stats import Stats
-from .stream import POLL, Run, memory_estimate, stuck_threads
+from .stream import Run, memory_estimate, stuck_threads
 
 __all__ = ["Stats", "run_config", "stuck_threads"]
 
@@ -44,29 +43,6 @@ def finish(sinks: list[FrameSink], stats: Stats, failed: bool) -> None:
 def keep_partial(sinks: list[FrameSink]) -> list[str]:
     """Finalise each sink but leave files at their temporary names; those names."""
     return [str(path) for path in (sink.keep() for sink in sinks) if path]
-
-
-def _open_interruptibly(src: FrameSource, stop: threading.Event, max_pixels: int
-                        ) -> FrameFormat:
-    """``src.open()`` on a helper thread: a signal never waits for a blocking open."""
-    done: list = []
-
-    def opening() -> None:
-        try:
-            done.append(src.open(max_pixels=max_pixels))
-        except BaseException as e:  # handed over below
-            done.append(e)
-
-    thread = threading.Thread(target=opening, name="pipeline-open", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(timeout=POLL)
-        if stop.is_set() and thread.is_alive():
-            raise Interrupted("stopped while opening the source")
-    result = done[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
 
 
 def output_target(config, output, video: VideoSettings | None
@@ -192,20 +168,24 @@ def run_config(config, *, source=None, output: str | None = None,
     received: list[int] = []
     with stop_on_signals(stop, received), src:
         try:
-            fmt = _open_interruptibly(src, stop, limits.pixels)
+            fmt = interruptibly(lambda: src.open(max_pixels=limits.pixels), stop, "open",
+                                "opening the source")
+            if fmt.height * fmt.width > limits.pixels:
+                raise InputError(f"{src.name}: frame {fmt.width}x{fmt.height} exceeds the "
+                                 f"limit of {limits.pixels / 1e6:.1f} MP (raise with "
+                                 "--max-pixels)")
+            chain = build_chain(config, fmt, plan=False)
+            need = memory_estimate(fmt, [step.out_shape for step in chain.steps], src.live)
+            if need > max_memory:
+                raise InputError(f"{src.name}: {fmt.width}x{fmt.height} frames through this "
+                                 f"chain need about {need / 2**30:.1f} GiB; --max-memory "
+                                 f"{max_memory / 2**30:.1f} GiB")
+            # FFT plans and spectra, method timings: before the first frame (minutes for a
+            # cold FFTW cache at 4K), on a thread a signal does not wait for
+            interruptibly(chain.plan, stop, "plan", "planning the chain")
         except Interrupted as e:
             e.exit_code = exit_code(signal_name(received[0]) if received else None)
             raise
-        if fmt.height * fmt.width > limits.pixels:
-            raise InputError(f"{src.name}: frame {fmt.width}x{fmt.height} exceeds the limit of "
-                             f"{limits.pixels / 1e6:.1f} MP (raise with --max-pixels)")
-        chain = build_chain(config, fmt, plan=False)
-        need = memory_estimate(fmt, [step.out_shape for step in chain.steps], src.live)
-        if need > max_memory:
-            raise InputError(f"{src.name}: {fmt.width}x{fmt.height} frames through this chain "
-                             f"need about {need / 2**30:.1f} GiB; --max-memory "
-                             f"{max_memory / 2**30:.1f} GiB")
-        chain.plan()  # FFT plans and spectra, method timings: before the first frame
         needs_encoder = any(s.wants == "uint8" for s in sinks)
         encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
         _open_sinks(sinks, chain.out_shape, encoder, fmt.fps, src.path)

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+from .errors import Interrupted
+
+T = TypeVar("T")
 
 # The exit code of a run each signal stopped (128 + its number on Linux, as a shell says).
 SIGNAL_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
@@ -50,3 +55,30 @@ def stop_on_signals(stop: threading.Event, received: list[int]) -> Iterator[None
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def interruptibly(work: Callable[[], T], stop: threading.Event, name: str, doing: str,
+                  poll: float = 0.1) -> T:
+    """``work()`` on a thread of its own (``pipeline-<name>``) while this one checks
+    ``stop``: a signal never waits for a blocking open or for minutes of planning. Raises
+    Interrupted("stopped while <doing>") once stopped (the thread is left: see
+    ``stream.stuck_threads``), else returns what ``work`` returned or raises what it
+    raised."""
+    done: list = []
+
+    def run() -> None:
+        try:
+            done.append(work())
+        except BaseException as e:  # handed over below
+            done.append(e)
+
+    thread = threading.Thread(target=run, name=f"pipeline-{name}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=poll)
+        if stop.is_set() and thread.is_alive():
+            raise Interrupted(f"stopped while {doing}")
+    result = done[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result

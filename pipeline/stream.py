@@ -35,6 +35,7 @@ QUEUE_BYTES = 128 << 20  # … and at most this many bytes per queue: memory bou
 LIVE_QUEUE = 1  # a live source keeps only the newest frame …
 LIVE_OUT_QUEUE = 2  # … and only two results wait for the writer: latency, not backlog
 POLL = 0.1  # seconds between checks of the stop event
+STOP_GRACE = 0.5  # seconds a frame under way may take to finish once a run is stopped
 _END = object()  # end of stream marker
 
 
@@ -86,6 +87,8 @@ class Run:
         self.errors: list[BaseException] = []
         self.enough = threading.Event()  # --max-frames frames processed
         self.stopped = False  # ended by ``stop`` before the stream did
+        self.abandoned = False  # stopped while a frame was computed; that frame not written
+        self._started = 0.0
         # every output 8-bit: the last bank encodes band by band where it can
         self._use(chain, encoder, finishes(chain, encoder, sinks))
         self.stats.paced = self.realtime
@@ -269,13 +272,11 @@ class Run:
             while self.outbox.get() is not _END:  # unblock the compute loop
                 pass
 
-    # -------------------------------------------------------------- main
-    def run(self) -> Stats:
-        started = time.perf_counter()
-        reader = threading.Thread(target=self._reader, name="pipeline-read", daemon=True)
-        writer = threading.Thread(target=self._writer, name="pipeline-write", daemon=True)
-        reader.start()
-        writer.start()
+    # -------------------------------------------------------------- compute
+    def _compute(self) -> None:
+        """Frames from the inbox through the chain into the outbox, until the end, a stop
+        or --max-frames; on its own thread, so that a frame that takes seconds never
+        keeps the main thread from a signal (``run``)."""
         last_progress = 0.0
         processed = 0
         try:
@@ -284,10 +285,10 @@ class Run:
                     item = self.inbox.get(timeout=POLL)
                 except queue.Empty:
                     if self.stop.is_set():
-                        break  # never wait on a reader blocked in OpenCV: finalise now
+                        return  # never wait on a reader blocked in OpenCV: finalise now
                     continue
                 if item is _END:
-                    break
+                    return
                 if self.stop.is_set():
                     self.stats.discarded += 1  # drained unprocessed: the run is stopping
                     continue
@@ -295,6 +296,8 @@ class Run:
                     self._swap_in(item.index)
                 start = time.perf_counter()
                 y = self.chain(item.data)
+                if self.abandoned:
+                    return  # the run ended while this frame was computed: not written
                 spent = time.perf_counter() - start
                 self.stats.compute_s += spent
                 self.pacing.note("compute", spent)
@@ -306,17 +309,41 @@ class Run:
                         self.pacing.encode_on_compute() else None
                 if not self._put(self.outbox, (item, y, encoded, self.encoder)):
                     self.stats.discarded += 1  # computed, but the run stopped first
-                    break
+                    return
                 processed += 1
                 if self.max_frames is not None and processed >= self.max_frames:
                     self.enough.set()  # live: N frames out, however many arrived
-                    break
+                    return
                 now = time.perf_counter()
                 if self.progress and now - last_progress > 0.1:
-                    self.stats.elapsed = now - started
+                    self.stats.elapsed = now - self._started
                     self.progress(self.stats)
                     last_progress = now
+        except BaseException as e:  # handed to the main thread, which reports it
+            self.errors.append(e)
+            self.stop.set()
+
+    # -------------------------------------------------------------- main
+    def run(self) -> Stats:
+        """The stream, start to end: the main thread starts the reader, compute and
+        writer threads and waits for them, checking ``stop``. Once stopped, a frame still
+        being computed gets ``STOP_GRACE`` to finish, then is left (counted unprocessed):
+        the outputs are finalised with the frames written so far either way."""
+        self._started = started = time.perf_counter()
+        reader = threading.Thread(target=self._reader, name="pipeline-read", daemon=True)
+        writer = threading.Thread(target=self._writer, name="pipeline-write", daemon=True)
+        compute = threading.Thread(target=self._compute, name="pipeline-compute", daemon=True)
+        reader.start()
+        writer.start()
+        compute.start()
+        try:
+            while compute.is_alive() and not self.stop.is_set():
+                compute.join(timeout=POLL)
+            compute.join(timeout=STOP_GRACE)
         finally:
+            if compute.is_alive():  # inside a long kernel: its frame is not waited for
+                self.abandoned = True
+                self.stats.discarded += 1
             self.stopped = self.stop.is_set()  # by a signal or its caller, before the end
             self.cores.close()
             self.stats.cores = self.cores.describe()
@@ -357,9 +384,15 @@ def finishes(chain: Chain, encoder: Encoder | None, sinks: list[FrameSink]) -> b
         and chain.finish_in_bank(encoder)
 
 
+# threads that may be left inside a C call when a run ends: a capture blocked in OpenCV, a
+# frame or a plan still computing after a signal
+LEFT_BEHIND = ("pipeline-read", "pipeline-open", "pipeline-compute", "pipeline-plan")
+
+
 def stuck_threads() -> list[threading.Thread]:
-    """Pipeline threads still alive (a capture blocked in OpenCV): exit with os._exit then."""
+    """Pipeline threads still alive after a run (``LEFT_BEHIND``): exit with os._exit then,
+    never through an interpreter shutdown around them."""
     return [t for t in threading.enumerate()
-            if t.name.startswith(("pipeline-read", "pipeline-open")) and t.is_alive()]
+            if t.name.startswith(LEFT_BEHIND) and t.is_alive()]
 
 

@@ -154,3 +154,32 @@ def s8(tmp):
 def s9(tmp):
     return Case(["run", EDGES, "-s", "synthetic:64x48:5", "--show"], 2,
                 r"--show: display not available", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
+
+
+@fault("S10", "signals", "SIGTERM while FFTW plans a 4K blur from a cold cache (about 20 s)")
+def s10(tmp):
+    out = tmp / "big.mkv"
+
+    def drive(proc, cwd):
+        time.sleep(3.0)  # started, source open, FFTW measuring its plans
+        proc.send_signal(signal.SIGTERM)
+
+    return Case(["run", ROOT / "configs" / "blur_large.yaml", "-q", "-s",
+                 "synthetic:3840x2160:5", "-o", out], 143, r"stopped while planning",
+                outputs={out: "absent"}, driver=drive, exit_within=1.0,
+                env={"PIPELINE_CACHE_DIR": str(tmp / "cache")})
+
+
+@fault("S11", "signals", "SIGINT while one frame takes seconds (64 outputs, 63x63, direct, "
+       "1080p): the frame under way is left, the file finalised")
+def s11(tmp):
+    import numpy as np
+
+    np.save(tmp / "w.npy", np.random.default_rng(0).normal(size=(64, 3, 63, 63)))
+    config = tmp / "slow.yaml"
+    config.write_text("stages:\n  - {type: bank, op: correlate, weights: {file: w.npy}, "
+                      "method: direct}\nencode: {select: [0]}\n")
+    out = tmp / "slow.mkv"
+    return Case(["run", config, "-q", "-s", "synthetic:1920x1080:3", "-o", out], 130, None,
+                outputs={out: "reported"}, driver=after_start(signal.SIGINT, 1.0, out),
+                exit_within=1.0, stdout=r"0 written, 3 unprocessed at stop")
