@@ -129,8 +129,13 @@ def run(
         ".mp4 .avi .mkv video, .npy floats, a folder/ or %05d.png pattern, or 'null'."))] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1)] = None,
     show: Annotated[bool, typer.Option("--show", help="Show frames in a window.")] = False,
-    serve: Annotated[str | None, typer.Option("--serve", metavar="HOST:PORT",
-                                              help="Serve MJPEG over HTTP.")] = None,
+    serve: Annotated[str | None, typer.Option("--serve", metavar="HOST:PORT", help=(
+        "Serve the live page (the result beside the source, figures, pause, snapshot) "
+        "at http://HOST:PORT/; bound to an address other than loopback it needs the token "
+        "printed in its URL."))] = None,
+    serve_token: Annotated[str | None, typer.Option("--serve-token", metavar="TOKEN", help=(
+        "The page's token (at least 8 letters, digits, - or _), instead of a random one; "
+        "given, loopback needs it too."))] = None,
     realtime: Annotated[bool | None, typer.Option("--realtime/--no-realtime", help=(
         "Play a file at its own frame rate (default: when --show/--serve are the only "
         "outputs)."))] = None,
@@ -177,6 +182,8 @@ def run(
 
     with guarded(debug):
         limits = _limits(max_kernel, max_outputs, max_pixels)
+        if serve_token is not None and serve is None:
+            raise ConfigError("--serve-token: there is no page to protect (add --serve)")
         cfg = load_config(config, limits)
         if segments is not None or scheduler is not None:
             from .segments import run_from_config
@@ -198,7 +205,7 @@ def run(
                                limits=limits, live=live, max_memory=int(max_memory * 2**30),
                                video=_video(codec, crf, preset, no_audio), announce=say,
                                realtime=realtime, loop=loop, watch=watch,
-                               tell=watch_lines(err))
+                               tell=watch_lines(err), serve_token=serve_token)
         say(str(stats))
         if stats.interrupted:
             leave(exit_code(stats.interrupted), interrupted=True)

@@ -57,29 +57,34 @@ def output_target(config, output, video: VideoSettings | None
     return config.output, video
 
 
-def _sinks_named(config, output, show: bool, serve: str | None, force: bool,
-                 inputs: list[str], token: str | None, video: VideoSettings | None,
-                 announce: Callable[[str], None] | None = None,
-                 dashboard: Dashboard | None = None) -> list[FrameSink]:
-    """The sinks a run writes to (``output_target``). With ``--show`` or ``--serve`` and no
+def _views(show: bool, serve: str | None, serve_token: str | None,
+           announce: Callable[[str], None] | None, board: Dashboard | None) -> list[FrameSink]:
+    """The window (``--show``) and the page (``--serve``) a run shows itself in."""
+    if not (show or serve):
+        return []
+    from .io.viewers import MjpegServerSink, WindowSink  # http.server alone: 35 ms a start
+
+    views: list[FrameSink] = [WindowSink()] if show else []
+    if serve:
+        views.append(MjpegServerSink(serve, announce=announce, dashboard=board,
+                                     token=serve_token))
+    return views
+
+
+def _sinks_named(config, output, views: list[FrameSink], force: bool, inputs: list[str],
+                 token: str | None, video: VideoSettings | None) -> list[FrameSink]:
+    """The sinks a run writes to (``output_target``), then ``views``. With views and no
     ``-o`` only the views run: the config's output is not written (README "Using it")."""
     from .io.sinks import open_sink
 
-    target, settings = (None, video) if output is None and (show or serve) else \
+    target, settings = (None, video) if output is None and views else \
         output_target(config, output, video)
     sinks: list[FrameSink] = []
-    if target is not None or not (show or serve):
+    if target is not None or not views:
         sinks.append(open_sink(target, force=force, inputs=inputs, token=token,
                                settings=settings)
                      if target is None or isinstance(target, str) else target)
-    if show or serve:  # imported only then: http.server alone is 35 ms of a start
-        from .io.viewers import MjpegServerSink, WindowSink
-
-        if show:
-            sinks.append(WindowSink())
-        if serve:
-            sinks.append(MjpegServerSink(serve, announce=announce, dashboard=dashboard))
-    return sinks
+    return sinks + views
 
 
 def _hearing(board: Dashboard | None, tell: Callable[[str, str], None] | None
@@ -121,7 +126,8 @@ def run_config(config, *, source=None, output: str | None = None,
                token: str | None = None, video: VideoSettings | None = None,
                announce: Callable[[str], None] | None = None,
                realtime: bool | None = None, loop: bool = False, watch: bool = False,
-               tell: Callable[[str, str], None] | None = None) -> Stats:
+               tell: Callable[[str, str], None] | None = None,
+               serve_token: str | None = None) -> Stats:
     """Run ``config`` (a Config or a YAML path) and return its Stats.
 
     ``source``/``output`` override the config's (a spec string, or a FrameSource/FrameSink
@@ -134,7 +140,9 @@ def run_config(config, *, source=None, output: str | None = None,
     output's temporary name, named in the error; an output that fails leaves nothing.
     ``token`` names the temporary files (destination.py); ``video`` the command line's codec
     settings (codecs.py), checked before anything is opened. ``announce`` is told where
-    a ``serve`` view is reachable once it listens ("serving at http://…/"). ``realtime``
+    a ``serve`` view is reachable once it listens ("serving at http://…/"), with
+    ``serve_token`` as its token (webserver.py; one is made for a non-loopback address,
+    and printed in that URL). ``realtime``
     plays a file at its own frame rate (its frames' times); None: when every sink is a
     view (``--show``, ``--serve``), as a player would. ``loop`` replays a file or images
     from the first frame at their end until stopped (views only). ``watch`` reloads the
@@ -157,8 +165,8 @@ def run_config(config, *, source=None, output: str | None = None,
         since = digest(config)  # before the first chain is planned: no edit is missed
     board = Dashboard(src.name, str(config.path) if config.path else None) if serve else None
     if sinks is None:
-        sinks = _sinks_named(config, output, show, serve, force,
-                             [src.path] if src.path else [], token, video, announce, board)
+        sinks = _sinks_named(config, output, _views(show, serve, serve_token, announce, board),
+                             force, [src.path] if src.path else [], token, video)
     if loop and (src.live or not all(s.view for s in sinks)):
         raise ConfigError(f"--loop: {src.name} is live" if src.live else
                           "--loop replays into views only (--show/--serve without -o): "

@@ -61,7 +61,9 @@ class Served:
         return json.loads(self.get("figures.json"))
 
     def post(self, path: str, body: bytes = b"") -> dict:
-        request = urllib.request.Request(self.url + path.lstrip("/"), data=body, method="POST")
+        """As the page posts: JSON (a toggle: no body)."""
+        request = urllib.request.Request(self.url + path.lstrip("/"), data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as r:
             return json.loads(r.read())
 
@@ -177,7 +179,7 @@ def _stalled_viewer(url: str) -> socket.socket:
     host, port = url.removeprefix("http://").rstrip("/").split(":")
     conn = socket.create_connection((host, int(port)))
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    conn.sendall(b"GET /stream.mjpg?feed=src HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.sendall(f"GET /stream.mjpg?feed=src HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
     conn.recv(256)
     return conn
 

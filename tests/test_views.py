@@ -44,9 +44,13 @@ def test_serving_on_every_interface_lists_every_address(tmp_path):
     assert result.returncode == 0, result.stderr
     line = result.stdout.splitlines()[0]
     urls = line.removeprefix("serving at ").split()
-    port = {u.rsplit(":", 1)[1] for u in urls}
+    port = {u.rsplit(":", 1)[1].split("/")[0] for u in urls}
     assert urls[0].startswith("http://127.0.0.1:") and len(port) == 1
-    assert all(re.fullmatch(r"http://\d+\.\d+\.\d+\.\d+:\d+/", u) for u in urls)
+    # not loopback only: every URL carries the one token the page needs (webserver.py)
+    tokens = {u.split("?token=")[1] for u in urls}
+    assert len(tokens) == 1 and len(tokens.pop()) >= 32
+    assert all(re.fullmatch(r"http://\d+\.\d+\.\d+\.\d+:\d+/\?token=[\w-]+", u)
+               for u in urls)
 
 
 def test_a_file_shown_or_served_plays_at_its_own_frame_rate(tmp_path):

@@ -92,7 +92,8 @@ async function refresh() {
   }
   seenChain = f.chain;
 }
-$("pause").onclick = () => fetch("/pause", {method: "POST"}).then(refresh);
+$("pause").onclick = () => fetch("/pause", {method: "POST", body: "{}",
+  headers: {"Content-Type": "application/json"}}).then(refresh);
 $("snapshot").onclick = () => {
   const a = document.createElement("a");
   a.href = "/snapshot.jpg?feed=out&download=1"; a.download = "";

@@ -5,11 +5,9 @@ Both follow the FrameSink protocol of ``base.py``; neither writes a file.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import socket
-import socketserver
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from ..dashboard import Dashboard, Feed, Viewer, viewable
 from ..errors import ConfigError, OutputError
 from .base import Shape, SinkResult, StreamSink
 from .page import PAGE
+from .webserver import Access, GuardedHandler, GuardedServer
 
 
 class WindowSink(StreamSink):
@@ -107,10 +106,9 @@ def local_addresses() -> list[str]:
 SEND_BUFFER = 128 << 10  # bytes (Linux doubles it)
 
 
-def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # no stderr noise per request
-            pass
+def _handler(board: Dashboard, allowed: Access) -> type[GuardedHandler]:
+    class Handler(GuardedHandler):
+        access = allowed
 
         def _feed(self, query: dict[str, list[str]]) -> tuple[str, Feed | None]:
             """The picture ``?feed=`` names (default "out"); None after a 404."""
@@ -150,13 +148,13 @@ def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
             if url.path != "/pause":
                 self.send_error(404)
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                asked = json.loads(self.rfile.read(length) or b"{}").get("paused")
-            except (ValueError, AttributeError):
-                self.send_error(400, "expected {\"paused\": true|false} or nothing")
+            body = self.json_body()  # only from the page itself (webserver.py)
+            asked = body.get("paused") if isinstance(body, dict) else body
+            if body is not None and not isinstance(body, dict) or \
+                    asked not in (None, True, False):
+                self.send_error(400, "expected {\"paused\": true|false}, {} or nothing")
                 return
-            paused = board.toggle_pause(None if asked is None else bool(asked))
+            paused = board.toggle_pause(asked)
             self._reply("application/json", json.dumps({"paused": paused}).encode())
 
         def _reply(self, kind: str, body: bytes, extra: dict[str, str] | None = None) -> None:
@@ -200,11 +198,6 @@ def _handler(board: Dashboard) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 class MjpegServerSink(StreamSink):
     """MJPEG over HTTP (``--serve HOST:PORT``): the page at http://HOST:PORT/ shows the
     result beside the source, with live figures (``dashboard.py``)."""
@@ -213,24 +206,30 @@ class MjpegServerSink(StreamSink):
 
     def __init__(self, address: str, quality: int = 85,
                  announce: Callable[[str], None] | None = None,
-                 dashboard: Dashboard | None = None) -> None:
+                 dashboard: Dashboard | None = None, token: str | None = None) -> None:
         host, _, port = address.rpartition(":")
         if not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"--serve {address!r}: expected HOST:PORT")
-        self.host, self.port = host or "127.0.0.1", int(port)
+        if token is not None and (len(token) < 8 or not token.isascii() or
+                                  not token.replace("-", "").replace("_", "").isalnum()):
+            raise ConfigError("--serve-token: at least 8 letters, digits, '-' or '_'")
+        self.host, self.port = host.strip("[]") or "127.0.0.1", int(port)
+        everywhere = self.host in ("0.0.0.0", "::")
+        self.access = Access.bound(self.host, local_addresses() if everywhere else [], token)
         self.announce = announce
         self.dashboard = dashboard or Dashboard("?")
         for feed in self.dashboard.feeds.values():
             feed.quality = quality
         self.name = f"http://{self.host}:{self.port}/"
         self.frames = 0
-        self._server: _Server | None = None
+        self._server: GuardedServer | None = None
 
     def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
         if self._server is not None:  # a reload changed the frames' shape: JPEG takes any
             return
         try:
-            self._server = _Server((self.host, self.port), _handler(self.dashboard))
+            self._server = GuardedServer((self.host, self.port),
+                                         _handler(self.dashboard, self.access))
         except OSError as e:
             raise OutputError(f"cannot serve on {self.host}:{self.port}: {e.strerror}") from None
         self.port = self._server.server_address[1]  # port 0: the kernel picked one
@@ -238,8 +237,9 @@ class MjpegServerSink(StreamSink):
         threading.Thread(target=self._server.serve_forever, name="pipeline-serve",
                          daemon=True).start()
         if self.announce is not None:
-            hosts = local_addresses() if self.host in ("0.0.0.0", "") else [self.host]
-            urls = " ".join(f"http://{h}:{self.port}/" for h in hosts)
+            hosts = local_addresses() if self.host in ("0.0.0.0", "::") else [self.host]
+            token = "" if self.access.token is None else f"?token={self.access.token}"
+            urls = " ".join(f"http://{h}:{self.port}/{token}" for h in hosts)
             self.announce(f"serving at {urls}")
 
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
