@@ -162,7 +162,7 @@ def run_config(config, *, source=None, output: str | None = None,
     if watch:
         from .watch import Watcher, digest
 
-        since = digest(config)  # before the first chain is planned: no edit is missed
+        since = digest(config, limits)  # before the first chain is planned: no edit is missed
     board = Dashboard(src.name, str(config.path) if config.path else None) if serve else None
     if sinks is None:
         sinks = _sinks_named(config, output, _views(show, serve, serve_token, announce, board),

@@ -386,7 +386,8 @@ def finishes(chain: Chain, encoder: Encoder | None, sinks: list[FrameSink]) -> b
 
 # threads that may be left inside a C call when a run ends: a capture blocked in OpenCV, a
 # frame or a plan still computing after a signal
-LEFT_BEHIND = ("pipeline-read", "pipeline-open", "pipeline-compute", "pipeline-plan")
+LEFT_BEHIND = ("pipeline-read", "pipeline-open", "pipeline-compute", "pipeline-plan",
+               "pipeline-reload")
 
 
 def stuck_threads() -> list[threading.Thread]:

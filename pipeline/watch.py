@@ -22,9 +22,10 @@ from pathlib import Path
 from .config import Config, Limits, load_config
 from .dashboard import size
 from .encode import Encoder
-from .errors import PipelineError
+from .errors import ConfigError, PipelineError
 from .frames import FrameFormat
 from .io.base import FrameSink
+from .paths import open_regular
 from .stages import build_chain
 from .stream import Run, Swap, finishes, memory_estimate
 from .yamlfile import mark, node_at, read_yaml
@@ -32,22 +33,57 @@ from .yamlfile import mark, node_at, read_yaml
 POLL = 0.25  # seconds between looks at the file
 
 
-def digest(config: Config) -> bytes | None:
+WATCHED_BYTES = 1 << 30  # a weights or model file; the config has its own cap (Limits)
+
+
+def digest(config: Config, limits: Limits) -> bytes | None:
     """What ``Watcher`` compares against: taken when the run reads its config, so an edit
     made while the first chain is planned is not missed."""
     assert config.path is not None
-    return _digest([config.path, *config.files_read()])
-
-
-def _digest(paths: list[Path]) -> bytes | None:
-    """One digest of the config and every file it reads (weights, biases, models)."""
-    h = hashlib.blake2b(digest_size=16)
     try:
-        for path in paths:
-            h.update(path.read_bytes())
-    except OSError:
-        return None  # gone for a moment (an editor's save by rename): look again
-    return h.digest()
+        return Fingerprints(limits).digest([config.path, *config.files_read()])
+    except PipelineError:
+        return None
+
+
+class Fingerprints:
+    """One digest of the config and every file it reads (weights, biases, models).
+
+    Each file is read only as a regular file within its cap, opened without blocking
+    (``paths.open_regular``): a config replaced by a link to ``/dev/zero`` was read until
+    memory ran out (4.8 GB), and a FIFO blocked the watcher for good. A file is hashed a
+    chunk at a time, and again only when its inode, size or times change, so a large
+    model is not read four times a second.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._known: dict[Path, tuple[tuple[int, ...], bytes]] = {}
+
+    def digest(self, paths: list[Path]) -> bytes | None:
+        """None while a file is missing (an editor's save by rename); raises ConfigError
+        for one that is not a regular file, or is over its cap."""
+        h = hashlib.blake2b(digest_size=16)
+        for i, path in enumerate(paths):
+            try:
+                h.update(self._one(path, self.limits.config_bytes if i == 0 else WATCHED_BYTES,
+                                   "config" if i == 0 else "file the config reads"))
+            except FileNotFoundError:
+                return None
+        return h.digest()
+
+    def _one(self, path: Path, cap: int, what: str) -> bytes:
+        info = os.stat(path)
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        known = self._known.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        h = hashlib.blake2b(digest_size=16)
+        with open_regular(path, ConfigError, what, cap) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        self._known[path] = (stamp, h.digest())
+        return h.digest()
 
 
 def located(path: Path, limits: Limits, message: str) -> str:
@@ -82,8 +118,12 @@ class Watcher:
         self.run, self.sinks, self.max_memory = run, sinks, max_memory
         self.tell = tell
         self._stop = threading.Event()
-        self._digest = since if since is not None else _digest(self._files())
-        self._thread = threading.Thread(target=self._loop, name="pipeline-watch", daemon=True)
+        self._prints = Fingerprints(limits)
+        self._digest = since if since is not None else self._look()
+        self._said: str | None = None  # the last problem reported: each is said once
+        # a reload left planning when the run ends is not waited for (stream.LEFT_BEHIND)
+        self._thread = threading.Thread(target=self._loop, name="pipeline-reload",
+                                        daemon=True)
 
     def __enter__(self) -> Watcher:
         self._thread.start()
@@ -91,23 +131,39 @@ class Watcher:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=2 * POLL)
+
+    def _look(self) -> bytes | None:
+        try:
+            return self._prints.digest(self._files())
+        except PipelineError:
+            return None
 
     def _files(self) -> list[Path]:
         """The config, and the files the config running now reads."""
         return [self.path, *self.config.files_read()]
 
     def _loop(self) -> None:
+        """Until the run ends: whatever happens to the files, one line says so and the
+        watcher goes on (a problem is said once, until the files change again)."""
         while not self._stop.wait(POLL):
-            digest = _digest(self._files())
-            if digest is None or digest == self._digest:
-                continue
-            self._digest = digest
             try:
+                digest = self._prints.digest(self._files())
+                if digest is None or digest == self._digest:
+                    continue
+                self._digest = digest
+                self._said = None
                 self.reload()
+            except PipelineError as e:
+                self._say(f"{e}; still running chain #{self.run.generation}")
             except Exception as e:  # noqa: BLE001 - a reload never ends the stream
-                self.tell("error", f"{self.path}: reload failed: {type(e).__name__}: {e}; "
-                                   f"still running chain #{self.run.generation}")
+                self._say(f"{self.path}: reload failed: {type(e).__name__}: {e}; "
+                          f"still running chain #{self.run.generation}")
+
+    def _say(self, text: str) -> None:
+        if text != self._said:
+            self._said = text
+            self.tell("error", text)
 
     def reload(self) -> None:
         """Read, check, build and plan the file's config, then hand it to the stream."""
@@ -139,7 +195,7 @@ class Watcher:
             if getattr(config, field) != getattr(self.first, field):
                 self.tell("note", f"{self.path}: {field}: changes apply at the next run")
         self.config = config  # its files are watched from now on
-        self._digest = _digest(self._files())
+        self._digest = self._look()
         needs_encoder = any(s.wants == "uint8" for s in self.sinks)
         encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
         planned = time.perf_counter() - started
