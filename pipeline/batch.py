@@ -26,6 +26,7 @@ from typing import Any
 from .errors import INTERNAL, LOSSY, ConfigError, InputError, PipelineError
 from .io.codecs import VideoSettings
 from .io.destination import new_token, partial_name
+from .io.segment_source import Segment, SegmentSource
 from .io.sources import is_url
 from .proof import unproven, write_proof
 from .signals import STOP_SIGNALS, signal_name, stop_on_signals
@@ -50,7 +51,7 @@ class Job:
     strict: bool = False
     why: str = "new"  # why it runs: new, or why a finished-looking output is redone
     video: VideoSettings | None = None  # the command line's codec settings
-    segment: tuple[float, float | None] | None = None  # seconds [start, end) of source
+    segment: Segment | None = None  # one segment of the source (segments.py)
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,7 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
 
     source: Any = job.source
     if job.segment is not None:  # one segment of a long video (segments.py)
-        from .io.segment_source import SegmentSource
-
-        source = SegmentSource(job.source, *job.segment)
+        source = SegmentSource(job.source, job.segment)
     try:
         Path(job.target).parent.mkdir(parents=True, exist_ok=True)
         stats = run_config(job.config, source=source, output=job.target, force=True,
@@ -108,7 +107,14 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
         kept = tuple(stats.kept)
         where = f"{stats.frames_written} frames kept in {', '.join(kept)}" if kept else \
             "nothing written"
-        return Outcome(job.source, STOPPED, f"stopped part-way; {where}", kept)
+        return Outcome(job.source, STOPPED, f"stopped part-way; {where}", kept,
+                       stats.frames_written)
+    if job.segment is not None and \
+            stats.frames_written + stats.decode_errors != job.segment.frames:
+        return Outcome(job.source, InputError.exit_code,
+                       f"{source.name}: gave {stats.frames_written} frames (and "
+                       f"{stats.decode_errors} undecodable) of the {job.segment.frames} its "
+                       "range holds", frames=stats.frames_written)
     try:
         if job.segment is None:  # a segment's part is joined and removed: nothing to prove
             write_proof(job.target, job.source, job.fingerprint, stats.frames_written)

@@ -191,9 +191,11 @@ def run(
             if show or serve is not None or max_frames is not None or loop or watch:
                 raise ConfigError("--segments/--scheduler write a file: no --show, --serve, "
                                   "--max-frames, --loop or --watch with them")
-            say(str(run_from_config(str(config), cfg, source, output, segments, scheduler,
-                                    open_timeout, force, _video(codec, crf, preset,
-                                                                no_audio))))
+            done = run_from_config(str(config), cfg, source, output, segments, scheduler,
+                                   open_timeout, force, _video(codec, crf, preset, no_audio))
+            say(str(done))
+            if done.interrupted:
+                leave(exit_code(done.interrupted), interrupted=True)
             leave(0)
         retry = Reconnect(attempts=reconnect_attempts, budget=reconnect_budget)
         live = {"read_timeout": read_timeout, "retry": retry}

@@ -17,37 +17,55 @@ single-process run's, and a lossy one has its frame count and timestamps.
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
+import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import INTERNAL, ConfigError, InputError, Interrupted, OutputError, PipelineError
+from .errors import INTERNAL, ConfigError, InputError, OutputError, PipelineError
 from .io.codecs import VideoSettings, resolve
 from .io.destination import Destination, new_token
 
-from .io.segment_source import EPS
+from .io.segment_source import EPS, Segment
+from .signals import signal_name, stop_on_signals
 
 
 @dataclass(frozen=True)
 class Cut:
-    """Where a video is cut: segment ``i`` holds the frames at ``starts[i] <= t <
-    starts[i + 1]`` seconds from the video's start (the last to the end)."""
+    """Where a video is cut: ``segments`` in order, covering it; ``asked`` the number of
+    segments asked for (more than the video has keyframes: one segment per keyframe)."""
 
-    starts: tuple[float, ...]
+    segments: tuple[Segment, ...]
     keyframes: int
     duration: float
+    asked: int
 
-    def bounds(self, i: int) -> tuple[float, float | None]:
-        end = self.starts[i + 1] if i + 1 < len(self.starts) else None
-        return self.starts[i], end
+    @property
+    def clamped(self) -> str | None:
+        """A note when fewer segments than asked are made, else None."""
+        if len(self.segments) >= self.asked:
+            return None
+        return (f"--segments {self.asked}: the video has {self.keyframes} keyframe"
+                f"{'s' * (self.keyframes != 1)} to cut at; cut into {len(self.segments)}")
 
 
-def keyframe_times(path: str) -> tuple[list[float], float]:
-    """The times (seconds from the video's start) of the video's keyframes, in order, and
-    the end of its last packet; InputError when it has no video or cannot be read."""
+@dataclass(frozen=True)
+class Packets:
+    """A video's packets as the cut needs them: keyframes ``(seconds, pts)`` and every
+    packet's time (seconds from the video's start), each sorted, and the end."""
+
+    keys: list[tuple[float, int]]
+    times: list[float]
+    end: float
+
+
+def packets(path: str) -> Packets:
+    """Demux (decode nothing) the video's packets; InputError when it has no video or
+    cannot be read."""
     import av
 
     try:
@@ -56,28 +74,43 @@ def keyframe_times(path: str) -> tuple[list[float], float]:
                 raise InputError(f"{path}: no video stream to cut")
             stream = container.streams.video[0]
             tb, start = stream.time_base, stream.start_time or 0
-            times, end = [], 0.0
+            keys, times, end = {}, [], 0.0
             for packet in container.demux(stream):
                 if packet.pts is None:
                     continue
                 t = float((packet.pts - start) * tb)
                 end = max(end, t + float((packet.duration or 0) * tb))
+                times.append(t)
                 if packet.is_keyframe:
-                    times.append(t)
+                    keys.setdefault(t, int(packet.pts))
     except (av.FFmpegError, OSError) as e:
         raise InputError(f"{path}: cannot read its packets to cut it ({e})") from None
-    return sorted(set(times)), end
+    return Packets(sorted(keys.items()), sorted(times), end)
 
 
 def cut(path: str, n: int) -> Cut:
-    """At most ``n`` segments, cut at the keyframes nearest to equal shares of the video."""
-    times, end = keyframe_times(path)
-    starts = {0.0}
-    inner = [t for t in times if t > EPS]
-    for k in range(1, n):
-        if inner:
-            starts.add(min(inner, key=lambda t, goal=end * k / n: abs(t - goal)))
-    return Cut(tuple(sorted(starts)), len(times), end)
+    """At most ``n`` segments, cut at the keyframes nearest to equal shares of the video
+    (never more than it has keyframes, whatever ``n`` is)."""
+    found = packets(path)
+    inner = [(t, pts) for t, pts in found.keys if t > EPS]
+    times = [t for t, _ in inner]
+    chosen: dict[float, int | None] = {0.0: None}
+    if n > len(inner):  # a segment per keyframe
+        chosen.update(inner)
+    for k in range(1, n if n <= len(inner) else 0):
+        goal = found.end * k / n
+        i = bisect.bisect_left(times, goal)
+        near = min((j for j in (i - 1, i) if 0 <= j < len(inner)),
+                   key=lambda j: abs(times[j] - goal))
+        chosen.setdefault(*inner[near])
+    starts = sorted(chosen)
+    segments = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        lo = bisect.bisect_left(found.times, start - EPS)
+        hi = len(found.times) if end is None else bisect.bisect_left(found.times, end - EPS)
+        segments.append(Segment(start, end, chosen[start], hi - lo))
+    return Cut(tuple(segments), len(found.keys), found.end, n)
 
 
 def parts_folder(final: Path, token: str) -> Path:
@@ -178,32 +211,44 @@ def _sound(source: str, out: Any, encoding: Any, track: Any) -> Any:
 
 @dataclass
 class SegmentedRun:
-    """What ``run_segmented`` did, for the summary."""
+    """What ``run_segmented`` did, for the summary; ``interrupted`` names the signal that
+    stopped it (the output then holds the segments finished before it, as a stopped
+    single run holds the frames written before it)."""
 
     segments: int
     frames: int
     seconds: float
     join_seconds: float
     retried: int
-    output: Path
+    output: Path | None
     sound: str
     workers: str
+    notes: list[str] = field(default_factory=list)
+    interrupted: str | None = None
 
     def __str__(self) -> str:
-        return (f"frames: {self.frames} written in {self.segments} segments on "
-                f"{self.workers}" + (f" ({self.retried} retried)" if self.retried else "")
-                + f"\nspeed: {self.frames / max(self.seconds, 1e-9):.1f} fps over "
-                f"{self.seconds:.2f} s, of which the join {self.join_seconds:.2f} s\n"
-                f"output: {self.output}: {self.frames} frames, sound {self.sound}")
+        lines = [f"frames: {self.frames} written in {self.segments} segments on "
+                 f"{self.workers}" + (f" ({self.retried} retried)" if self.retried else ""),
+                 f"speed: {self.frames / max(self.seconds, 1e-9):.1f} fps over "
+                 f"{self.seconds:.2f} s, of which the join {self.join_seconds:.2f} s",
+                 f"output: {self.output}: {self.frames} frames, sound {self.sound}"
+                 if self.output else "output: nothing written",
+                 *(f"note: {note}" for note in self.notes)]
+        if self.interrupted:
+            lines.append(f"interrupted by {self.interrupted}; outputs finalised")
+        return "\n".join(lines)
 
 
 def run_segmented(config: str, source: str, output: str, n: int, *,
                   scheduler: str | None = None, open_timeout: float = 10.0,
                   workers: int | None = None, force: bool = False,
                   video: VideoSettings | None = None, report: Any = None) -> SegmentedRun:
-    """``config`` on ``source`` cut into ``n`` segments (at keyframes), filtered by local
-    processes or on the Dask cluster at ``scheduler``, joined into ``output``. Raises
-    PipelineError subclasses; the output exists only when every segment is joined."""
+    """``config`` on ``source`` cut into ``n`` segments (at keyframes; never more than it
+    has), filtered by local processes or on the Dask cluster at ``scheduler``, joined into
+    ``output``. Every segment must give the frames its range holds. Stopped by a signal,
+    the segments finished before it (and the one under way, part-way) are joined, as a
+    stopped single run keeps its frames so far. Raises PipelineError subclasses; the
+    output gets its final name only when joined and checked."""
     from . import batch
 
     start = time.monotonic()
@@ -216,78 +261,109 @@ def run_segmented(config: str, source: str, output: str, n: int, *,
     dest = Destination(final, force, [source], None)
     dest.check()
     where = cut(source, n)
-    client = None
-    if scheduler:
-        client = batch.connect(scheduler, open_timeout)
+    client = batch.connect(scheduler, open_timeout) if scheduler else None
+    if client is not None:
         try:
             batch.check_storage(client, [source], [str(final.parent)])
         except BaseException:
             client.close()
             raise
-    dest.claim()  # locked from here: the final name appears only when all is joined
-    folder = parts_folder(final, dest.token)
-    committed = False
-    try:
-        folder.mkdir()
-        parts = [folder / f"part{i:04d}{final.suffix}" for i in range(len(where.starts))]
-        settings = part_settings(video)
-        jobs = [batch.Job(i, source, str(parts[i]), os.path.abspath(config), "", new_token(),
-                          video=settings, segment=where.bounds(i))
-                for i in range(len(parts))]
-        outcomes, retried = _run_jobs(jobs, client, scheduler, open_timeout, workers, report)
-        bad = [o for o in outcomes if o.code != 0]
-        if bad:
-            error = PipelineError(f"{len(bad)} of {len(jobs)} segments failed twice, the "
-                                  f"first: {bad[0].message}; nothing written to {final}")
-            error.exit_code = bad[0].code if bad[0].code > 0 else INTERNAL
-            raise error
-        frames = sum(o.frames for o in outcomes)
-        joined = join(parts, source, dest, video)
-        if joined.frames != frames:
-            raise OutputError(f"{final}: joined {joined.frames} frames of the segments' "
-                              f"{frames}")
-        dest.commit()
-        committed = True
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        if not committed:
-            dest.discard()
-    local = min(workers or os.cpu_count() or 1, len(jobs))
-    who = f"the cluster at {scheduler}" if scheduler else \
+    stop, received = threading.Event(), []
+    with stop_on_signals(stop, received):  # from the claim on, a signal keeps what is done
+        dest.claim()  # locked from here: the final name appears only when all is joined
+        folder = parts_folder(final, dest.token)
+        committed = False
+        try:
+            folder.mkdir()
+            jobs = [batch.Job(i, source, str(folder / f"part{i:04d}{final.suffix}"),
+                              os.path.abspath(config), "", new_token(),
+                              video=part_settings(video), segment=segment)
+                    for i, segment in enumerate(where.segments)]
+            outcomes, retried, signame = _run_jobs(jobs, client, scheduler, open_timeout,
+                                                   workers, report)
+            signame = signame or (signal_name(received[0]) if received else None)
+            parts, frames = _parts(jobs, outcomes, final, stopped=signame is not None)
+            joined = join(parts, source, dest, video) if parts else None
+            if joined is not None:
+                if joined.frames != frames:
+                    raise OutputError(f"{final}: joined {joined.frames} frames of the "
+                                      f"segments' {frames}")
+                dest.commit()
+                committed = True
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not committed:
+                dest.discard()
+    return SegmentedRun(len(jobs), frames, time.monotonic() - start,
+                        joined.seconds if joined else 0.0, retried,
+                        final if joined else None, joined.sound if joined else "none",
+                        _who(scheduler, workers, len(jobs)),
+                        _notes(where, signame, len(parts), len(jobs)), signame)
+
+
+def _who(scheduler: str | None, workers: int | None, jobs: int) -> str:
+    local = min(workers or os.cpu_count() or 1, jobs)
+    return f"the cluster at {scheduler}" if scheduler else \
         f"{local} local process" + "es" * (local != 1)
-    return SegmentedRun(len(jobs), frames, time.monotonic() - start, joined.seconds,
-                        retried, final, joined.sound, who)
+
+
+def _notes(where: Cut, signame: str | None, joined: int, jobs: int) -> list[str]:
+    notes = [where.clamped] if where.clamped else []
+    if signame:
+        notes.append(f"stopped: {joined} of {jobs} segments joined, the frames up to the "
+                     "stop" if joined else "stopped before any segment had frames")
+    return notes
+
+
+def _parts(jobs: list[Any], outcomes: list[Any], final: Path, stopped: bool
+           ) -> tuple[list[Path], int]:
+    """The part files to join and their frames: all of them; or, once stopped, those
+    finished before the first that was not, and that one's frames so far. Otherwise a
+    failure (after its retry) is raised."""
+    parts: list[Path] = []
+    frames = 0
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if outcome.code == 0:
+            parts.append(Path(job.target))
+            frames += outcome.frames
+            continue
+        if stopped:
+            if outcome.kept and outcome.frames:
+                parts.append(Path(outcome.kept[0]))
+                frames += outcome.frames
+            break
+        bad = [o for o in outcomes if o.code != 0]
+        error = PipelineError(f"{len(bad)} of {len(jobs)} segments failed twice, the first: "
+                              f"{bad[0].message}; nothing written to {final}")
+        error.exit_code = bad[0].code if bad[0].code > 0 else INTERNAL
+        raise error
+    return parts, frames
 
 
 def _run_jobs(jobs: list[Any], client: Any, scheduler: str | None, open_timeout: float,
-              workers: int | None, report: Any) -> tuple[list[Any], int]:
-    """Every segment once, and those that failed once more; (outcomes in order, retried).
-    ``client`` (closed by the first pass) or local processes."""
+              workers: int | None, report: Any) -> tuple[list[Any], int, str | None]:
+    """Every segment once, and those that failed once more; (outcomes in order, retried,
+    the signal that stopped them or None). ``client`` (closed by the first pass) or local
+    processes."""
     from . import batch
 
     report = report or (lambda job, outcome: None)
 
-    def run(todo: list[Any], cluster: Any) -> list[Any]:
+    def run(todo: list[Any], cluster: Any) -> tuple[list[Any], str | None]:
         if cluster is not None:
-            outcomes, signame = batch.run_dask(todo, cluster, report)
-        else:
-            outcomes, signame = batch.LocalPool(todo, workers or os.cpu_count() or 1).run(report)
-        if signame:
-            from .signals import exit_code
+            return batch.run_dask(todo, cluster, report)
+        return batch.LocalPool(todo, workers or os.cpu_count() or 1).run(report)
 
-            error = Interrupted(f"interrupted by {signame}; nothing written")
-            error.exit_code = exit_code(signame)
-            raise error
-        return outcomes
-
-    outcomes = run(jobs, client)
-    again = [replace(job, index=k, token=new_token())
-             for k, job in enumerate(j for j, o in zip(jobs, outcomes) if o.code != 0)]
+    outcomes, signame = run(jobs, client)
+    again = [] if signame else \
+        [replace(job, index=k, token=new_token())
+         for k, job in enumerate(j for j, o in zip(jobs, outcomes) if o.code != 0)]
     if again:
         cluster = None if client is None else batch.connect(scheduler, open_timeout)
-        redone = iter(run(again, cluster))
-        outcomes = [next(redone) if o.code != 0 else o for o in outcomes]
-    return outcomes, len(again)
+        redone, signame = run(again, cluster)
+        it = iter(redone)
+        outcomes = [next(it) if o.code != 0 else o for o in outcomes]
+    return outcomes, len(again), signame
 
 
 def run_from_config(config_path: str, config: Any, source: str | None, output: str | None,
