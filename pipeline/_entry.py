@@ -49,6 +49,7 @@ def main() -> None:
     if "--verbose" not in sys.argv[1:]:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+        os.environ.setdefault("PIPELINE_FFMPEG_LOG", "quiet")  # PyAV's libraries (io/libav.py)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # pools that spin slow the others
     steady_heap()
     from .cli import main as cli_main

@@ -81,16 +81,21 @@ Crf = Annotated[int | None, typer.Option("--crf", help=(
 Preset = Annotated[str | None, typer.Option("--preset", help=(
     "Encoder speed preset (x264/x265 ultrafast..placebo, VP9 realtime/good/best, AV1 0..13)."
     ))]
-NoAudio = Annotated[bool, typer.Option("--no-audio", help=(
-    "Write no sound (default: the input's sound track, copied where the container takes "
-    "it)."))]
+Audio = Annotated[str | None, typer.Option("--audio", metavar="auto|copy|none", help=(
+    "The input's sound: auto copies it where the container takes it and browsers play it "
+    "there, else re-encodes it (default); copy copies whatever the container takes; none "
+    "writes no sound."))]
+NoAudio = Annotated[bool, typer.Option("--no-audio", help="Write no sound (--audio none).")]
 
 
-def _video(codec: str | None, crf: int | None, preset: str | None, no_audio: bool) -> Any:
+def _video(codec: str | None, crf: int | None, preset: str | None, no_audio: bool,
+           audio: str | None) -> Any:
     """The codec flags as settings (codecs.py checks them against the output)."""
     from .io.codecs import VideoSettings
 
-    return VideoSettings.from_flags(codec, crf, preset, False if no_audio else None)
+    if no_audio and audio not in (None, "none"):
+        raise ConfigError(f"--no-audio and --audio {audio}: give one of them")
+    return VideoSettings.from_flags(codec, crf, preset, False if no_audio else audio)
 
 
 @contextmanager
@@ -172,6 +177,7 @@ def run(
     crf: Crf = None,
     preset: Preset = None,
     no_audio: NoAudio = False,
+    audio: Audio = None,
     strict: Strict = False,
     debug: Debug = False,
 ) -> None:
@@ -191,8 +197,9 @@ def run(
             if show or serve is not None or max_frames is not None or loop or watch:
                 raise ConfigError("--segments/--scheduler write a file: no --show, --serve, "
                                   "--max-frames, --loop or --watch with them")
+            video = _video(codec, crf, preset, no_audio, audio)
             done = run_from_config(str(config), cfg, source, output, segments, scheduler,
-                                   open_timeout, force, _video(codec, crf, preset, no_audio))
+                                   open_timeout, force, video)
             say(str(done))
             if done.interrupted:
                 leave(exit_code(done.interrupted), interrupted=True)
@@ -205,7 +212,7 @@ def run(
             stats = run_config(cfg, source=source, output=output, max_frames=max_frames,
                                show=show, serve=serve, force=force, progress=update,
                                limits=limits, live=live, max_memory=int(max_memory * 2**30),
-                               video=_video(codec, crf, preset, no_audio), announce=say,
+                               video=_video(codec, crf, preset, no_audio, audio), announce=say,
                                realtime=realtime, loop=loop, watch=watch,
                                tell=watch_lines(err), serve_token=serve_token)
         say(str(stats))
@@ -357,6 +364,7 @@ def batch(
     crf: Crf = None,
     preset: Preset = None,
     no_audio: NoAudio = False,
+    audio: Audio = None,
     strict: Strict = False,
     debug: Debug = False,
 ) -> None:
@@ -373,7 +381,7 @@ def batch(
         except OSError as e:
             raise OutputError(f"--out {out_dir}: cannot create it ({e.strerror})") from None
         ext = ext if ext.startswith(".") else f".{ext}"
-        video = _video(codec, crf, preset, no_audio)
+        video = _video(codec, crf, preset, no_audio, audio)
         open_sink(f"{out_dir}/x{ext}", settings=video)  # bad settings: exit 2 before any job
         pairs = jobs_.targets(inputs, out_dir, ext)
         config_path = str(config)

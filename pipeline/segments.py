@@ -29,7 +29,7 @@ from typing import Any
 from .errors import INTERNAL, ConfigError, InputError, OutputError, PipelineError
 from .io.codecs import VideoSettings, resolve
 from .io.destination import Destination, new_token
-
+from .io.libav import libav
 from .io.segment_source import EPS, Segment
 from .signals import signal_name, stop_on_signals
 
@@ -66,7 +66,7 @@ class Packets:
 def packets(path: str) -> Packets:
     """Demux (decode nothing) the video's packets; InputError when it has no video or
     cannot be read."""
-    import av
+    av = libav()
 
     try:
         with av.open(path) as container:
@@ -136,7 +136,7 @@ def join(parts: list[Path], source: str, dest: Destination, video: VideoSettings
     """The parts' video packets, in order, into ``dest``'s temporary file (claimed by the
     caller, who commits it), with the source's sound copied (or re-encoded where the
     container does not take it) as the video sink would. No frame is re-encoded."""
-    import av
+    av = libav()
 
     from .io.audio import AudioTrack
 
@@ -188,7 +188,7 @@ def join(parts: list[Path], source: str, dest: Destination, video: VideoSettings
 
 def _sound(source: str, out: Any, encoding: Any, track: Any) -> Any:
     """The source's first sound track as an AudioTrack into ``out``, or None."""
-    import av
+    av = libav()
 
     if not encoding.audio:
         return None

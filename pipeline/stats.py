@@ -44,11 +44,15 @@ class Stats:
         return self.frames_written / self.elapsed if self.elapsed > 0 else 0.0
 
     def losses(self) -> list[str]:
-        """What a finished job lost on the way in (``--strict`` exits 6 on any)."""
+        """What a finished job lost on the way in (``--strict`` exits 6 on any): frames
+        it could not decode, a file that ends before its own declared duration, sound
+        packets it could not decode. Never a frame count a container only estimates."""
         lost = [f"{self.decode_errors} undecodable frame"
                 f"{'s' if self.decode_errors > 1 else ''} skipped"] if self.decode_errors else []
         if self.ended_early:
-            lost.append("the input ended before its declared frame count")
+            lost.append("the input ended before its declared duration")
+        for result in self.results:
+            lost += result.losses
         return lost
 
     def threads_ms(self) -> dict[str, float]:

@@ -36,12 +36,12 @@ def clip_frames(n: int = 60, width: int = 160, height: int = 120) -> list[np.nda
 
 def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
                fps: float = 30.0, *, codec: str | None = None, audio: str | None = None,
-               times: list[float] | None = None, seconds_of_audio: float | None = None
-               ) -> list[np.ndarray]:
+               times: list[float] | None = None, seconds_of_audio: float | None = None,
+               audio_rate: int = AUDIO_RATE) -> list[np.ndarray]:
     """A clip made with PyAV: ``n`` frames of ``clip_frames`` at ``fps`` (or at ``times``,
     seconds: variable frame rate), in the codec of its extension (``CLIP_CODECS``) or
     ``codec``; with ``audio`` (an encoder: aac, libmp3lame, ac3, libopus), a 440 Hz tone
-    as long as the video (or ``seconds_of_audio``). Returns the frames."""
+    as long as the video (or ``seconds_of_audio``) at ``audio_rate``. Returns the frames."""
     import av
 
     frames = clip_frames(n, width, height) if n else []
@@ -57,7 +57,7 @@ def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
         video.codec_context.time_base = video.time_base = time_base
         sound = None
         if audio is not None:
-            sound = out.add_stream(audio, rate=AUDIO_RATE)
+            sound = out.add_stream(audio, rate=audio_rate)
             sound.layout = "stereo"
         if not frames:
             out.start_encoding()  # a header (and an index) with no frame in between
@@ -72,26 +72,55 @@ def write_clip(path: Path, n: int = 60, width: int = 160, height: int = 120,
         if sound is not None:
             length = seconds_of_audio if seconds_of_audio is not None else \
                 (times[-1] + 1 / fps if times is not None else n / fps)
-            for packet in tone(sound, length):
+            for packet in tone(sound, length, rate=audio_rate):
                 out.mux(packet)
     return frames
 
 
-def tone(stream, seconds: float, hz: float = 440.0):
-    """Packets of a stereo sine tone ``seconds`` long, encoded by ``stream``."""
+def tone(stream, seconds: float, hz: float = 440.0, rate: int = AUDIO_RATE):
+    """Packets of a stereo sine tone ``seconds`` long at ``rate``, encoded by ``stream``."""
     import av
 
-    total = int(seconds * AUDIO_RATE)
+    total = int(seconds * rate)
     step = 1024
     for start in range(0, total, step):
-        t = np.arange(start, min(start + step, total)) / AUDIO_RATE
+        t = np.arange(start, min(start + step, total)) / rate
         wave = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
         frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp",
                                            layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, \
-            Fraction(1, AUDIO_RATE)
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
         yield from stream.encode(frame)
     yield from stream.encode(None)
+
+
+def damage_sound(path: Path, damaged: Path, which: set[int] | None = None,
+                 garble: bool = False) -> int:
+    """``path`` remuxed into ``damaged`` with sound packets cut to a quarter (or, with
+    ``garble``, their bytes replaced by noise): those whose index is in ``which``
+    (default: the first; OpenCV's Megamind.avi sample has one such AC-3 packet), every one
+    where ``which`` is empty. Returns the sound packets."""
+    import av
+
+    which = {0} if which is None else which
+    count = 0
+    with av.open(str(path)) as src, av.open(str(damaged), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if not packet.size:
+                continue
+            target = streams[packet.stream.index]
+            if packet.stream.type == "audio":
+                if not which or count in which:
+                    noise = np.random.default_rng(count).integers(0, 256, packet.size,
+                                                                  dtype=np.uint8).tobytes()
+                    cut = av.Packet(noise if garble else bytes(packet)[: packet.size // 4])
+                    cut.pts, cut.dts, cut.duration = packet.pts, packet.dts, packet.duration
+                    cut.time_base = packet.time_base
+                    packet = cut
+                count += 1
+            packet.stream = target
+            out.mux(packet)
+    return count
 
 
 def write_clips(folder: Path, stem: str, count: int, **clip) -> list[Path]:

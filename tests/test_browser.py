@@ -135,3 +135,38 @@ def test_the_page_in_chromium(browser, served):
     assert re.search(r"edges\.yaml:\d+:\d+: stages\[2\]", note), note
     shown = int(_text(browser, "frames").split(" / ")[1])
     wait.until(lambda d: int(_text(d, "frames").split(" / ")[1]) > shown + 10)
+
+
+def test_video_files_play_their_sound_in_chromium(browser, tmp_path):
+    """What a user hands on plays in a browser with its sound (issue 30, item 6): each
+    output opened in Chromium plays, and its sound is decoded (webkitAudioDecodedByteCount).
+    AC-3 copied into an .mp4 (--audio copy) is the control: Chromium plays it silent, which
+    is why an .mp4 re-encodes it by default."""
+    from media import damage_sound, write_clip
+
+    write_clip(tmp_path / "ac3.mp4", 120, 96, 64, codec="libx264", audio="ac3")
+    write_clip(tmp_path / "aac44.mkv", 120, 96, 64, audio="aac", audio_rate=44100)
+    write_clip(tmp_path / "ac3.avi", 120, 96, 64, audio="ac3")
+    damage_sound(tmp_path / "ac3.avi", tmp_path / "cut.avi")  # its first packet cut short
+    runs = {"ac3.mp4": ("ac3.mp4", ()), "aac44.webm": ("aac44.mkv", ()),
+            "cut.webm": ("cut.avi", ()), "copied.mp4": ("ac3.mp4", ("--audio", "copy"))}
+    for out, (source, flags) in runs.items():
+        done = subprocess.run([sys.executable, "-m", "pipeline", "run",
+                               str(ROOT / "configs" / "edges.yaml"), "-s", source, "-o",
+                               f"played-{out}", "-q", *flags], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    heard = {}
+    for out in runs:
+        page = tmp_path / f"{out}.html"
+        page.write_text(f'<video id="v" src="played-{out}" autoplay muted></video>')
+        browser.get(page.as_uri())
+        WebDriverWait(browser, 20, poll_frequency=0.1).until(lambda d: d.execute_script(
+            "return document.getElementById('v').currentTime") > 1.0)
+        heard[out] = browser.execute_script(
+            "const v = document.getElementById('v'); return [v.error && v.error.code, "
+            "v.webkitAudioDecodedByteCount, v.webkitVideoDecodedByteCount]")
+    for out in ("ac3.mp4", "aac44.webm", "cut.webm"):
+        error, audio, video = heard[out]
+        assert error is None and audio > 0 and video > 0, (out, heard[out])
+    assert heard["copied.mp4"][1] == 0 and heard["copied.mp4"][2] > 0, heard

@@ -110,6 +110,7 @@ class SinkResult:
     frames: int
     detail: str = ""
     warnings: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)  # lost on the way in (its sound)
 
 
 class FrameSink(Protocol):

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import PurePath
 
 from ..options import OptionError
+from .libav import libav
 
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
@@ -78,16 +79,19 @@ CODECS = {c.name: c for c in (
 )}
 
 # extension -> (FFmpeg muxer, default video codec, audio codec when the input's cannot be
-# copied, audio codecs copied as they are (None: whatever the muxer takes))
+# copied, audio codecs copied as they are (None: whatever the muxer takes)). An .mp4 is
+# handed on to browsers: it copies only what they play there (AC-3 copied into an .mp4
+# played silent in Chromium); ``--audio copy`` copies whatever the muxer takes.
 CONTAINERS = {
-    ".mp4": ("mp4", "h264", "aac", {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"}),
+    ".mp4": ("mp4", "h264", "aac", {"aac", "mp3", "flac", "opus"}),
     ".mov": ("mov", "h264", "aac", {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le",
                                     "pcm_s24le"}),
     ".webm": ("webm", "vp9", "libopus", {"opus", "vorbis"}),
     ".mkv": ("matroska", "ffv1", "libopus", None),
     ".avi": ("avi", "mjpeg", "libmp3lame", {"mp3", "ac3", "pcm_s16le", "pcm_u8"}),
 }
-FLAGS = {"codec": "--codec", "crf": "--crf", "preset": "--preset", "audio": "--no-audio"}
+FLAGS = {"codec": "--codec", "crf": "--crf", "preset": "--preset", "audio": "--audio"}
+AUDIO = ("auto", "copy", "none")  # --audio: copied where browsers play it, always, never
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class VideoSettings:
     codec: str | None = None
     crf: int | None = None
     preset: str | None = None
-    audio: bool | None = None
+    audio: bool | str | None = None  # None/True: auto, False: none, "copy"
     given: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -117,13 +121,18 @@ class VideoSettings:
         if self.preset is not None and not isinstance(self.preset, str):
             raise OptionError(f"{self.label('preset')}: expected a preset name, got "
                               f"{self.preset!r}", "preset", self.preset)
-        if self.audio is not None and not isinstance(self.audio, bool):
-            raise OptionError(f"{self.label('audio')}: expected true or false, got "
-                              f"{self.audio!r}", "audio", self.audio)
+        if isinstance(self.audio, str) and self.audio in AUDIO:  # the words of --audio
+            object.__setattr__(self, "audio", {"auto": None, "copy": "copy",
+                                               "none": False}[self.audio])
+        if self.audio is not None and not isinstance(self.audio, bool) and \
+                self.audio != "copy":
+            raise OptionError(f"{self.label('audio')}: expected {' | '.join(AUDIO)} (or true, "
+                              f"false), got {self.audio!r}", "audio", self.audio)
 
     @classmethod
     def from_flags(cls, codec: str | None = None, crf: int | None = None,
-                   preset: str | None = None, audio: bool | None = None) -> VideoSettings:
+                   preset: str | None = None, audio: bool | str | None = None
+                   ) -> VideoSettings:
         """Settings from the command line: each one given is named by its flag."""
         values = {"codec": codec, "crf": crf, "preset": preset, "audio": audio}
         return cls(**values, given=frozenset(k for k, v in values.items() if v is not None))
@@ -177,7 +186,8 @@ class Encoding:
     preset: str | None
     audio: bool
     audio_codec: str  # when the input's sound must be re-encoded
-    audio_copy: frozenset[str] | None
+    audio_copy: frozenset[str] | None  # codecs copied (None: whatever the muxer takes)
+    audio_forced: bool = False  # --audio copy
 
     def options(self) -> dict[str, str]:
         """The encoder's private options (libx264's crf and preset, ...)."""
@@ -252,16 +262,17 @@ def resolve(path: str, settings: VideoSettings | None = None) -> Encoding:
             raise OptionError(f"{settings.label('preset')}: unknown preset {preset!r} for "
                               f"{name}; expected one of {', '.join(codec.presets)}", "preset",
                               preset)
+    forced = settings.audio == "copy"
     return Encoding(muxer, codec, codec.crf if crf is None else crf,
                     codec.preset if preset is None else str(preset),
                     settings.audio is not False, audio_codec,
-                    None if copy is None else frozenset(copy))
+                    None if copy is None or forced else frozenset(copy), forced)
 
 
 @cache
 def encoders_here() -> frozenset[str]:
     """The encoders this machine's PyAV (its FFmpeg libraries) has."""
-    import av
+    av = libav()
 
     return frozenset(av.codecs_available)
 
@@ -270,7 +281,7 @@ def encoders_here() -> frozenset[str]:
 def muxer_codecs(muxer: str) -> frozenset[str]:
     """The codecs FFmpeg's ``muxer`` can hold (avformat_query_codec), asked of an
     in-memory container: no file is touched."""
-    import av
+    av = libav()
 
     with av.open(io.BytesIO(), "w", format=muxer) as probe:
         return frozenset(probe.supported_codecs)

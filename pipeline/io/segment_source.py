@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..frames import FrameFormat
 from .base import SourceBase
+from .libav import libav
 
 EPS = 1e-4  # seconds: a frame at a cut point belongs to the segment it starts
 _LEAD = 2.0  # seconds before the keyframe the first seek aims at (then 4, 8, ... 0)
@@ -54,7 +55,7 @@ class SegmentSource(SourceBase):
         self._pending: tuple[np.ndarray, float] | None = None
 
     def open(self, max_pixels: int | None = None) -> FrameFormat:
-        import av
+        av = libav()
 
         try:
             self._container = av.open(self.path)
@@ -105,7 +106,7 @@ class SegmentSource(SourceBase):
     def _decoded(self, stream: Any, packets: Iterator[Any]
                  ) -> Iterator[tuple[np.ndarray, float]]:
         """Frames in the segment's range, in presentation order, from ``packets``."""
-        import av
+        av = libav()
 
         start, end = self.segment.start, self.segment.end
         for packet in packets:
@@ -125,7 +126,7 @@ class SegmentSource(SourceBase):
                 yield frame.to_ndarray(format="bgr24"), t
 
     def read(self) -> np.ndarray | None:
-        import av
+        av = libav()
 
         if self._pending is not None:
             item, self._pending = self._pending, None

@@ -124,14 +124,19 @@ class VideoFileSource(_CaptureSource):
 
     def close(self) -> None:
         # Only a stream read to its end can have ended early: a run stopped on purpose
-        # (--max-frames, a signal) lost nothing on the way in.
-        seen = self.frames_read + self.decode_errors  # an undecodable frame is not missing
-        if self._exhausted and self.frame_count and seen < self.frame_count:
-            self.ended_early = True
-            warning = (f"{self.path}: input ended after {self.frames_read} of "
-                       f"{self.frame_count} declared frames")
-            if warning not in self.warnings:  # said once however often it is replayed
-                self.warnings.append(warning)
+        # (--max-frames, a signal) lost nothing on the way in. And only by time: OpenCV's
+        # frame count is the container's duration x its average rate where it has no
+        # count (a variable frame rate read whole was "300 of 301"), so the last frame is
+        # compared with that duration, give or take two frames.
+        if self._exhausted and self.frame_count and self.pts is not None:
+            declared = self.frame_count / self.fps
+            reached = self.pts + 1 / self.fps
+            if reached < declared - max(2 / self.fps, 0.1):
+                self.ended_early = True
+                warning = (f"{self.path}: input ended at {reached:.2f} s of its declared "
+                           f"{declared:.2f} s ({self.frames_read} frames read)")
+                if warning not in self.warnings:  # said once however often it is replayed
+                    self.warnings.append(warning)
         super().close()
 
     def rewind(self) -> None:

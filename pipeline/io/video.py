@@ -32,6 +32,7 @@ from .audio import AudioTrack
 from .base import Shape, SinkResult
 from .codecs import Encoding, VideoSettings, resolve
 from .destination import Destination
+from .libav import libav
 
 try:
     from . import _yuv  # BGR -> YUV 4:2:0 in one pass (setup.py); else swscale
@@ -117,7 +118,7 @@ class VideoFileSink(FileSink):
     def open(self, shape: Shape, fps: float, origin: str | None = None) -> None:
         """Sized from the chain's output; ``origin`` is the file the frames come from
         (its sound track and its clock), or None."""
-        import av
+        av = libav()
 
         h, w, c = shape
         if c not in (1, 3):
@@ -160,7 +161,7 @@ class VideoFileSink(FileSink):
         opened by PyAV for its clock and its sound; None when it has neither to give."""
         if origin is None:
             return None
-        import av
+        av = libav()
 
         try:
             source = av.open(origin)
@@ -186,7 +187,7 @@ class VideoFileSink(FileSink):
         return tb
 
     def _open_container(self, fps: float, probe: tuple[Any, Any, float, Any] | None) -> None:
-        import av
+        av = libav()
 
         enc = self.encoding
         codec = enc.codec
@@ -229,7 +230,7 @@ class VideoFileSink(FileSink):
     # ------------------------------------------------------------------ writing
     def write(self, frame: np.ndarray, pts: float | None = None) -> None:
         """One frame at ``pts`` seconds from the stream's start (None: the next slot)."""
-        import av
+        av = libav()
 
         assert self._stream is not None and self._expect is not None
         if frame.shape != self._expect or frame.dtype != np.uint8:
@@ -273,7 +274,7 @@ class VideoFileSink(FileSink):
 
     def _picture(self, frame: np.ndarray) -> Any:
         """The frame in the codec's pixel format, its colour tagged."""
-        import av
+        av = libav()
 
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[:, :, 0]
@@ -313,7 +314,7 @@ class VideoFileSink(FileSink):
     # ------------------------------------------------------------------ ending
     def _finalise(self) -> None:
         """Flush the encoder, the sound up to the last frame's end, the trailer."""
-        import av
+        av = libav()
 
         try:
             if self._stream is not None:
@@ -352,7 +353,8 @@ class VideoFileSink(FileSink):
             raise
         self._verify()
         self.dest.commit()
-        return SinkResult(self.name, self.frames, self.describe(), self.warnings)
+        return SinkResult(self.name, self.frames, self.describe(), self.warnings,
+                          self._audio.losses if self._audio is not None else [])
 
     def describe(self) -> str:
         w, h = self.size
@@ -381,7 +383,7 @@ class VideoFileSink(FileSink):
 
     def _verify(self) -> None:
         """Demux what was written: every frame is there, the first decodes at its size."""
-        import av
+        av = libav()
 
         assert self.tmp is not None
         problem = None

@@ -100,7 +100,8 @@ def _cut_half(ext):
         decodable = len(frames_in(video))
         assert 10 < decodable < 60
         return job(tmp, video, 0, None, ("playable", decodable),
-                   stdout=rf"warning: .*half{ext}: input ended after {decodable} of 60 declared")
+                   stdout=rf"warning: .*half{ext}: input ended at [\d.]+ s of its declared "
+                          rf"2\.00 s \({decodable} frames read\)")
 
     return build
 
@@ -116,7 +117,7 @@ def i6c(tmp):
     video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
     decodable = len(frames_in(video))
     return job(tmp, video, 6, rf"half\.mkv: finished but lossy: the input ended before its "
-               rf"declared frame count; {decodable} frames written and kept \(--strict\)",
+               rf"declared duration; {decodable} frames written and kept \(--strict\)",
                ("playable", decodable), extra=("--strict",))
 
 
