@@ -64,6 +64,13 @@ class Outcome:
     message: str
     kept: tuple[str, ...] = ()
     frames: int = 0  # frames written (for the progress bar's frames/s)
+    warnings: tuple[str, ...] = ()  # the run's own (sound skipped, odd sizes, ...)
+
+    def line(self) -> str:
+        """One line for the batch's output: the file, what became of it, its warnings."""
+        text = self.message if self.message.startswith(self.source) else \
+            f"{self.source}: {self.message}"  # errors name their file already
+        return text + "".join(f"; warning: {w}" for w in self.warnings)
 
 
 def targets(inputs: list[str], out_dir: Path, ext: str) -> list[tuple[str, Path]]:
@@ -103,32 +110,32 @@ def run_job(job: Job, stop: threading.Event | None = None) -> Outcome:
         return Outcome(job.source, e.exit_code, str(e))
     except Exception as e:  # noqa: BLE001 - reported per file, never a traceback
         return Outcome(job.source, INTERNAL, f"internal error: {type(e).__name__}: {e}")
+    warned = tuple(stats.warnings)
     if stats.interrupted:
         kept = tuple(stats.kept)
         where = f"{stats.frames_written} frames kept in {', '.join(kept)}" if kept else \
             "nothing written"
         return Outcome(job.source, STOPPED, f"stopped part-way; {where}", kept,
-                       stats.frames_written)
+                       stats.frames_written, warned)
     if job.segment is not None and \
             stats.frames_written + stats.decode_errors != job.segment.frames:
         return Outcome(job.source, InputError.exit_code,
                        f"{source.name}: gave {stats.frames_written} frames (and "
                        f"{stats.decode_errors} undecodable) of the {job.segment.frames} its "
-                       "range holds", frames=stats.frames_written)
+                       "range holds", frames=stats.frames_written, warnings=warned)
     try:
         if job.segment is None:  # a segment's part is joined and removed: nothing to prove
             write_proof(job.target, job.source, job.fingerprint, stats.frames_written)
     except OSError as e:  # the output is whole; a rerun will only do it again
-        stats.warnings.append(f"{job.target}: cannot record it as finished ({e.strerror})")
+        warned += (f"{job.target}: cannot record it as finished ({e.strerror})",)
     losses = stats.losses()
     redone = "" if job.why == "new" else f"; redone: {job.why}"
     if job.strict and losses:
         return Outcome(job.source, LOSSY, f"finished but lossy: {', '.join(losses)}; "
                        f"{stats.frames_written} frames written and kept (--strict)",
-                       frames=stats.frames_written)
-    return Outcome(job.source, 0, f"{stats.frames_written} frames -> {job.target}"
-                   + (f" ({', '.join(losses)})" if losses else "") + redone,
-                   frames=stats.frames_written)
+                       frames=stats.frames_written, warnings=warned)
+    return Outcome(job.source, 0, f"{stats.frames_written} frames -> {job.target}" + redone,
+                   frames=stats.frames_written, warnings=warned)
 
 
 # ------------------------------------------------------------------ local workers

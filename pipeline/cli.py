@@ -403,8 +403,7 @@ def batch(
                 raise
 
         def report(job: Any, outcome: Any) -> None:
-            text = outcome.message if outcome.message.startswith(outcome.source) else \
-                f"{outcome.source}: {outcome.message}"  # errors name their file already
+            text = outcome.line()  # what became of it, with its warnings, on one line
             if job is not None:
                 done(outcome.frames)
             if outcome.message == jobs_.NOT_STARTED:

@@ -94,7 +94,8 @@ def test_batch_strict_reports_lossy_files_and_failures_outrank_them(tmp_path):
     out.mkdir()
     lax = cli("batch", EDGES, *inputs, cut, "--out", out)
     assert lax.returncode == 0, lax.stderr
-    assert "3 ok, 0 failed" in lax.stdout and "input ended before" in lax.stdout
+    assert "3 ok, 0 failed" in lax.stdout and "warning: " in lax.stdout
+    assert "cut.mkv: input ended at" in lax.stdout  # on the file's own line
     strict = cli("batch", EDGES, *inputs, cut, "--out", out, "--force", "--strict")
     assert strict.returncode == 6, strict.stderr
     assert "2 ok, 1 lossy, 0 failed" in strict.stdout

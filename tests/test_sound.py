@@ -176,3 +176,22 @@ def test_a_whole_file_is_never_lossy_by_an_estimated_frame_count(tmp_path):
         assert result.returncode == 0, (clip, result.stderr)
         assert f"frames: {n} read, {n} written" in result.stdout
         assert "warning" not in result.stdout, result.stdout
+
+
+def test_batch_shows_each_files_warnings_and_strict_exits_6(tmp_path, clips):
+    """Was: a plain 'ok' for the file whose sound lost a packet, and exit 0 under --strict."""
+    result = cli("batch", EDGES, clips["cut.avi"], clips["aac44.mkv"], "--out", "out", "--ext",
+                 ".webm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(": ")[1]: line for line in result.stdout.splitlines()
+             if line.startswith("ok: ")}
+    cut = lines[str(clips["cut.avi"])]
+    assert re.search(r"frames -> out/cut\.webm; warning: .*cut\.avi: 1 undecodable sound "
+                     r"packet skipped \(0\.03 s\); the rest of its sound kept$", cut), cut
+    assert "warning" not in lines[str(clips["aac44.mkv"])]
+    strict = cli("batch", EDGES, clips["cut.avi"], clips["aac44.mkv"], "--out", "strict",
+                 "--ext", ".webm", "--strict", cwd=tmp_path)
+    assert strict.returncode == 6, strict.stderr
+    assert "1 ok, 1 lossy, 0 failed" in strict.stdout
+    assert re.search(r"error: .*cut\.avi: finished but lossy: 1 undecodable sound packet "
+                     r"skipped", strict.stderr), strict.stderr
