@@ -358,6 +358,9 @@ def batch(
         "Dask scheduler address (tcp://host:8786): run on that cluster."))] = None,
     open_timeout: Annotated[float, typer.Option("--open-timeout", min=0.1, help=(
         "--scheduler: seconds to wait for the scheduler to answer."))] = 10.0,
+    worker_timeout: Annotated[float, typer.Option("--worker-timeout", min=1.0, help=(
+        "--scheduler: seconds the cluster may have no worker at all before the batch "
+        "ends (exit 5), the files not finished named."))] = 60.0,
     force: Annotated[bool, typer.Option("--force", help="Redo finished outputs.")] = False,
     allow_network: Annotated[bool, typer.Option("--allow-network")] = False,
     codec: Codec = None,
@@ -370,6 +373,7 @@ def batch(
 ) -> None:
     """Filter many files in parallel; a rerun skips outputs proven finished, so it resumes."""
     from . import batch as jobs_
+    from . import cluster
     from .io.sinks import open_sink
     from .io.sources import is_url
     from .proof import config_fingerprint
@@ -394,9 +398,9 @@ def batch(
 
         client = None
         if todo and scheduler:  # before any job: an unreachable cluster is one line, exit 3
-            client = jobs_.connect(scheduler, open_timeout)
+            client = cluster.connect(scheduler, open_timeout)
             try:
-                jobs_.check_storage(client, [job.source for job in todo],
+                cluster.check_storage(client, [job.source for job in todo],
                                     sorted({str(Path(job.target).parent) for job in todo}))
             except BaseException:
                 client.close()
@@ -420,7 +424,7 @@ def batch(
         signame = None
         with files_bar(err, len(todo), err.is_terminal) as done:
             if client is not None:
-                outcomes, signame = jobs_.run_dask(todo, client, report)
+                outcomes, signame = cluster.run_dask(todo, client, report, worker_timeout)
             elif todo:
                 outcomes, signame = jobs_.LocalPool(todo, workers).run(report)
             else:

@@ -249,7 +249,7 @@ def run_segmented(config: str, source: str, output: str, n: int, *,
     the segments finished before it (and the one under way, part-way) are joined, as a
     stopped single run keeps its frames so far. Raises PipelineError subclasses; the
     output gets its final name only when joined and checked."""
-    from . import batch
+    from . import batch, cluster
 
     start = time.monotonic()
     source, final = os.path.abspath(source), Path(os.path.abspath(output))
@@ -261,10 +261,10 @@ def run_segmented(config: str, source: str, output: str, n: int, *,
     dest = Destination(final, force, [source], None)
     dest.check()
     where = cut(source, n)
-    client = batch.connect(scheduler, open_timeout) if scheduler else None
+    client = cluster.connect(scheduler, open_timeout) if scheduler else None
     if client is not None:
         try:
-            batch.check_storage(client, [source], [str(final.parent)])
+            cluster.check_storage(client, [source], [str(final.parent)])
         except BaseException:
             client.close()
             raise
@@ -345,13 +345,13 @@ def _run_jobs(jobs: list[Any], client: Any, scheduler: str | None, open_timeout:
     """Every segment once, and those that failed once more; (outcomes in order, retried,
     the signal that stopped them or None). ``client`` (closed by the first pass) or local
     processes."""
-    from . import batch
+    from . import batch, cluster
 
     report = report or (lambda job, outcome: None)
 
-    def run(todo: list[Any], cluster: Any) -> tuple[list[Any], str | None]:
-        if cluster is not None:
-            return batch.run_dask(todo, cluster, report)
+    def run(todo: list[Any], on: Any) -> tuple[list[Any], str | None]:
+        if on is not None:
+            return cluster.run_dask(todo, on, report)
         return batch.LocalPool(todo, workers or os.cpu_count() or 1).run(report)
 
     outcomes, signame = run(jobs, client)
@@ -359,8 +359,8 @@ def _run_jobs(jobs: list[Any], client: Any, scheduler: str | None, open_timeout:
         [replace(job, index=k, token=new_token())
          for k, job in enumerate(j for j, o in zip(jobs, outcomes) if o.code != 0)]
     if again:
-        cluster = None if client is None else batch.connect(scheduler, open_timeout)
-        redone, signame = run(again, cluster)
+        again_on = None if client is None else cluster.connect(scheduler, open_timeout)
+        redone, signame = run(again, again_on)
         it = iter(redone)
         outcomes = [next(it) if o.code != 0 else o for o in outcomes]
     return outcomes, len(again), signame
@@ -380,9 +380,9 @@ def run_from_config(config_path: str, config: Any, source: str | None, output: s
         raise ConfigError("--segments/--scheduler need a video file source and output "
                           "(-s FILE -o FILE)")
     if n is None:
-        from . import batch
+        from . import cluster
 
-        with batch.connect(scheduler, open_timeout) as client:
+        with cluster.connect(scheduler, open_timeout) as client:
             n = 4 * max(1, len(client.scheduler_info().get("workers", {})))
     return run_segmented(config_path, source, target, n, scheduler=scheduler,
                          open_timeout=open_timeout, force=force, video=video)

@@ -86,12 +86,41 @@ class Lock:
         self._fd = None
 
 
+def permit(final: Path, token: str, state: str = "permit") -> Path:
+    """``.out.mkv.<token>.permit`` beside ``final``: a batch's leave to commit the output
+    its job ``token`` writes (cluster.Permits); ``taken`` once the job commits,
+    ``revoked`` once the batch has given the job up."""
+    return final.with_name(f".{final.name}.{token}.{state}")
+
+
+class Revoked(OutputError):
+    """The batch that asked for an output gave it up before it was committed."""
+
+
+def take_permit(final: Path, token: str) -> None:
+    """Before a commit: take the batch's permit for ``token`` (atomically, a rename), or
+    raise Revoked where the batch revoked it; nothing happens where there is none (a run
+    of its own, or a local batch, whose workers stop with it)."""
+    try:
+        os.rename(permit(final, token), permit(final, token, "taken"))
+        return
+    except FileNotFoundError:
+        pass
+    revoked = permit(final, token, "revoked")
+    if revoked.exists():
+        revoked.unlink(missing_ok=True)  # read: the batch is gone and so is this claim
+        raise Revoked(f"{final}: the batch that asked for it gave it up (its cluster was "
+                      "lost); not given its final name")
+
+
 class Destination:
     """The final path of one output, and this run's temporary file or folder for it.
 
     ``claim()`` checks, locks and creates the temporary; then exactly one of
     ``commit()`` (rename into place), ``keep()`` (leave the temporary, named, for the
-    user) or ``discard()`` (remove it) ends the claim.
+    user) or ``discard()`` (remove it) ends the claim. A batch on a cluster gives its jobs
+    permits (``take_permit``): a worker that outlived the batch's view of it never
+    commits what the batch reported unfinished.
     """
 
     def __init__(self, final: str | os.PathLike[str], force: bool = False,
@@ -100,6 +129,7 @@ class Destination:
         self.force = force
         self.inputs = inputs or []
         self.token = token or new_token()
+        self.asked = self.token  # the token a batch knows the job by (permits)
         self.tmp: Path | None = None
         self._folder = False
         self._lock = Lock(self.final)
@@ -152,9 +182,16 @@ class Destination:
         return tmp
 
     def commit(self) -> None:
-        """The temporary becomes the final file (atomically replacing an older one)."""
+        """The temporary becomes the final file (atomically replacing an older one), once
+        any permit is taken; Revoked (the temporary kept, named) where it was revoked."""
         assert self.tmp is not None and not self._folder
+        try:
+            take_permit(self.final, self.asked)
+        except Revoked as e:
+            kept = self.keep()
+            raise Revoked(f"{e}; kept as {kept}") from None
         os.replace(self.tmp, self.final)
+        permit(self.final, self.asked, "taken").unlink(missing_ok=True)
         self.tmp = None
         self._lock.release()
 
