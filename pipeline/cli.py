@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import Limits, load_config
-from .errors import INTERNAL, LOSSY, ConfigError, OutputError, PipelineError
+from .errors import INTERNAL, LOSSY, ConfigError, PipelineError
 from .frames import FrameFormat
 from .progress import files_bar, frames_bar, watch_lines
 from .signals import SIGNAL_CODES, exit_code
@@ -72,6 +72,7 @@ Strict = Annotated[bool, typer.Option("--strict", help=(
 MaxKernel = Annotated[int, typer.Option("--max-kernel", help="Largest kernel side in a config.")]
 MaxOutputs = Annotated[int, typer.Option("--max-outputs", help="Most output channels of a bank.")]
 MaxPixels = Annotated[float, typer.Option("--max-pixels", help="Largest frame, megapixels.")]
+MaxMemory = Annotated[float, typer.Option("--max-memory", help="GiB a run may hold.")]
 Codec = Annotated[str | None, typer.Option("--codec", help=(
     "Video codec: h264 hevc vp9 av1 ffv1 mpeg4 mjpeg (default by extension: .mp4/.mov "
     "h264, .webm vp9, .mkv ffv1, .avi mjpeg; see `pipeline codecs`)."))]
@@ -156,7 +157,7 @@ def run(
     max_kernel: MaxKernel = 63,
     max_outputs: MaxOutputs = 64,
     max_pixels: MaxPixels = 8.3,
-    max_memory: Annotated[float, typer.Option("--max-memory", help="GiB a run may hold.")] = 4.0,
+    max_memory: MaxMemory = 4.0,
     open_timeout: Annotated[float, typer.Option("--open-timeout", help=(
         "Live sources: seconds to wait for a connection."))] = 5.0,
     read_timeout: Annotated[float, typer.Option("--read-timeout", help=(
@@ -236,8 +237,10 @@ def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
         try:
             w, h, *c = (int(p) for p in parts)
         except ValueError:
-            raise typer.BadParameter(f"--size {size!r}: expected WIDTHxHEIGHT[xCHANNELS]") \
-                from None
+            w = h = 0
+        if len(parts) not in (2, 3) or min(w, h, *c) < 1:
+            raise ConfigError(f"--size {size!r}: expected WIDTHxHEIGHT[xCHANNELS], each at "
+                              "least 1")
         return FrameFormat(h, w, c[0] if c else 3)
     from .io.choose import open_source
 
@@ -251,15 +254,21 @@ def plan(
     source: Annotated[str | None, typer.Option("--source", "-s")] = None,
     size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT[xCHANNELS] instead "
                                              "of opening the source.")] = None,
+    max_pixels: MaxPixels = 8.3,
+    max_memory: MaxMemory = 4.0,
     debug: Debug = False,
 ) -> None:
     """Show, for each bank: padding per side, centre, border, method and why, predicted costs."""
-    from .stages import build_chain, model_totals
+    from .runner import checked_chain
+    from .stages import model_totals
 
     with guarded(debug):
-        cfg = load_config(config)
+        limits = _limits(63, 64, max_pixels)
+        cfg = load_config(config, limits)
         fmt = _format_of(cfg, source, size)
-        chain = build_chain(cfg, fmt)
+        chain, _ = checked_chain(cfg, fmt, str(source or cfg.source), False, limits,
+                                 int(max_memory * 2**30), [])  # nothing absurd is planned
+        chain.plan()
         say(f"input {fmt}")
         for step in chain.steps:
             h, w, c = step.out_shape
@@ -275,20 +284,60 @@ def plan(
 @app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
-    channels: Annotated[int, typer.Option("--channels", help="Channels of the input to "
-                                          "check shapes against.")] = 3,
+    source: Annotated[str | None, typer.Option("--source", "-s", help=(
+        "Check against this source's frames (default: the config's source; a camera or "
+        "URL is not opened: --size then, else 640x480x3)."))] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help=(
+        "Check this output instead of the config's."))] = None,
+    size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT[xCHANNELS] instead "
+                                             "of the source's frames.")] = None,
     max_kernel: MaxKernel = 63,
     max_outputs: MaxOutputs = 64,
+    max_pixels: MaxPixels = 8.3,
+    max_memory: MaxMemory = 4.0,
+    codec: Codec = None,
+    crf: Crf = None,
+    preset: Preset = None,
     debug: Debug = False,
 ) -> None:
-    """Check a config (fields, weights, shapes through the chain) without running it."""
-    from .stages import build_chain
+    """Check a config without running it: everything `run` checks before its first frame
+    (fields, weights and models, every stage's shapes for the source's frames, the frame
+    size and the memory limits, the output and its codec settings, the channels an 8-bit
+    output takes). Not checked: the file system's state (an output that exists, a
+    missing folder) and the frames themselves."""
+    from .io.sinks import open_sink
+    from .runner import checked_chain, output_target
 
     with guarded(debug):
-        cfg = load_config(config, _limits(max_kernel, max_outputs, 8.3))
-        chain = build_chain(cfg, FrameFormat(480, 640, channels), plan=False)
+        limits = _limits(max_kernel, max_outputs, max_pixels)
+        cfg = load_config(config, limits)
+        fmt, name, note = _validation_format(cfg, source, size, limits.pixels)
+        target, settings = output_target(cfg, output, _video(codec, crf, preset, False, None)
+                                         if codec or crf is not None or preset else None)
+        sink = open_sink(target, settings=settings) if target is None or \
+            isinstance(target, str) else target  # no file is made
+        chain, _ = checked_chain(cfg, fmt, name, False, limits, int(max_memory * 2**30),
+                                 [sink])
         h, w, c = chain.out_shape
-        say(f"{config}: ok ({len(chain.steps)} stages; 640x480x{channels} -> {w}x{h}x{c})")
+        say(f"{config}: ok ({len(chain.steps)} stages; {fmt.width}x{fmt.height}x"
+            f"{fmt.channels} -> {w}x{h}x{c}{note})")
+
+
+def _validation_format(cfg: Any, source: str | None, size: str | None, max_pixels: int
+                       ) -> tuple[FrameFormat, str, str]:
+    """(the frames to check against, their source's name, a note for the ok line): --size,
+    else the source's own (a file, images or the pattern; a camera or a URL is not
+    opened: 640x480x3)."""
+    from .io.choose import open_source
+
+    spec = cfg.source if source is None else source
+    if size:
+        return _format_of(cfg, source, size), str(spec), ""
+    src = open_source(spec)
+    if src.live:
+        return FrameFormat(480, 640, 3), src.name, f"; {src.name} not opened: give --size"
+    with src:  # a frame past the limit is refused from its header, as run does
+        return src.open(max_pixels=max_pixels), src.name, ""
 
 
 @app.command()
@@ -362,7 +411,11 @@ def batch(
         "--scheduler: seconds the cluster may have no worker at all before the batch "
         "ends (exit 5), the files not finished named."))] = 60.0,
     force: Annotated[bool, typer.Option("--force", help="Redo finished outputs.")] = False,
-    allow_network: Annotated[bool, typer.Option("--allow-network")] = False,
+    clean: Annotated[bool, typer.Option("--clean", help=(
+        "First remove what earlier stopped batches left in --out (their files' temporary "
+        "names; listed without this), never any other file."))] = False,
+    allow_network: Annotated[bool, typer.Option("--allow-network", help=(
+        "Allow URLs among the inputs (a batch reads files; a stream never ends)."))] = False,
     codec: Codec = None,
     crf: Crf = None,
     preset: Preset = None,
@@ -372,76 +425,14 @@ def batch(
     debug: Debug = False,
 ) -> None:
     """Filter many files in parallel; a rerun skips outputs proven finished, so it resumes."""
-    from . import batch as jobs_
-    from . import cluster
-    from .io.sinks import open_sink
-    from .io.sources import is_url
-    from .proof import config_fingerprint
+    from .batchrun import BatchSpec, run_batch
 
     with guarded(debug):
-        cfg = load_config(config)  # fail fast, once, on a bad config
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"--out {out_dir}: cannot create it ({e.strerror})") from None
-        ext = ext if ext.startswith(".") else f".{ext}"
-        video = _video(codec, crf, preset, no_audio, audio)
-        open_sink(f"{out_dir}/x{ext}", settings=video)  # bad settings: exit 2 before any job
-        pairs = jobs_.targets(inputs, out_dir, ext)
-        config_path = str(config)
-        if scheduler:  # a worker resolves a relative path in its own folder: none are sent
-            config_path = os.path.abspath(config)
-            pairs = [(s if is_url(s) else os.path.abspath(s), Path(os.path.abspath(t)))
-                     for s, t in pairs]
-        todo, decided = jobs_.plan_jobs(config_path, config_fingerprint(cfg, video), pairs,
-                                        force, strict, allow_network, video)
-
-        client = None
-        if todo and scheduler:  # before any job: an unreachable cluster is one line, exit 3
-            client = cluster.connect(scheduler, open_timeout)
-            try:
-                cluster.check_storage(client, [job.source for job in todo],
-                                    sorted({str(Path(job.target).parent) for job in todo}))
-            except BaseException:
-                client.close()
-                raise
-
-        def report(job: Any, outcome: Any) -> None:
-            text = outcome.line()  # what became of it, with its warnings, on one line
-            if job is not None:
-                done(outcome.frames)
-            if outcome.message == jobs_.NOT_STARTED:
-                return  # listed with the summary
-            if outcome.code == jobs_.STOPPED:
-                say(f"stopped: {text}")
-            elif outcome.code:
-                fail(text)
-            else:
-                say(f"ok: {text}")
-
-        for outcome in decided:
-            report(None, outcome)
-        signame = None
-        with files_bar(err, len(todo), err.is_terminal) as done:
-            if client is not None:
-                outcomes, signame = cluster.run_dask(todo, client, report, worker_timeout)
-            elif todo:
-                outcomes, signame = jobs_.LocalPool(todo, workers).run(report)
-            else:
-                outcomes = []
-        results = decided + outcomes
-        codes = [o.code for o in results]
-        stopped = [o for o in outcomes if o.code == jobs_.STOPPED]
-        unstarted = [o for o in stopped if o.message == jobs_.NOT_STARTED]
-        for o in unstarted:
-            say(f"not started: {o.source}")
-        failed = sum(c not in (0, LOSSY, jobs_.STOPPED) for c in codes)
-        lossy = codes.count(LOSSY)
-        say(f"{len(results) - failed - lossy - len(stopped)} ok, "
-            + (f"{lossy} lossy, " if lossy else "") + f"{failed} failed"
-            + (f", {len(stopped) - len(unstarted)} stopped" if len(stopped) > len(unstarted)
-               else "") + (f", {len(unstarted)} not started" if unstarted else ""))
-        code = jobs_.exit_code(results, signame)
+        spec = BatchSpec(config, tuple(inputs), out_dir, ext, workers, scheduler, open_timeout,
+                         worker_timeout, force, clean, allow_network, strict,
+                         _video(codec, crf, preset, no_audio, audio))
+        code, signame = run_batch(spec, say, fail,
+                                  lambda n: files_bar(err, n, err.is_terminal))
         if signame:
             say(f"interrupted by {signame}: what finished is listed above; unfinished "
                 "outputs stay at their temporary names")
