@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .config import Limits, load_config
 from .errors import INTERNAL, LOSSY, ConfigError, PipelineError
@@ -129,11 +130,14 @@ def _limits(max_kernel: int, max_outputs: int, max_pixels: float) -> Limits:
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
     source: Annotated[str | None, typer.Option("--source", "-s", help=(
-        "Camera index, video file, image folder/glob/%05d pattern, URL, or "
-        "synthetic[:WxH][@fps][:frames]."))] = None,
+        "Camera index, video file, image folder/glob/%05d pattern, http:// or rtsp:// URL, "
+        "or synthetic[:WxH][@fps][:frames] (default: the config's source)."))] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help=(
-        ".mp4 .avi .mkv video, .npy floats, a folder/ or %05d.png pattern, or 'null'."))] = None,
-    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1)] = None,
+        "Video: .mp4 .mov (H.264) .webm (VP9) .mkv (FFV1, lossless) .avi (MJPEG); .npy "
+        "(the float results); a folder/ or %05d.png pattern of images; or null "
+        "(default: the config's output)."))] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help=(
+        "Stop after this many frames."))] = None,
     show: Annotated[bool, typer.Option("--show", help="Show frames in a window.")] = False,
     serve: Annotated[str | None, typer.Option("--serve", metavar="HOST:PORT", help=(
         "Serve the live page (the result beside the source, figures, pause, snapshot) "
@@ -251,7 +255,8 @@ def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
 @app.command()
 def plan(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
-    source: Annotated[str | None, typer.Option("--source", "-s")] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help=(
+        "Plan for this source's frames (default: the config's source)."))] = None,
     size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT[xCHANNELS] instead "
                                              "of opening the source.")] = None,
     max_pixels: MaxPixels = 8.3,
@@ -375,8 +380,8 @@ def filters() -> None:
     table.add_column("name")
     table.add_column("parameters (defaults)")
     table.add_column("what it is")
-    for name, params, doc in describe_builtins():
-        table.add_row(name, params, doc)
+    for name, params, doc in describe_builtins():  # plain text: no reST ``quotes``, no markup
+        table.add_row(*(Text(cell.replace("``", "")) for cell in (name, params, doc)))
     out.print(table)
 
 
@@ -391,7 +396,7 @@ def codecs() -> None:
                 "what it is"):
         table.add_column(col)
     for row in listing():
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     out.print(table)
 
 
@@ -402,7 +407,9 @@ def batch(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")],
     ext: Annotated[str, typer.Option("--ext", help="Output extension (.mkv .mp4 .mov .webm "
                                      ".avi .npy).")] = ".mkv",
-    workers: Annotated[int, typer.Option("--workers", min=1)] = max(1, (os.cpu_count() or 2)),
+    workers: Annotated[int, typer.Option("--workers", min=1, help=(
+        "Local worker processes, a file each at a time (default: one a core)."))
+        ] = max(1, (os.cpu_count() or 2)),
     scheduler: Annotated[str | None, typer.Option("--scheduler", help=(
         "Dask scheduler address (tcp://host:8786): run on that cluster."))] = None,
     open_timeout: Annotated[float, typer.Option("--open-timeout", min=0.1, help=(

@@ -173,9 +173,13 @@ class Dashboard:
                   stats.compute_s + stats.encode_filter_s,
                   stats.write_s + stats.encode_s - stats.encode_filter_s)
         with self._lock:
+            earlier = [s for s in self._samples if s[0] < now]
             if not self._samples or now - self._samples[-1][0] >= 0.1:
                 self._samples.append(sample)
-            old = next((s for s in self._samples if now - s[0] <= WINDOW), self._samples[0])
+        # the oldest look within WINDOW; a client that looks less often than that gets the
+        # rate since its last look (it got 0.0 fps: its only sample in the window was now's)
+        recent = [s for s in earlier if now - s[0] <= WINDOW]
+        old = recent[0] if recent else earlier[-1] if earlier else sample
         span = now - old[0]
         d = [a - b for a, b in zip(sample, old)]
         per = lambda seconds, frames: seconds / frames * 1e3 if frames > 0 else None  # noqa: E731
@@ -207,9 +211,14 @@ class Dashboard:
         steps = [{"name": step.name, "ms": round(ms, 3) if ms is not None else None,
                   "shape": size(step.out_shape), "inside": _inside(chain, i)}
                  for i, (step, ms) in enumerate(zip(chain.steps, chain.step_ms()))]
+        rates = self._rates(stats)
+        # a live source's own rate is what arrives (an MJPEG stream declares none: OpenCV
+        # said 25 of a 30 fps camera)
+        rate = f"{rates['fps_in']:.0f} fps measured" if run.live and rates["fps_in"] else \
+            "? fps" if run.live else f"{fmt.fps:g} fps"
         return base | {
             "state": "stopped" if run.stop.is_set() else "running",
-            "input": f"{fmt.width}x{fmt.height}x{fmt.channels} {fmt.dtype} @ {fmt.fps:g} fps",
+            "input": f"{fmt.width}x{fmt.height}x{fmt.channels} {fmt.dtype} @ {rate}",
             "output": size(chain.out_shape),
             "live": run.live, "paced": run.realtime, "loops": stats.loops,
             "frames_in": stats.frames_read, "frames_out": stats.frames_written,
@@ -218,8 +227,7 @@ class Dashboard:
             if recent.size else None,
             "latency_p99_ms": round(float(np.percentile(recent, 99)) * 1e3, 2)
             if recent.size else None,
-            **{k: round(v, 3) if v is not None else None
-               for k, v in self._rates(stats).items()},
+            **{k: round(v, 3) if v is not None else None for k, v in rates.items()},
             "steps": steps,
             "banks": [bank_plan(step) for step in chain.steps if step.plan is not None],
         }

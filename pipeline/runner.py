@@ -224,8 +224,11 @@ def run_config(config, *, source=None, output: str | None = None,
         except PipelineError as e:  # the source failed: keep what was written, and say where
             kept = keep_partial(sinks)
             if kept and run.stats.frames_written:
+                dropped = run.stats.dropped  # a live source's: newer frames replaced them
                 raise type(e)(f"{e}; {run.stats.frames_written} frames kept in "
-                              f"{', '.join(kept)}") from None
+                              f"{', '.join(kept)}" + (f" ({dropped} dropped, live: newest "
+                                                      "frame kept)" if dropped else "")
+                              ) from None
             raise
         except BaseException:
             finish(sinks, run.stats, failed=True)

@@ -36,6 +36,7 @@ class Stats:
     cores: str | None = None  # how the filter shared the cores with the writer, if it did
     kept: list[str] = field(default_factory=list)  # stopped: outputs left at temporary names
     paced: bool = False  # a file played at its own frame rate (views, --realtime)
+    live: bool = False  # a live source: frames come on its clock
     loops: int = 0  # times --loop replayed the source
     reloads: int = 0  # configs --watch swapped in
 
@@ -66,12 +67,18 @@ class Stats:
         }
 
     def bound_line(self) -> str:
-        """Which thread bounded the run: the busiest, against the wall time a frame."""
+        """Which thread bounded the run: the busiest, against the wall time a frame. A
+        live or paced source's reader mostly waits for the next frame (its read time is
+        not decoding): where the filter and the writer keep up, the source's own clock
+        bounded it."""
         busy = self.threads_ms()
         name = max(busy, key=lambda k: busy[k])
         wall = self.elapsed / max(self.frames_written, 1) * 1e3
-        what = {"reader": "decoding", "filter": "the filter",
-                "writer": "encoding and writing"}[name]
+        if (self.live or self.paced) and max(busy["filter"], busy["writer"]) < 0.8 * wall:
+            name = "clock"
+        what = {"reader": "decoding", "filter": "the filter", "writer": "encoding and writing",
+                "clock": "the source's own clock (live)" if self.live else
+                "the source's own frame rate (paced)"}[name]
         return (f"bound by {what}: threads busy {busy['reader']:.1f} (read), "
                 f"{busy['filter']:.1f} (filter), {busy['writer']:.1f} (write) ms a frame, "
                 f"wall {wall:.1f} ms a frame")

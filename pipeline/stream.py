@@ -92,6 +92,7 @@ class Run:
         # every output 8-bit: the last bank encodes band by band where it can
         self._use(chain, encoder, finishes(chain, encoder, sinks))
         self.stats.paced = self.realtime
+        self.stats.live = self.live
         self.pacing = Pacing()
         self._lock = threading.Lock()
         self.cores = CoreShare(enabled=not self.live)

@@ -67,3 +67,35 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, weights, x, dtype="fl
     """Equal within the SPEC bound, same shape, NaN where the reference has NaN."""
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
     np.testing.assert_allclose(actual, expected, rtol=0, atol=bound(weights, x, dtype))
+
+
+# ------------------------------------------------------------------ a busy machine
+BUSY = 2  # processes that each keep a core busy: both cores of a 2-core CI machine
+
+
+@pytest.fixture
+def busy():
+    """Two processes spinning on the CPU for the whole test (RELIABILITY U11): what a test
+    that times something must survive, as it must on a CI machine shared with others.
+    Tests marked ``timing`` run under it (``_busy_when_timing``)."""
+    import subprocess
+    import sys
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(BUSY)]
+    try:
+        yield hogs
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "timing: asserts something about time (a rate, a "
+                                       "delay, a deadline); runs with both cores kept busy")
+
+
+@pytest.fixture(autouse=True)
+def _busy_when_timing(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("timing"):
+        request.getfixturevalue("busy")

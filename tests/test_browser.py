@@ -76,6 +76,7 @@ def _picture(driver, element: str) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
 
 
+@pytest.mark.timing
 def test_the_page_in_chromium(browser, served):
     url, config = served
     wait = WebDriverWait(browser, 20, poll_frequency=0.1)

@@ -129,3 +129,28 @@ def test_signal_finalises_output(tmp_path, sig, code):
     assert "Traceback" not in stderr
     written = int(stdout.split(" written")[0].rsplit(", ", 1)[1])
     assert written > 0 and len(decoded(tmp_path / "sig.mkv")) == written
+
+
+def test_every_option_says_what_it_does():
+    """`--help` of every command: each option has its help text (--max-frames and
+    --allow-network had none)."""
+    import typer
+
+    from pipeline.cli import app
+
+    group = typer.main.get_command(app)
+    options = [(name, param) for name, command in group.commands.items()
+               for param in command.params if param.param_type_name == "option"]
+    assert len(options) > 40
+    missing = [f"{name} {param.opts[0]}" for name, param in options
+               if not (param.help or "").strip()]
+    assert missing == []
+
+
+def test_filters_and_codecs_print_plain_text():
+    """No reST ``quotes`` from the docstrings, no rich markup eaten or shown raw."""
+    listed = cli("filters")
+    assert listed.returncode == 0 and "``" not in listed.stdout
+    assert "size×size" in listed.stdout
+    codecs = cli("codecs")
+    assert codecs.returncode == 0 and "libx264" in codecs.stdout

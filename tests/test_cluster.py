@@ -87,6 +87,7 @@ def test_a_worker_killed_mid_file_never_leaves_a_cut_file_under_the_final_name(
     assert "1 ok, 0 failed" in stdout and len(decoded(out / "long.mkv")) == 400
 
 
+@pytest.mark.timing
 def test_an_unreachable_scheduler_is_exit_3_within_the_open_timeout(tmp_path):
     clip = write_clips(tmp_path, "clip", 1, n=2, width=32, height=32)[0]
     start = time.monotonic()

@@ -111,6 +111,7 @@ def test_limits_are_checked_before_anything_is_built(tmp_path):
     assert "65 kernels exceed the limit 64" in error_of(tmp_path, many)
 
 
+@pytest.mark.timing
 def test_alias_bomb_fails_fast(tmp_path):
     """8 KB of YAML describing 64 × 1000×1000 floats is refused in well under a second."""
     r = "r: &r [" + ", ".join(["1.0"] * 1000) + "]\n"

@@ -63,6 +63,7 @@ def drain(source):
     return values
 
 
+@pytest.mark.timing
 def test_stall_is_detected_and_the_source_reconnected():
     first = FakeCapture([("frame", 1), ("frame", 2), ("stall",)])
     second = FakeCapture([("frame", 3), ("frame", 4)])
@@ -135,6 +136,7 @@ def test_resolution_change_is_scaled_and_warned():
     assert any("resolution changed 8x8 -> 12x16" in w for w in source.warnings)
 
 
+@pytest.mark.timing
 def test_stop_ends_a_back_off_at_once():
     source = live(ConnectFailed("refused"), ConnectFailed("refused"),
                   retry=Reconnect(attempts=5, first=5.0, cap=5.0, jitter=0))

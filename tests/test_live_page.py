@@ -106,6 +106,7 @@ def test_the_page_is_plain_and_self_contained():
         assert f'id="{element}"' in PAGE
 
 
+@pytest.mark.timing
 def test_figures_update_each_second_and_name_the_plan(edges):
     served = Served(edges, "synthetic:160x120@30:30", loop=True)
     try:
@@ -184,6 +185,7 @@ def _stalled_viewer(url: str) -> socket.socket:
     return conn
 
 
+@pytest.mark.timing
 def test_several_viewers_and_a_slow_one_drops_only_its_own_frames(edges):
     """Two viewers read every frame while a third reads nothing: the stream keeps its
     rate, loses nothing, and the stalled viewer's skipped frames are its own."""
@@ -407,3 +409,28 @@ def test_an_edit_made_while_the_first_chain_is_planned_is_not_missed(edges, monk
     run_config(edges, source=MemorySource(clip_frames(40, 32, 24), interval=0.03),
                sinks=[MemorySink()], watch=True, tell=lambda kind, text: told.append(text))
     assert len(told) == 1 and "reloaded: chain #2" in told[0], told
+
+
+@pytest.mark.timing
+def test_a_live_source_shows_its_measured_rate_even_to_a_slow_poller(edges):
+    """A 30 fps MJPEG camera (which declares no rate: OpenCV said 25) is shown at the rate
+    its frames arrive, and a page that looks every 3 s gets that rate, not 0.0 (the
+    window of the last 2 s held only its own look). The summary says its clock bounded
+    the run, not 'decoding': the reader only waited for frames."""
+    from media import MjpegServer
+
+    with MjpegServer(clip_frames(20, 160, 120), fps=30) as camera:
+        served = Served(edges, camera.url)
+        try:
+            served.wait_for(lambda f: f.get("frames_out", 0) > 10)
+            time.sleep(3.0)
+            first = served.figures()
+            time.sleep(3.0)
+            second = served.figures()
+        finally:
+            stats = served.stop()
+    for f in (first, second):
+        assert 20 <= f["fps_out"] <= 40 and 20 <= f["fps_in"] <= 40, f
+    rate = re.fullmatch(r"160x120x3 uint8 @ (\d+) fps measured", second["input"])
+    assert rate and 20 <= int(rate.group(1)) <= 40, second["input"]
+    assert "bound by the source's own clock (live)" in str(stats)

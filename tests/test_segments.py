@@ -94,6 +94,7 @@ def test_segments_keep_every_frame_in_every_container(tmp_path, kind):
     assert_same(tmp_path / "one.mkv", tmp_path / "seg.mkv", 300)
 
 
+@pytest.mark.timing
 def test_more_segments_than_keyframes_is_clamped_with_a_note(tmp_path):
     clip = tmp_path / "b.ts"
     encoded(clip, "libx264", 120, {"bf": "3", "g": "30"})
@@ -128,6 +129,7 @@ def test_a_segment_short_of_its_range_is_refused(tmp_path):
     assert short.code == 3 and "gave 60 frames (and 0 undecodable) of the 61" in short.message
 
 
+@pytest.mark.timing
 def test_a_stopped_segmented_run_keeps_the_frames_before_the_stop(tmp_path):
     """SIGINT once the first segment is finished: exit 130, and the output (its final
     name, as a stopped single run's) holds the single run's first frames, every one the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import threading
 import time
 from pathlib import Path
@@ -165,6 +167,7 @@ def test_served_stream_reads_back(tmp_path):
 IDENTITY = "stages: [{type: convert}]\n"  # float frames straight through
 
 
+@pytest.mark.timing
 def test_live_source_keeps_newest_and_counts_drops(tmp_path, monkeypatch):
     """A live source faster than the filter: frames are dropped and counted, never queued."""
     frames = [np.full((16, 16, 1), i, np.uint16) for i in range(300)]
@@ -192,6 +195,7 @@ def test_live_source_keeps_newest_and_counts_drops(tmp_path, monkeypatch):
     assert seen[-1] >= 290  # the newest frame wins: the stream's end is what was shown
 
 
+@pytest.mark.timing
 def test_live_latency_stays_low_when_the_writer_is_slowest(tmp_path):
     """A live source into a 20 ms writer: results do not pile up before the writer (a
     deep queue there held eight, 160 ms and more); the source side drops instead."""

@@ -3,6 +3,8 @@ alone, a file played at its own rate (issue 22, items 2-4)."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import re
 import subprocess
@@ -53,6 +55,7 @@ def test_serving_on_every_interface_lists_every_address(tmp_path):
                for u in urls)
 
 
+@pytest.mark.timing
 def test_a_file_shown_or_served_plays_at_its_own_frame_rate(tmp_path):
     """45 frames at 30 fps served: about 1.5 s, as a player shows them (the first frame
     at once); --no-realtime runs flat out, and --realtime paces a file output too."""

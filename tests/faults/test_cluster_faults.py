@@ -98,6 +98,7 @@ def test_the_scheduler_lost_mid_batch(tmp_path, cluster):
     assert _finals(tmp_path) == []
 
 
+@pytest.mark.timing
 def test_every_worker_lost_ends_the_batch_after_the_worker_timeout(tmp_path, cluster):
     address, procs = cluster
     proc = _batch(tmp_path, address, "--worker-timeout", "3")

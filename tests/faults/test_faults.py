@@ -20,10 +20,31 @@ from harness import FAULTS, verify  # noqa: E402
 
 
 @pytest.mark.parametrize("fid", sorted(FAULTS, key=lambda f: (f[0], len(f), f)))
-def test_fault(fid, tmp_path):
+def test_fault(fid, tmp_path, request):
     group, title, build = FAULTS[fid]
     case = build(tmp_path)
+    if case.exit_within is not None or case.max_seconds is not None or \
+            case.context is not None or group == "live":
+        request.getfixturevalue("busy")  # a deadline, a live peer: both cores kept busy
     verify(case, tmp_path)
+
+
+def test_the_busy_fixture_keeps_both_cores_busy(busy):
+    """What the timing cases run under: /proc/stat's busy time over half a second."""
+    import os
+    import time
+
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values) - idle, sum(values)
+
+    busy_before, all_before = ticks()
+    time.sleep(0.5)
+    busy_after, all_after = ticks()
+    share = (busy_after - busy_before) / max(all_after - all_before, 1)
+    assert share > 0.9 * min(len(busy), os.cpu_count()) / os.cpu_count(), share
 
 
 def test_matrix_covers_every_group_with_at_least_60_faults():

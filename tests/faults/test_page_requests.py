@@ -139,6 +139,7 @@ def test_dns_rebinding_is_refused_by_the_host_header(page):
     assert status(page.get("/", host=f"localhost:{page.port}")) == 200
 
 
+@pytest.mark.timing
 def test_idle_and_slow_clients_are_cut_off_and_connections_bounded(page):
     """31 idle connections and one that sends a byte a second fill the 32 slots: the next
     gets a 503 at once. Within 10 s (plus the reaper's quarter second) the server has

@@ -17,6 +17,7 @@ from cases_signals import EDGES, LONG  # noqa: E402
 from harness import Case, verify, wait_for_partial  # noqa: E402
 
 CONTAINERS = (".mkv", ".mp4", ".avi", ".npy")
+pytestmark = pytest.mark.timing  # within 1 s of the signal, both cores kept busy
 
 
 def trial(seed: int, sig: int, code: int, tmp: Path) -> None:

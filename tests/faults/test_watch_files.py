@@ -5,6 +5,8 @@ reloads (the watcher never dies); and SIGINT ends the run within a second."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import queue
@@ -79,6 +81,7 @@ def _replace(path: Path, make) -> None:
     os.replace(tmp, path)
 
 
+@pytest.mark.timing
 def test_hostile_watched_files_are_one_line_each_and_the_run_goes_on(tmp_path):
     config = tmp_path / "c.yaml"
     valid = CONFIG.replace("BORDER", "reflect101")
