@@ -1,8 +1,7 @@
 """Every command line in the README runs as written (issue 22, item 4).
 
 The lines of every ```sh block run in order, through bash, in one folder that holds
-what they name (configs/, a clip with sound, a film, images, folders of videos, a
-`my.yaml`), with the venv's bin first on PATH: a later line meets the files an earlier
+what they name (configs/, a clip with sound, a film, images, folders of videos), with the venv's bin first on PATH: a later line meets the files an earlier
 one wrote, as a user running them one after another would. What this machine lacks is
 substituted, each named in SUBSTITUTIONS; lines that run for minutes by design
 (benchmarks, the soak, the suite itself) are checked, not run: see ``test_readme``.
@@ -74,7 +73,6 @@ def folder(tmp_path):
     import shutil
 
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    shutil.copy(ROOT / "configs" / "edges.yaml", tmp_path / "my.yaml")
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     write_clip(tmp_path / "clip.mp4", n=24, width=96, height=64, audio="aac")
     write_clip(tmp_path / "film.mkv", n=24, width=96, height=64, audio="libopus")
@@ -111,12 +109,13 @@ def _env(display: str) -> dict[str, str]:
 def _served(proc: subprocess.Popen, line: str) -> None:
     """A line that serves until stopped: its page and a frame answer; Ctrl-C ends it."""
     first = proc.stdout.readline()
-    match = re.match(r"serving at (http://\S+/)", first)
+    match = re.match(r"serving at (http://\S+/)(\?token=[\w-]+)?", first)
     assert match, f"{line}: {first!r} {proc.stderr.read() if proc.poll() is not None else ''}"
-    url = match.group(1)
-    with urllib.request.urlopen(url, timeout=10) as r:
+    url, token = match.group(1), match.group(2) or ""  # a non-loopback bind: its token
+    assert bool(token) == ("0.0.0.0" in line), first
+    with urllib.request.urlopen(url + token, timeout=10) as r:
         assert b"<title>pipeline</title>" in r.read()
-    with urllib.request.urlopen(url + "snapshot.jpg", timeout=10) as r:
+    with urllib.request.urlopen(url + "snapshot.jpg" + token, timeout=10) as r:
         assert r.read()[:2] == b"\xff\xd8"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
