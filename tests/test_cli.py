@@ -115,12 +115,17 @@ def test_bench_calibrates(tmp_path):
     assert "gemm_mac_ns" in result.stdout and (tmp_path / "calibration.json").exists()
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_finalises_output(tmp_path, sig, code):
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", EDGES, "-q", "-s",
                              "synthetic:320x240@30:100000", "-o", tmp_path / "sig.mkv"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("sig.*.partial.mkv")):  # writing: frames under way
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.5)
     sent = time.perf_counter()
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=30)

@@ -112,7 +112,6 @@ def _served(proc: subprocess.Popen, line: str) -> None:
     match = re.match(r"serving at (http://\S+/)(\?token=[\w-]+)?", first)
     assert match, f"{line}: {first!r} {proc.stderr.read() if proc.poll() is not None else ''}"
     url, token = match.group(1), match.group(2) or ""  # a non-loopback bind: its token
-    assert bool(token) == ("0.0.0.0" in line), first
     with urllib.request.urlopen(url + token, timeout=10) as r:
         assert b"<title>pipeline</title>" in r.read()
     with urllib.request.urlopen(url + "snapshot.jpg" + token, timeout=10) as r:

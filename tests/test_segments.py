@@ -5,10 +5,7 @@ stopped segmented run that keeps what a stopped single run keeps."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -16,20 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from commands import cli
 from media import clip_frames, tone
 
 ROOT = Path(__file__).parent.parent
 EDGES = ROOT / "configs" / "edges.yaml"
 BLUR = ROOT / "configs" / "blur_large.yaml"
-
-
-def cli(*args, background: bool = False):
-    cmd = [sys.executable, "-m", "pipeline", *map(str, args)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    if background:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
 def encoded(path: Path, codec: str, n: int, options: dict[str, str], fps: int = 30,

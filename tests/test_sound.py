@@ -5,24 +5,16 @@ says what was written (checked against the file: seconds and packets). Also item
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from commands import cli
 from media import damage_sound, write_clip
 
 ROOT = Path(__file__).parent.parent
 EDGES = ROOT / "configs" / "edges.yaml"
-
-
-def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 def sound(path: Path) -> tuple[str | None, int, float, float]:

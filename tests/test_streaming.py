@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from media import (
     MjpegServer,
     clip_frames,

@@ -4,23 +4,16 @@ what run would refuse at once, and a config it says ok to starts."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from commands import cli
 from media import write_clip
 
 ROOT = Path(__file__).parent.parent
 EDGES = ROOT / "configs" / "edges.yaml"
-
-
-def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 def error(result: subprocess.CompletedProcess) -> str:

@@ -3,22 +3,14 @@ alone, a file played at its own rate (issue 22, items 2-4)."""
 
 from __future__ import annotations
 
-import pytest
-
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+from commands import cli
 
 ROOT = Path(__file__).parent.parent
 EDGES = ROOT / "configs" / "edges.yaml"
-
-
-def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 def _seconds(stdout: str) -> float:

@@ -4,7 +4,8 @@ A request is input like a video file. So:
 - malformed requests get a 4xx and one line of nothing on stderr, never a traceback;
   a body is at most ``BODY_BYTES``, with a ``Content-Length`` of digits;
 - the request line, headers and body must arrive within ``HEAD_SECONDS`` (a client that
-  sends a byte at a time is cut off), and a connection that takes nothing for
+  sends a byte at a time is cut off; a browser's preconnected socket it never used is
+  closed, and it simply opens another), and a connection that takes nothing for
   ``IDLE_SECONDS`` is closed; at most ``MAX_CONNECTIONS`` at once, the rest get a 503;
 - ``Host`` must name this server (a DNS-rebinding page's own name is refused: 403);
 - a state-changing request (``POST``) must come from the page itself: JSON content
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_CONNECTIONS = 32  # viewers and pollers at once; a page with both pictures holds 3
-HEAD_SECONDS = 10.0  # the request line, headers and body, from the connection's start
+HEAD_SECONDS = 5.0  # the request line, headers and body, from the connection's start
 IDLE_SECONDS = 10.0  # a send or a receive that waits this long closes the connection
 BODY_BYTES = 1024  # the largest request body (``{"paused": true}`` is 16)
 COOKIE = "pipeline_token"

@@ -63,8 +63,14 @@ def cluster(tmp_path):
             proc.wait()
 
 
-def _batch(tmp_path, address, *extra):
-    inputs = write_clips(tmp_path, "clip", 2, n=150, width=1280, height=720)
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[Path]:
+    """Two clips long enough to be under way when the cluster goes (blur_large at 720p)."""
+    return write_clips(tmp_path_factory.mktemp("clips"), "clip", 2, n=150, width=1280,
+                       height=720)
+
+
+def _batch(tmp_path, address, inputs, *extra):
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "batch", str(BLUR),
                              *map(str, inputs), "--out", str(tmp_path / "out"), "--scheduler",
                              address, *extra], stdout=subprocess.PIPE,
@@ -80,11 +86,11 @@ def _finals(tmp_path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "out").glob("clip?.mkv"))
 
 
-def test_the_scheduler_lost_mid_batch(tmp_path, cluster):
+def test_the_scheduler_lost_mid_batch(tmp_path, cluster, clips):
     """Was: two distributed tracebacks, two-line errors, exit 70, and the worker then
     committed clip0.mkv, which the batch had reported failed."""
     address, procs = cluster
-    proc = _batch(tmp_path, address)
+    proc = _batch(tmp_path, address, clips)
     procs["scheduler"].send_signal(signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 5, stderr
@@ -99,9 +105,9 @@ def test_the_scheduler_lost_mid_batch(tmp_path, cluster):
 
 
 @pytest.mark.timing
-def test_every_worker_lost_ends_the_batch_after_the_worker_timeout(tmp_path, cluster):
+def test_every_worker_lost_ends_the_batch_after_the_worker_timeout(tmp_path, cluster, clips):
     address, procs = cluster
-    proc = _batch(tmp_path, address, "--worker-timeout", "3")
+    proc = _batch(tmp_path, address, clips, "--worker-timeout", "3")
     procs["worker"].send_signal(signal.SIGKILL)
     killed = time.monotonic()
     stdout, stderr = proc.communicate(timeout=60)

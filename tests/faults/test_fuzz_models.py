@@ -34,7 +34,7 @@ from models import (  # noqa: E402
 )
 
 MEMORY = 1536 << 20  # the address space each run may map
-EXAMPLES = max(int(__import__("os").environ.get("PIPELINE_FUZZ_EXAMPLES", "15")) // 2, 1)
+EXAMPLES = max(int(__import__("os").environ.get("PIPELINE_FUZZ_EXAMPLES", "15")) // 3, 1)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])

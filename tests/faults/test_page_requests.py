@@ -141,9 +141,9 @@ def test_dns_rebinding_is_refused_by_the_host_header(page):
 
 @pytest.mark.timing
 def test_idle_and_slow_clients_are_cut_off_and_connections_bounded(page):
-    """31 idle connections and one that sends a byte a second fill the 32 slots: the next
-    gets a 503 at once. Within 10 s (plus the reaper's quarter second) the server has
-    closed all of them, and the page answers again."""
+    """31 idle connections and one that sends a byte now and then fill the 32 slots: the
+    next gets a 503 at once. Within HEAD_SECONDS (5 s, and the reaper's quarter second)
+    the server has closed all of them, and the page answers again."""
     from pipeline.io.webserver import HEAD_SECONDS, MAX_CONNECTIONS
 
     start = time.monotonic()

@@ -5,8 +5,6 @@ reloads (the watcher never dies); and SIGINT ends the run within a second."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import queue
@@ -20,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CONFIG = """stages:
   - type: bank
