@@ -177,7 +177,7 @@ def s10(tmp):
 
 
 @fault("S11", "signals", "SIGINT while one frame takes seconds (64 outputs, 63x63, direct, "
-       "1080p): the frame under way is left, the file finalised")
+       "720p: about 5 s a frame here): the frame under way is left, the file finalised")
 def s11(tmp):
     import numpy as np
 
@@ -186,6 +186,6 @@ def s11(tmp):
     config.write_text("stages:\n  - {type: bank, op: correlate, weights: {file: w.npy}, "
                       "method: direct}\nencode: {select: [0]}\n")
     out = tmp / "slow.mkv"
-    return Case(["run", config, "-q", "-s", "synthetic:1920x1080:3", "-o", out], 130, None,
+    return Case(["run", config, "-q", "-s", "synthetic:1280x720:3", "-o", out], 130, None,
                 outputs={out: "reported"}, driver=after_start(signal.SIGINT, 1.0, out),
                 exit_within=1.0, stdout=r"0 written, 3 unprocessed at stop")
