@@ -22,7 +22,6 @@ from rich.text import Text
 
 from .config import Limits, load_config
 from .errors import INTERNAL, LOSSY, ConfigError, PipelineError
-from .frames import FrameFormat
 from .progress import files_bar, frames_bar, watch_lines
 from .signals import SIGNAL_CODES, exit_code
 
@@ -234,24 +233,6 @@ def _lossy(stats: Any) -> str:
             f"{stats.frames_written} frames written and kept (--strict)")
 
 
-def _format_of(cfg: Any, source: str | None, size: str | None) -> FrameFormat:
-    """The frame format to plan for: --size, else what the source announces."""
-    if size:
-        parts = size.lower().split("x")
-        try:
-            w, h, *c = (int(p) for p in parts)
-        except ValueError:
-            w = h = 0
-        if len(parts) not in (2, 3) or min(w, h, *c) < 1:
-            raise ConfigError(f"--size {size!r}: expected WIDTHxHEIGHT[xCHANNELS], each at "
-                              "least 1")
-        return FrameFormat(h, w, c[0] if c else 3)
-    from .io.choose import open_source
-
-    with open_source(cfg.source if source is None else source) as src:
-        return src.open()
-
-
 @app.command()
 def plan(
     config: Annotated[Path, typer.Argument(help="YAML config.")],
@@ -264,15 +245,15 @@ def plan(
     debug: Debug = False,
 ) -> None:
     """Show, for each bank: padding per side, centre, border, method and why, predicted costs."""
-    from .runner import checked_chain
+    from .preflight import checked_chain, frames_to_check
     from .stages import model_totals
 
     with guarded(debug):
         limits = _limits(63, 64, max_pixels)
         cfg = load_config(config, limits)
-        fmt = _format_of(cfg, source, size)
-        chain, _ = checked_chain(cfg, fmt, str(source or cfg.source), False, limits,
-                                 int(max_memory * 2**30), [])  # nothing absurd is planned
+        fmt, name, _ = frames_to_check(cfg, source, size, limits.pixels, open_live=True)
+        chain, _ = checked_chain(cfg, fmt, name, False, limits, int(max_memory * 2**30),
+                                 [])  # nothing absurd is planned
         chain.plan()
         say(f"input {fmt}")
         for step in chain.steps:
@@ -311,12 +292,13 @@ def validate(
     output takes). Not checked: the file system's state (an output that exists, a
     missing folder) and the frames themselves."""
     from .io.sinks import open_sink
-    from .runner import checked_chain, output_target
+    from .preflight import checked_chain, frames_to_check
+    from .runner import output_target
 
     with guarded(debug):
         limits = _limits(max_kernel, max_outputs, max_pixels)
         cfg = load_config(config, limits)
-        fmt, name, note = _validation_format(cfg, source, size, limits.pixels)
+        fmt, name, note = frames_to_check(cfg, source, size, limits.pixels, open_live=False)
         target, settings = output_target(cfg, output, _video(codec, crf, preset, False, None)
                                          if codec or crf is not None or preset else None)
         sink = open_sink(target, settings=settings) if target is None or \
@@ -326,23 +308,6 @@ def validate(
         h, w, c = chain.out_shape
         say(f"{config}: ok ({len(chain.steps)} stages; {fmt.width}x{fmt.height}x"
             f"{fmt.channels} -> {w}x{h}x{c}{note})")
-
-
-def _validation_format(cfg: Any, source: str | None, size: str | None, max_pixels: int
-                       ) -> tuple[FrameFormat, str, str]:
-    """(the frames to check against, their source's name, a note for the ok line): --size,
-    else the source's own (a file, images or the pattern; a camera or a URL is not
-    opened: 640x480x3)."""
-    from .io.choose import open_source
-
-    spec = cfg.source if source is None else source
-    if size:
-        return _format_of(cfg, source, size), str(spec), ""
-    src = open_source(spec)
-    if src.live:
-        return FrameFormat(480, 640, 3), src.name, f"; {src.name} not opened: give --size"
-    with src:  # a frame past the limit is refused from its header, as run does
-        return src.open(max_pixels=max_pixels), src.name, ""
 
 
 @app.command()

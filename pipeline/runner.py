@@ -13,14 +13,13 @@ from contextlib import nullcontext
 
 from .dashboard import Dashboard
 from .encode import Encoder
-from .errors import ConfigError, InputError, Interrupted, OutputError, PipelineError
+from .errors import ConfigError, Interrupted, OutputError, PipelineError
 from .io.base import FrameSink, FrameSource
 from .io.codecs import OutputTarget, VideoSettings
 from .signals import exit_code, interruptibly, signal_name, stop_on_signals
-from .frames import FrameFormat
-from .stages import Chain, build_chain
+from .preflight import checked_chain
 from .stats import Stats
-from .stream import Run, memory_estimate, stuck_threads
+from .stream import Run, stuck_threads
 
 __all__ = ["Stats", "run_config", "stuck_threads"]
 
@@ -86,26 +85,6 @@ def _sinks_named(config, output, views: list[FrameSink], force: bool, inputs: li
                                settings=settings)
                      if target is None or isinstance(target, str) else target)
     return sinks + views
-
-
-def checked_chain(config, fmt: FrameFormat, name: str, live: bool, limits,
-                  max_memory: int, sinks: list[FrameSink]) -> tuple[Chain, Encoder | None]:
-    """What a run checks of a config for frames of ``fmt`` (from the source ``name``)
-    before it plans anything: the frame size, every stage built for it, the memory the
-    stream will hold, and the 8-bit encoding its ``sinks`` need (the channels a video
-    takes). ``pipeline validate`` checks the same (unplanned chain, encoder or None).
-    Raises ConfigError / InputError."""
-    if fmt.height * fmt.width > limits.pixels:
-        raise InputError(f"{name}: frame {fmt.width}x{fmt.height} exceeds the limit of "
-                         f"{limits.pixels / 1e6:.1f} MP (raise with --max-pixels)")
-    chain = build_chain(config, fmt, plan=False)
-    need = memory_estimate(fmt, [step.out_shape for step in chain.steps], live)
-    if need > max_memory:
-        raise InputError(f"{name}: {fmt.width}x{fmt.height} frames through this chain need "
-                         f"about {need / 2**30:.1f} GiB; --max-memory "
-                         f"{max_memory / 2**30:.1f} GiB")
-    needs_encoder = any(s.wants == "uint8" for s in sinks)
-    return chain, Encoder(config.encode, chain.out_shape) if needs_encoder else None
 
 
 def _hearing(board: Dashboard | None, tell: Callable[[str, str], None] | None

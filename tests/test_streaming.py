@@ -174,9 +174,9 @@ def test_live_source_keeps_newest_and_counts_drops(tmp_path, monkeypatch):
     frames = [np.full((16, 16, 1), i, np.uint16) for i in range(300)]
     source = MemorySource(frames, live=True, interval=0.001)
     sink = MemorySink()
-    import pipeline.runner as runner
+    import pipeline.preflight as preflight  # where a run builds its chain
 
-    build = runner.build_chain
+    build = preflight.build_chain
 
     def slow_chain(cfg, fmt, plan=True):
         chain = build(cfg, fmt, plan)
@@ -184,7 +184,7 @@ def test_live_source_keeps_newest_and_counts_drops(tmp_path, monkeypatch):
         chain.steps[0].fn = lambda x: (time.sleep(0.01), inner(x))[1]  # a 10 ms filter
         return chain
 
-    monkeypatch.setattr(runner, "build_chain", slow_chain)
+    monkeypatch.setattr(preflight, "build_chain", slow_chain)
     (tmp_path / "id.yaml").write_text(IDENTITY)
     stats = run_config(tmp_path / "id.yaml", source=source, sinks=[sink])
     assert stats.frames_read == 300
@@ -303,16 +303,16 @@ def test_encoding_goes_to_the_thread_with_room(tmp_path, monkeypatch):
 def test_chain_is_built_once_per_run(tmp_path, monkeypatch):
     """The memory estimate and the run use one chain: weights loaded and banks planned
     once (before, build_chain ran twice per run)."""
-    import pipeline.runner as runner
+    import pipeline.preflight as preflight  # where a run builds its chain
 
     calls = []
-    build = runner.build_chain
+    build = preflight.build_chain
 
     def counted(cfg, fmt, plan=True):
         calls.append(plan)
         return build(cfg, fmt, plan)
 
-    monkeypatch.setattr(runner, "build_chain", counted)
+    monkeypatch.setattr(preflight, "build_chain", counted)
     (tmp_path / "b.yaml").write_text(
         "stages: [{type: bank, op: correlate, weights: {builtin: box, size: 3}}]\n")
     sink = MemorySink()
