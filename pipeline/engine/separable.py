@@ -104,10 +104,16 @@ def identity_tap(spec: BankSpec, kernel: np.ndarray) -> tuple[int, int] | None:
 
 
 def decompositions(spec: BankSpec) -> list[tuple[Pairs, float]]:
-    """``decompose`` of each distinct kernel (one if shared, else per output and input)."""
+    """``decompose`` of each distinct kernel (one if shared, else per output and input).
+
+    On one BLAS thread: each SVD is of one small kernel, and OpenBLAS's team of threads
+    waits for every member at each step; with the cores busy with other work, the 96
+    SVDs of a 32-output 63x63 bank took up to 5 s to plan instead of 0.07 s (seen here
+    with two other processes spinning)."""
     kernels = spec.weights[:1, :1] if spec.shared else spec.weights
-    return [decompose(k, spec.dtype, identity_tap(spec, k))
-            for k in kernels.reshape(-1, *spec.kernel_size)]
+    with threads.single_threaded_blas():
+        return [decompose(k, spec.dtype, identity_tap(spec, k))
+                for k in kernels.reshape(-1, *spec.kernel_size)]
 
 
 def passes(spec: BankSpec) -> tuple[int, int]:

@@ -176,12 +176,12 @@ def s10(tmp):
                 env={"PIPELINE_CACHE_DIR": str(tmp / "cache")})
 
 
-@fault("S11", "signals", "SIGINT while one frame takes seconds (64 outputs, 63x63, direct, "
-       "720p: about 5 s a frame here): the frame under way is left, the file finalised")
+@fault("S11", "signals", "SIGINT while one frame takes seconds (32 outputs, 63x63, direct, "
+       "720p: about 2.5 s a frame here): the frame under way is left, the file finalised")
 def s11(tmp):
     import numpy as np
 
-    np.save(tmp / "w.npy", np.random.default_rng(0).normal(size=(64, 3, 63, 63)))
+    np.save(tmp / "w.npy", np.random.default_rng(0).normal(size=(32, 3, 63, 63)))
     config = tmp / "slow.yaml"
     config.write_text("stages:\n  - {type: bank, op: correlate, weights: {file: w.npy}, "
                       "method: direct}\nencode: {select: [0]}\n")

@@ -20,7 +20,7 @@ from harness import Case, verify, wait_for_partial  # noqa: E402
 CONTAINERS = (".mkv", ".mp4", ".avi", ".npy")
 # trials of each signal a run of the suite makes (RELIABILITY asks 50 of each per release:
 # PIPELINE_SIGNAL_TRIALS=50 by hand); each runs with both cores kept busy
-TRIALS = int(os.environ.get("PIPELINE_SIGNAL_TRIALS", "12"))
+TRIALS = int(os.environ.get("PIPELINE_SIGNAL_TRIALS", "8"))
 pytestmark = pytest.mark.timing  # within 1 s of the signal, both cores kept busy
 
 
