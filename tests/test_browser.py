@@ -22,8 +22,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module's tests (each start is 2-3 s)."""
+    tmp_path = tmp_path_factory.mktemp("browser")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
