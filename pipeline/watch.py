@@ -21,13 +21,12 @@ from pathlib import Path
 
 from .config import Config, Limits, load_config
 from .dashboard import size
-from .encode import Encoder
 from .errors import ConfigError, PipelineError
 from .frames import FrameFormat
 from .io.base import FrameSink
 from .paths import open_regular
-from .stages import build_chain
-from .stream import Run, Swap, finishes, memory_estimate
+from .preflight import checked_chain
+from .stream import Run, Swap, finishes
 from .yamlfile import mark, node_at, read_yaml
 
 POLL = 0.25  # seconds between looks at the file
@@ -166,12 +165,15 @@ class Watcher:
             self.tell("error", text)
 
     def reload(self) -> None:
-        """Read, check, build and plan the file's config, then hand it to the stream."""
+        """Read and check the file's config as a run's start does (preflight.py), refuse
+        what the running outputs cannot take, plan it, then hand it to the stream."""
         started = time.perf_counter()
         running = self.run.generation
         try:
             config = load_config(self.path, self.limits)
-            chain = build_chain(config, self.fmt, plan=True)
+            chain, encoder = checked_chain(config, self.fmt, self.run.source.name,
+                                           self.run.live, self.limits, self.max_memory,
+                                           self.sinks)
         except PipelineError as e:
             self.tell("error", f"{located(self.path, self.limits, str(e))}; "
                                f"still running chain #{running}")
@@ -184,20 +186,17 @@ class Watcher:
                                f": {files} cannot change its frame size midway; still "
                                f"running chain #{running}")
             return
-        need = memory_estimate(self.fmt, [step.out_shape for step in chain.steps],
-                               self.run.live)
-        if need > self.max_memory:
-            self.tell("error", f"{self.path}: this chain needs about {need / 2**30:.1f} GiB; "
-                               f"--max-memory {self.max_memory / 2**30:.1f} GiB; still "
-                               f"running chain #{running}")
+        try:
+            chain.plan()  # only a chain that will run: FFT plans, spectra, timings
+        except PipelineError as e:
+            self.tell("error", f"{located(self.path, self.limits, str(e))}; "
+                               f"still running chain #{running}")
             return
         for field in ("source", "output"):
             if getattr(config, field) != getattr(self.first, field):
                 self.tell("note", f"{self.path}: {field}: changes apply at the next run")
         self.config = config  # its files are watched from now on
         self._digest = self._look()
-        needs_encoder = any(s.wants == "uint8" for s in self.sinks)
-        encoder = Encoder(config.encode, chain.out_shape) if needs_encoder else None
         planned = time.perf_counter() - started
 
         def done(generation: int, frame: int) -> None:

@@ -93,6 +93,7 @@ class AudioTrack:
         """Write the sound that starts before ``end`` seconds (of the output's clock).
         Copied packets keep an encoder's priming (negative times: the muxer's edit list
         hides it, as ffmpeg's does)."""
+        counted = lambda p: self._mux(p, mux)  # noqa: E731 - each packet written is counted
         while not self._done:
             packet = self._pending or self._next()
             if packet is None:
@@ -105,7 +106,7 @@ class AudioTrack:
             if start is None:
                 continue  # untimed: nowhere to put it
             try:
-                self._write(packet, lambda p: self._mux(p, mux))
+                self._write(packet, counted)
             except Exception as e:  # noqa: BLE001 - the sound stops, the video goes on
                 self._stop(f"cannot write its sound after {self.written:.1f} s "
                            f"({_reason(e)})")

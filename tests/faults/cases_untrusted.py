@@ -12,6 +12,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from cases_config import bank
 from harness import Case, fault
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,6 +28,7 @@ from models import (  # noqa: E402
     weights_config,
 )
 
+BOX = "{builtin: box, size: 3}"
 MEMORY = 1536 << 20  # address space of a refused run: a plain run needs under 1 GiB here
 SECONDS = 10.0  # a refusal comes before anything big is read or planned
 
@@ -253,20 +255,16 @@ def u3l(tmp):
 
 @fault("U4a", "untrusted", "a bank padded by 10^9")
 def u4a(tmp):
-    path = tmp / "c.yaml"
-    path.write_text("stages:\n  - type: bank\n    op: correlate\n    weights: {builtin: box, "
-                    "size: 3}\n    padding: 1000000000\n")
-    return refused(tmp, path, r"c\.yaml:5:\d+: stages\[0\]\.padding: padding=1000000000 is not "
-                              r"allowed; expected .*0\.\.4096")
+    return refused(tmp, bank(tmp, BOX, "    padding: 1000000000\n"),
+                   r"c\.yaml:5:\d+: stages\[0\]\.padding: padding=1000000000 is not allowed; "
+                   r"expected .*0\.\.4096")
 
 
-@fault("U4b", "untrusted", "a stride and a dilation of 10^9")
+@fault("U4b", "untrusted", "a dilation of 10^9")
 def u4b(tmp):
-    path = tmp / "c.yaml"
-    path.write_text("stages:\n  - type: bank\n    op: correlate\n    weights: {builtin: box, "
-                    "size: 3}\n    dilation: [1, 1000000000]\n")
-    return refused(tmp, path, r"c\.yaml:5:\d+: stages\[0\]\.dilation: dilation=\[1, 1000000000\] "
-                              r"is not allowed")
+    return refused(tmp, bank(tmp, BOX, "    dilation: [1, 1000000000]\n"),
+                   r"c\.yaml:5:\d+: stages\[0\]\.dilation: dilation=\[1, 1000000000\] is not "
+                   r"allowed")
 
 
 @fault("U4c", "untrusted", "padding within bounds, bank after bank, past the memory limit")
