@@ -22,7 +22,16 @@ from ..errors import ConfigError
 from ..options import BankOptions, OptionError
 from ..paths import open_regular
 from .file import ModelFile
-from .layers import SUPPORTED_KERAS, SUPPORTED_ONNX, Layer, Piece, Skip, Unsupported, fold
+from .layers import (
+    SUPPORTED_KERAS,
+    SUPPORTED_ONNX,
+    Conv,
+    Layer,
+    Piece,
+    Skip,
+    Unsupported,
+    fold,
+)
 
 __all__ = ["Model", "ModelFile", "Piece", "choose", "load_model", "read_model"]
 
@@ -106,12 +115,19 @@ def pieces_of(model: ModelFile, layers: list[str] | None = None) -> list[Piece]:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{model.path}: {e}") from None
+    channels = model.in_channels if layers is None else None  # what reaches the first
     for piece in pieces:
         if piece.kind == "bank":
             try:
                 BankOptions(**bank_options(piece))
             except OptionError as e:
                 raise ConfigError(f"{model.path}: {piece.name}: {e}") from None
+            conv = next(layer for layer in piece.layers if isinstance(layer, Conv))
+            if channels is not None and conv.in_channels != channels:
+                # the file disagrees with itself: a config error, not the frames' (exit 3)
+                raise ConfigError(f"{model.path}: {piece.name} reads {conv.in_channels} "
+                                  f"channels, and {channels} reach it in the model itself")
+            channels = int(conv.weights.shape[0])
     return pieces
 
 

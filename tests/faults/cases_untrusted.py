@@ -233,6 +233,14 @@ def u3j(tmp):
                    r"m\.onnx: node 'conv' \(Conv\): cannot read it: groups 0 does not divide")
 
 
+@fault("U3m", "untrusted", "ONNX Conv whose groups read more channels than the graph's "
+       "input has (found by the fuzzer: exit 3 at the first frame, not 2 at load)")
+def u3m(tmp):
+    model = onnx_file(tmp / "m.onnx", group=2)
+    return refused(tmp, model_config(tmp, model),
+                   r"m\.onnx: conv \+ relu reads 6 channels, and 3 reach it in the model itself")
+
+
 @fault("U3k", "untrusted", "ONNX Conv padded by 10^9")
 def u3k(tmp):
     model = onnx_file(tmp / "m.onnx", pads=[10**9] * 4)
